@@ -1,0 +1,354 @@
+//! Orchestration: the only place that sequences I/O. Load state, ask the core, write the
+//! decision (state, events, timers, outbox) in one transaction, then dispatch.
+
+pub mod clock;
+
+use crate::chat::{ChatSink, DeliveryError};
+use crate::core::command::{self, Command};
+use crate::core::decide::{self, DeclareRequest, Refusal};
+use crate::core::message::{ButtonAction, Message, Visibility};
+use crate::core::{Decision, Incident, Platform, Policy, UserRef, channel, views};
+use crate::store::{Change, Store, StoreError};
+use chrono::Duration;
+use clock::Clock;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// How many times a command is re-decided when another writer got there first.
+const CONFLICT_RETRIES: usize = 5;
+/// An outbox row that failed this many times is given up and reported.
+const MAX_DELIVERY_ATTEMPTS: i32 = 10;
+/// How many open incidents `list` and the "not an incident channel" answer show.
+const LIST_LIMIT: i64 = 50;
+
+/// Where a command came from.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub platform: Platform,
+    /// The channel it was typed in.
+    pub channel: String,
+    pub actor: UserRef,
+}
+
+/// The running application: store, policy, clock and this replica's identity.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub policy: Policy,
+    pub clock: Arc<dyn Clock>,
+    /// Names this replica in leases.
+    pub owner: String,
+    pub lease: Duration,
+    /// Woken when a timer is planned, so the scheduler can sleep less.
+    pub timers_changed: Arc<Notify>,
+}
+
+fn unavailable(error: &StoreError) -> Message {
+    tracing::error!(%error, "store error while handling a request");
+    Message::notice(
+        Visibility::Ephemeral,
+        format!(
+            "warroom could not save or read incidents ({error}). Nothing was changed; please try again in a moment."
+        ),
+    )
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        lease: Duration,
+    ) -> App {
+        App {
+            store,
+            policy,
+            clock,
+            owner: replica_id(),
+            lease,
+            timers_changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Handle the text typed after `/incident`. Returns the direct answer to the person, if
+    /// any; everything posted to channels goes through the outbox.
+    pub async fn handle_command(&self, origin: &Origin, text: &str) -> Option<Message> {
+        let command = match command::parse(text) {
+            Ok(command) => command,
+            Err(error) => return Some(views::usage(&error)),
+        };
+        match self.run_command(origin, command).await {
+            Ok(reply) => reply,
+            Err(error) => Some(unavailable(&error)),
+        }
+    }
+
+    /// A button was pressed.
+    pub async fn handle_button(&self, origin: &Origin, action: &ButtonAction) -> Option<Message> {
+        let (key, command) = match action {
+            ButtonAction::Acknowledge { incident } => (*incident, Command::Ack),
+            ButtonAction::Resolve { incident } => {
+                (*incident, Command::Resolve { root_cause: None })
+            }
+        };
+        let result = async {
+            match self.store.incident(key).await? {
+                Some(incident) => {
+                    self.apply_with_retry(incident, &origin.actor, &command)
+                        .await
+                }
+                None => Ok(Some(views::refusal(format!("{key} does not exist.")))),
+            }
+        }
+        .await;
+        result.unwrap_or_else(|error| Some(unavailable(&error)))
+    }
+
+    async fn run_command(
+        &self,
+        origin: &Origin,
+        command: Command,
+    ) -> Result<Option<Message>, StoreError> {
+        let now = self.clock.now();
+        match command {
+            Command::Help { topic } => Ok(Some(views::help(topic))),
+            Command::List { all } => {
+                let incidents = self.store.incidents(all, LIST_LIMIT).await?;
+                Ok(Some(views::incident_list(&incidents, all, now)))
+            }
+            Command::Declare { title, severity } => {
+                self.declare(origin, title, severity).await.map(Some)
+            }
+            other => {
+                let name = other.name();
+                let Some(incident) = self.store.incident_by_channel(&origin.channel).await? else {
+                    let open = self.store.incidents(false, LIST_LIMIT).await?;
+                    return Ok(Some(views::not_in_incident_channel(name, &open, now)));
+                };
+                if other == Command::Timeline {
+                    let events = self.store.timeline(incident.key).await?;
+                    return Ok(Some(views::timeline(&incident, &events)));
+                }
+                self.apply_with_retry(incident, &origin.actor, &other).await
+            }
+        }
+    }
+
+    async fn declare(
+        &self,
+        origin: &Origin,
+        title: String,
+        severity: Option<crate::core::Severity>,
+    ) -> Result<Message, StoreError> {
+        let key = self.store.allocate_incident_key().await?;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.clock.now();
+            let base = channel::channel_base(&self.policy.channel_prefix, now.date_naive(), &title);
+            let taken = self.store.channel_names_with_prefix(&base).await?;
+            let name = channel::free_channel_name(&base, |n| taken.iter().any(|t| t == n));
+            let decision = decide::declare(
+                &self.policy,
+                DeclareRequest {
+                    key,
+                    title: title.clone(),
+                    severity,
+                    actor: origin.actor.clone(),
+                    platform: origin.platform,
+                    channel: name,
+                    now,
+                },
+            );
+            match self.commit(&decision, None, None).await {
+                Ok(()) => {
+                    tracing::info!(incident = %key, severity = %decision.incident.severity, channel = %decision.incident.channel, "incident declared");
+                    return Ok(decision.reply.unwrap_or_else(|| {
+                        Message::notice(Visibility::Ephemeral, format!("Declared {key}."))
+                    }));
+                }
+                // Another replica took the name between our read and our write: pick again.
+                Err(StoreError::ChannelTaken(_)) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(key.to_string()))
+    }
+
+    async fn apply_with_retry(
+        &self,
+        mut incident: Incident,
+        actor: &UserRef,
+        command: &Command,
+    ) -> Result<Option<Message>, StoreError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let decision =
+                match decide::apply(&self.policy, &incident, actor, command, self.clock.now()) {
+                    Ok(decision) => decision,
+                    Err(Refusal(message)) => return Ok(Some(message)),
+                };
+            match self.commit(&decision, Some(incident.version), None).await {
+                Ok(()) => {
+                    tracing::info!(incident = %incident.key, command = %command.name(), actor = %actor, "incident changed");
+                    return Ok(decision.reply);
+                }
+                Err(StoreError::Conflict(_)) => {
+                    incident = match self.store.incident(incident.key).await? {
+                        Some(fresh) => fresh,
+                        None => return Err(StoreError::Conflict(incident.key.to_string())),
+                    };
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(incident.key.to_string()))
+    }
+
+    async fn commit(
+        &self,
+        decision: &Decision,
+        expected_version: Option<i64>,
+        fired_timer: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .commit(Change {
+                incident: &decision.incident,
+                expected_version,
+                events: &decision.events,
+                timers: &decision.timers,
+                outbox: &decision.effects,
+                fired_timer: fired_timer.map(|id| (id, self.owner.as_str())),
+                now: self.clock.now(),
+            })
+            .await?;
+        if !decision.timers.is_empty() {
+            self.timers_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Fire every timer due now. Each fires in its own transaction with the change it causes;
+    /// a stale one (its fence moved on) is closed without effect. Returns how many fired.
+    pub async fn run_due_timers(&self) -> Result<usize, StoreError> {
+        let mut fired = 0;
+        loop {
+            let now = self.clock.now();
+            let timers = self
+                .store
+                .claim_due_timers(now, &self.owner, now + self.lease, 100)
+                .await?;
+            if timers.is_empty() {
+                return Ok(fired);
+            }
+            for timer in timers {
+                let mut done = false;
+                for _ in 0..CONFLICT_RETRIES {
+                    let now = self.clock.now();
+                    let Some(incident) = self.store.incident(timer.incident).await? else {
+                        self.store.discard_timer(timer.id, &self.owner, now).await?;
+                        done = true;
+                        break;
+                    };
+                    let Some(decision) = decide::fire_timer(
+                        &self.policy,
+                        &incident,
+                        timer.kind,
+                        timer.due_at,
+                        timer.fence,
+                        now,
+                    ) else {
+                        self.store.discard_timer(timer.id, &self.owner, now).await?;
+                        done = true;
+                        break;
+                    };
+                    match self
+                        .commit(&decision, Some(incident.version), Some(timer.id))
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::info!(incident = %incident.key, timer = timer.kind.as_str(), late_seconds = (now - timer.due_at).num_seconds(), "timer fired");
+                            fired += 1;
+                            done = true;
+                            break;
+                        }
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(StoreError::LeaseLost(what)) => {
+                            tracing::warn!(%what, "another replica took over a timer; leaving it to them");
+                            done = true;
+                            break;
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                if !done {
+                    tracing::warn!(
+                        timer = timer.id,
+                        "timer kept conflicting; it will be retried when its lease expires"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Deliver pending outbox rows of `sink`'s platform. Returns how many were delivered.
+    pub async fn dispatch_outbox(&self, sink: &dyn ChatSink) -> Result<usize, StoreError> {
+        let mut delivered = 0;
+        loop {
+            let now = self.clock.now();
+            let items = self
+                .store
+                .claim_outbox(sink.platform(), now, &self.owner, now + self.lease, 100)
+                .await?;
+            if items.is_empty() {
+                return Ok(delivered);
+            }
+            let mut retry_later = 0;
+            for item in &items {
+                match sink.deliver(item).await {
+                    Ok(()) => {
+                        self.store
+                            .outbox_delivered(item.id, &self.owner, self.clock.now())
+                            .await?;
+                        delivered += 1;
+                    }
+                    Err(DeliveryError::Retry { after, reason })
+                        if item.attempts < MAX_DELIVERY_ATTEMPTS =>
+                    {
+                        let backoff = Duration::seconds(1_i64 << item.attempts.clamp(0, 8));
+                        let wait = after
+                            .unwrap_or(backoff)
+                            .max(backoff.min(Duration::seconds(1)));
+                        tracing::warn!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed; will retry");
+                        self.store
+                            .outbox_failed(
+                                item.id,
+                                &self.owner,
+                                &reason,
+                                Some(self.clock.now() + wait),
+                            )
+                            .await?;
+                        retry_later += 1;
+                    }
+                    Err(
+                        DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason },
+                    ) => {
+                        tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
+                        self.store
+                            .outbox_failed(item.id, &self.owner, &reason, None)
+                            .await?;
+                    }
+                }
+            }
+            if retry_later == items.len() {
+                return Ok(delivered);
+            }
+        }
+    }
+}
+
+/// A name for this process in leases: host, pid and a random part.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "warroom".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}-{}-{nanos:08x}", std::process::id())
+}

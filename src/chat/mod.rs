@@ -1,0 +1,29 @@
+//! Chat adapters. Each knows one platform; all deliver the same chat-neutral effects.
+
+pub mod console;
+
+use crate::core::Platform;
+use crate::store::OutboxItem;
+use async_trait::async_trait;
+use chrono::Duration;
+
+/// Why a delivery failed, and whether to try again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Rate-limited, a 5xx or a timeout: try again, after `after` if the platform said.
+    #[error("temporary failure: {reason}")]
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The platform refused the request for good (a 4xx other than 429).
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+}
+
+/// Something that performs outbox effects on one platform.
+#[async_trait]
+pub trait ChatSink: Send + Sync {
+    fn platform(&self) -> Platform;
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError>;
+}

@@ -1,0 +1,374 @@
+//! The `warroom` command line: console, serve, check, migrate.
+
+use crate::app::App;
+use crate::app::clock::{Clock, SystemClock, VirtualClock};
+use crate::chat::console::{self, ConsoleOptions, ConsoleSink, Output};
+use crate::config::{self, Config, DatabaseTarget};
+use crate::core::{UserRef, views};
+use crate::http::{self, Heartbeat, HttpDeps};
+use crate::render::Renderer;
+use crate::store;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warroom",
+    version,
+    about = "Incident-response ChatOps bot: declare, escalate, page, and run runbooks from chat."
+)]
+pub struct Cli {
+    /// Configuration file (TOML); see warroom.example.toml. Keys can also be set as WARROOM_<SECTION>__<KEY>.
+    #[arg(long, global = true, env = "WARROOM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// An interactive incident channel in the terminal (also reads piped scripts).
+    Console(ConsoleArgs),
+    /// Run the long-lived bot: store, timer scheduler, and the HTTP endpoints.
+    Serve(DatabaseArgs),
+    /// Validate the configuration and templates; print every problem with file and line.
+    Check,
+    /// Apply the database schema migrations.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Args, Debug)]
+struct DatabaseArgs {
+    /// Database URL: postgres://… selects PostgreSQL, sqlite:PATH an SQLite file
+    /// (default: database.url / WARROOM_DATABASE__URL, else the SQLite file database.path).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ConsoleArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// SQLite file to use (default: database.path, ./warroom.db).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["ephemeral", "database_url"])]
+    db: Option<PathBuf>,
+    /// Use a temporary SQLite store that is deleted on exit.
+    #[arg(long, conflicts_with = "database_url")]
+    ephemeral: bool,
+    /// Start a clock that only moves with `:advance DURATION`.
+    #[arg(long)]
+    virtual_clock: bool,
+    /// Who you are in the console.
+    #[arg(long = "as", value_name = "USER")]
+    user: Option<String>,
+    /// The channel you start in.
+    #[arg(long, value_name = "NAME", default_value = "general")]
+    channel: String,
+}
+
+/// Run the command line; the exit code says whether it worked.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Commands::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Commands::Check => Ok(check(cli.config.as_deref())),
+        Commands::Migrate(args) => {
+            let config = load_config(cli.config.as_deref(), args.database_url.as_deref())?;
+            let store = store::open(&config).await?;
+            store.ping().await?;
+            println!(
+                "{}: schema is at version {} ({})",
+                store.backend(),
+                store::SCHEMA_VERSION,
+                describe(&config.database)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Serve(args) => {
+            let config = load_config(cli.config.as_deref(), args.database_url.as_deref())?;
+            serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Console(args) => {
+            let mut config =
+                load_config(cli.config.as_deref(), args.database.database_url.as_deref())?;
+            let _temp = if args.ephemeral {
+                let dir =
+                    tempfile::tempdir().context("creating a temporary folder for --ephemeral")?;
+                config.database = DatabaseTarget::Sqlite {
+                    path: dir.path().join("warroom.db"),
+                };
+                Some(dir)
+            } else {
+                if let Some(path) = args.db {
+                    config.database = DatabaseTarget::Sqlite { path };
+                }
+                None
+            };
+            run_console(config, args.virtual_clock, args.user, args.channel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_config(
+    file: Option<&std::path::Path>,
+    database_url: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut config = config::load(file)?;
+    if let Some(url) = database_url {
+        config.database = match DatabaseTarget::from_url(url, 8).map_err(anyhow::Error::msg)? {
+            DatabaseTarget::Postgres {
+                url,
+                pool_size: _,
+                schema: _,
+            } => {
+                let (schema, pool_size) = match &config.database {
+                    DatabaseTarget::Postgres {
+                        schema, pool_size, ..
+                    } => (schema.clone(), *pool_size),
+                    DatabaseTarget::Sqlite { .. } => (None, 8),
+                };
+                DatabaseTarget::Postgres {
+                    url,
+                    schema,
+                    pool_size,
+                }
+            }
+            sqlite => sqlite,
+        };
+    }
+    Ok(config)
+}
+
+fn describe(target: &DatabaseTarget) -> String {
+    match target {
+        DatabaseTarget::Sqlite { path } => format!("file {}", path.display()),
+        DatabaseTarget::Postgres { schema, .. } => match schema {
+            Some(schema) => format!("schema {schema}"),
+            None => "schema public".to_string(),
+        },
+    }
+}
+
+/// `warroom check`: configuration, then templates, then every template rendered strictly.
+fn check(file: Option<&std::path::Path>) -> ExitCode {
+    let mut problems: Vec<String> = Vec::new();
+    let config = match config::load(file) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            problems.extend(e.0.iter().map(ToString::to_string));
+            None
+        }
+    };
+    if let Some(config) = &config {
+        match Renderer::load(config.templates_dir.as_deref()) {
+            Ok(renderer) => {
+                let samples = views::samples(&config.policy, chrono::Utc::now());
+                problems.extend(
+                    renderer
+                        .check_samples(&samples)
+                        .iter()
+                        .map(ToString::to_string),
+                );
+            }
+            Err(template_problems) => {
+                problems.extend(template_problems.iter().map(ToString::to_string))
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!(
+            "ok: configuration and templates are valid{}",
+            file.map(|f| format!(" ({})", f.display()))
+                .unwrap_or_default()
+        );
+        ExitCode::SUCCESS
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
+        println!(
+            "{} problem{} found",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_console(
+    config: Config,
+    virtual_clock: bool,
+    user: Option<String>,
+    channel: String,
+) -> anyhow::Result<()> {
+    let user = match user.or_else(|| std::env::var("USER").ok()) {
+        Some(name) => UserRef::parse(&name).map_err(|e| anyhow::anyhow!("--as: {e}"))?,
+        None => UserRef::parse("responder").expect("valid default user"),
+    };
+    let channel = channel.trim_start_matches('#').to_string();
+    if channel.is_empty() {
+        bail!("--channel needs a name");
+    }
+    let renderer = Arc::new(Renderer::load(config.templates_dir.as_deref()).map_err(
+        |problems| {
+            anyhow::anyhow!(
+                "templates: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        },
+    )?);
+    let store = store::open(&config).await?;
+    let virtual_clock =
+        virtual_clock.then(|| Arc::new(VirtualClock::starting_at(chrono::Utc::now())));
+    let clock: Arc<dyn Clock> = match &virtual_clock {
+        Some(clock) => clock.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let app = App::new(store, config.policy.clone(), clock, config.scheduler.lease);
+    let output: Output = Arc::new(Mutex::new(Box::new(std::io::stdout())));
+    let sink = ConsoleSink::new(renderer, output);
+    let options = ConsoleOptions {
+        channel,
+        user,
+        virtual_clock,
+        prompt: std::io::stdin().is_terminal(),
+    };
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    console::run(&app, &sink, options, input).await
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = store::open(&config).await?;
+    tracing::info!(store = store.backend(), database = %describe(&config.database), "store ready");
+    let app = Arc::new(App::new(
+        store.clone(),
+        config.policy.clone(),
+        Arc::new(SystemClock),
+        config.scheduler.lease,
+    ));
+    let heartbeat = Arc::new(Heartbeat::default());
+    let poll = config.scheduler.poll_interval;
+    let scheduler = tokio::spawn(scheduler_loop(app.clone(), heartbeat.clone(), poll));
+    let deps = HttpDeps {
+        store,
+        scheduler: heartbeat,
+        stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
+            + chrono::Duration::seconds(10),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %config.listen, "listening");
+    axum::serve(listener, http::router(deps))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server stopped")?;
+    scheduler.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
+/// timer is planned. Store errors are logged and retried on the next pass.
+async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
+    loop {
+        match app.run_due_timers().await {
+            Ok(0) => {}
+            Ok(fired) => tracing::info!(fired, "timers fired"),
+            Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+        }
+        let now = app.clock.now();
+        heartbeat.beat(now);
+        let sleep = match app.store.next_timer_due().await {
+            Ok(Some(due)) => (due - now).to_std().unwrap_or_default().min(poll),
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the next timer");
+                poll
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {},
+            _ = app.timers_changed.notified() => {},
+        }
+    }
+}

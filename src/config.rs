@@ -1,0 +1,698 @@
+//! Configuration in two stages: raw TOML (built-in defaults, the user's file, `WARROOM_*`
+//! environment overrides), then a validated [`Config`] with typed values.
+
+use crate::core::severity::{ClassificationRule, ClassificationRules, Severity};
+use crate::core::{Policy, SeverityPolicy};
+use chrono::Duration;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The documented example file, which is also the built-in defaults.
+pub const DEFAULTS_TOML: &str = include_str!("../warroom.example.toml");
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "WARROOM_";
+
+/// A value that must never be printed (database URLs with passwords, tokens, secrets).
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"[redacted]\""
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    incidents: RawIncidents,
+    scheduler: RawScheduler,
+    templates: RawTemplates,
+    severities: RawSeverities,
+    classification: RawClassification,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Secret,
+    path: String,
+    schema: String,
+    pool_size: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncidents {
+    channel_prefix: String,
+    announce_channel: String,
+    postmortem_due: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    poll_interval: String,
+    lease: String,
+    lateness_note_after: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplates {
+    dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeverities {
+    p0: RawSeverity,
+    p1: RawSeverity,
+    p2: RawSeverity,
+    p3: RawSeverity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeverity {
+    name: String,
+    meaning: String,
+    respond_within: String,
+    status_update_every: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClassification {
+    default: String,
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    severity: String,
+    keywords: Vec<String>,
+}
+
+/// Where incidents are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// The embedded store in this file.
+    Sqlite { path: PathBuf },
+    /// A shared PostgreSQL database.
+    Postgres {
+        url: Secret,
+        schema: Option<String>,
+        pool_size: usize,
+    },
+}
+
+impl DatabaseTarget {
+    /// `postgres://…` or `postgresql://…` selects PostgreSQL; `sqlite:PATH` or a plain path
+    /// selects SQLite.
+    pub fn from_url(url: &str, pool_size: usize) -> Result<DatabaseTarget, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseTarget::Postgres {
+                url: Secret::new(url),
+                schema: None,
+                pool_size,
+            })
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or(url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("a sqlite: URL needs a file path, e.g. sqlite:warroom.db".into());
+            }
+            Ok(DatabaseTarget::Sqlite { path: path.into() })
+        } else {
+            Err("the database URL must start with postgres://, postgresql:// or sqlite:".into())
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub poll_interval: std::time::Duration,
+    pub lease: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: DatabaseTarget,
+    pub policy: Policy,
+    pub scheduler: SchedulerConfig,
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// One problem with the configuration: where, which key, what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// `file:line`, `file`, or `environment variable WARROOM_…`.
+    pub location: Option<String>,
+    /// Dotted key, e.g. `severities.p0.respond_within`; empty for a syntax error.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All problems found; loading reports every one, not just the first.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration:")?;
+        for problem in &self.0 {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Load the configuration: defaults, then `file` (if any), then the environment.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    load_with_env(file, Env::prefixed(ENV_PREFIX))
+}
+
+fn env_provider(env: Env) -> Env {
+    // Only sectioned keys (WARROOM_SECTION__KEY) are configuration; other WARROOM_ variables
+    // (such as WARROOM_TEST_DATABASE_URL) are not.
+    env.filter(|key| key.as_str().contains("__")).split("__")
+}
+
+fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+    let mut text = None;
+    if let Some(path) = file {
+        let content = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                location: Some(path.display().to_string()),
+                key: String::new(),
+                message: format!("cannot read the configuration file: {e}"),
+            }])
+        })?;
+        if let Err(e) = toml::from_str::<toml::Table>(&content) {
+            let line = e.span().map(|s| line_of_offset(&content, s.start));
+            return Err(ConfigError(vec![ConfigProblem {
+                location: Some(file_location(path, line)),
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.message()),
+            }]));
+        }
+        figment = figment.merge(Toml::string(&content));
+        text = Some((path, content));
+    }
+    figment = figment.merge(env_provider(env));
+    let locate = |key: &[String]| -> Option<String> {
+        if let Some(var) = env_var_for(key) {
+            return Some(format!("environment variable {var}"));
+        }
+        let (path, content) = text.as_ref()?;
+        let line = line_of_key(content, key);
+        line.map(|l| file_location(path, Some(l)))
+    };
+    let raw: RawConfig = figment.extract().map_err(|errors| {
+        ConfigError(
+            errors
+                .into_iter()
+                .map(|e| ConfigProblem {
+                    location: locate(&e.path),
+                    key: e.path.join("."),
+                    message: e.kind.to_string(),
+                })
+                .collect(),
+        )
+    })?;
+    validate(raw, &locate)
+}
+
+fn file_location(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// The environment variable that set `key`, if one did.
+fn env_var_for(key: &[String]) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    let name = format!("{ENV_PREFIX}{}", key.join("__").to_ascii_uppercase());
+    std::env::var_os(&name).map(|_| name)
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The 1-based line where a dotted key is set in a TOML file: tracks `[table]` and
+/// `[[array]]` headers and finds `key =` under the right one. Good enough to point a person
+/// at the line; `None` when the key is not written in the file.
+fn line_of_key(text: &str, key: &[String]) -> Option<usize> {
+    // Array indices (e.g. classification.rules.1.severity) are dropped: point at the key
+    // under the array's table header.
+    let key: Vec<&str> = key
+        .iter()
+        .map(String::as_str)
+        .filter(|k| k.parse::<usize>().is_err())
+        .collect();
+    let (last, table) = key.split_last()?;
+    let mut current: Vec<String> = Vec::new();
+    let mut table_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.trim_start_matches('[');
+            let name = header.split(']').next().unwrap_or("");
+            current = name
+                .split('.')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .collect();
+            if current == key {
+                table_line = Some(i + 1);
+            }
+            continue;
+        }
+        if let Some((lhs, _)) = line.split_once('=') {
+            let lhs: Vec<String> = lhs
+                .split('.')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .collect();
+            let full: Vec<&str> = current
+                .iter()
+                .map(String::as_str)
+                .chain(lhs.iter().map(String::as_str))
+                .collect();
+            if full == key
+                || (full.len() == table.len() + 1
+                    && full[..table.len()] == *table
+                    && full[table.len()] == *last)
+            {
+                return Some(i + 1);
+            }
+        }
+    }
+    table_line
+}
+
+fn validate(
+    raw: RawConfig,
+    locate: &dyn Fn(&[String]) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String| {
+        let path: Vec<String> = key.split('.').map(String::from).collect();
+        problems.push(ConfigProblem {
+            location: locate(&path),
+            key: key.to_string(),
+            message,
+        });
+    };
+    let duration = |key: &str, text: &str, problem: &mut dyn FnMut(&str, String)| {
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Duration::from_std(d).unwrap_or(Duration::MAX),
+            Ok(_) => {
+                problem(key, "must be longer than zero".into());
+                Duration::zero()
+            }
+            Err(e) => {
+                problem(
+                    key,
+                    format!("`{text}` is not a duration ({e}); write e.g. \"30m\" or \"1h 30m\""),
+                );
+                Duration::zero()
+            }
+        }
+    };
+
+    let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+        problem(
+            "server.listen",
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080 ({e})",
+                raw.server.listen
+            ),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+
+    let pool_size = match usize::try_from(raw.database.pool_size) {
+        Ok(n) if (1..=256).contains(&n) => n,
+        _ => {
+            problem(
+                "database.pool_size",
+                format!("must be between 1 and 256, not {}", raw.database.pool_size),
+            );
+            1
+        }
+    };
+    let database = if raw.database.url.expose().is_empty() {
+        if raw.database.path.trim().is_empty() {
+            problem(
+                "database.path",
+                "must name a file when database.url is empty".into(),
+            );
+        }
+        DatabaseTarget::Sqlite {
+            path: raw.database.path.clone().into(),
+        }
+    } else {
+        match DatabaseTarget::from_url(raw.database.url.expose(), pool_size) {
+            Ok(DatabaseTarget::Postgres { url, pool_size, .. }) => {
+                let schema = raw.database.schema.trim();
+                if !schema.is_empty() && !valid_identifier(schema) {
+                    problem(
+                        "database.schema",
+                        format!("`{schema}` is not a plain identifier (letters, digits, _)"),
+                    );
+                }
+                DatabaseTarget::Postgres {
+                    url,
+                    schema: (!schema.is_empty()).then(|| schema.to_string()),
+                    pool_size,
+                }
+            }
+            Ok(other) => other,
+            Err(e) => {
+                problem("database.url", e);
+                DatabaseTarget::Sqlite {
+                    path: raw.database.path.clone().into(),
+                }
+            }
+        }
+    };
+
+    let severity_policy =
+        |name: &str, raw: &RawSeverity, problem: &mut dyn FnMut(&str, String)| SeverityPolicy {
+            name: raw.name.clone(),
+            meaning: raw.meaning.clone(),
+            respond_within: duration(
+                &format!("severities.{name}.respond_within"),
+                &raw.respond_within,
+                problem,
+            ),
+            status_update_every: duration(
+                &format!("severities.{name}.status_update_every"),
+                &raw.status_update_every,
+                problem,
+            ),
+        };
+    let severities = [
+        severity_policy("p0", &raw.severities.p0, &mut problem),
+        severity_policy("p1", &raw.severities.p1, &mut problem),
+        severity_policy("p2", &raw.severities.p2, &mut problem),
+        severity_policy("p3", &raw.severities.p3, &mut problem),
+    ];
+
+    let default = raw
+        .classification
+        .default
+        .parse::<Severity>()
+        .unwrap_or_else(|e| {
+            problem("classification.default", e.to_string());
+            Severity::P2
+        });
+    let mut rules = Vec::new();
+    for (i, rule) in raw.classification.rules.iter().enumerate() {
+        let severity = match rule.severity.parse::<Severity>() {
+            Ok(s) => s,
+            Err(e) => {
+                problem(&format!("classification.rules.{i}.severity"), e.to_string());
+                continue;
+            }
+        };
+        let keywords: Vec<String> = rule
+            .keywords
+            .iter()
+            .map(|k| k.trim().to_lowercase())
+            .collect();
+        if let Some(empty) = keywords
+            .iter()
+            .position(|k| !k.chars().any(char::is_alphanumeric))
+        {
+            problem(
+                &format!("classification.rules.{i}.keywords"),
+                format!("keyword {} has no letters or digits", empty + 1),
+            );
+        }
+        rules.push(ClassificationRule { severity, keywords });
+    }
+
+    if !raw
+        .incidents
+        .channel_prefix
+        .chars()
+        .any(|c| c.is_ascii_alphanumeric())
+    {
+        problem(
+            "incidents.channel_prefix",
+            "needs at least one letter or digit".into(),
+        );
+    }
+    if raw.incidents.announce_channel.trim().is_empty() {
+        problem("incidents.announce_channel", "must name a channel".into());
+    }
+    let postmortem_due = duration(
+        "incidents.postmortem_due",
+        &raw.incidents.postmortem_due,
+        &mut problem,
+    );
+    let poll_interval = duration(
+        "scheduler.poll_interval",
+        &raw.scheduler.poll_interval,
+        &mut problem,
+    );
+    let lease = duration("scheduler.lease", &raw.scheduler.lease, &mut problem);
+    let lateness_note_after = duration(
+        "scheduler.lateness_note_after",
+        &raw.scheduler.lateness_note_after,
+        &mut problem,
+    );
+
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    Ok(Config {
+        listen,
+        database,
+        policy: Policy {
+            severities,
+            classification: ClassificationRules { rules, default },
+            channel_prefix: raw.incidents.channel_prefix.trim().to_string(),
+            announce_channel: raw
+                .incidents
+                .announce_channel
+                .trim()
+                .trim_start_matches('#')
+                .to_string(),
+            postmortem_due,
+            lateness_note_after,
+        },
+        scheduler: SchedulerConfig {
+            poll_interval: poll_interval
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(5)),
+            lease,
+        },
+        templates_dir: (!raw.templates.dir.trim().is_empty())
+            .then(|| PathBuf::from(raw.templates.dir.trim())),
+    })
+}
+
+fn valid_identifier(text: &str) -> bool {
+    text.len() <= 63
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env() -> Env {
+        Env::prefixed("WARROOM_UNIT_TEST_NO_SUCH_PREFIX_")
+    }
+
+    fn file(content: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_the_design_defaults() {
+        let config = load_with_env(None, no_env()).unwrap();
+        let p = &config.policy;
+        let mins = |s: Severity| p.severity(s).respond_within.num_minutes();
+        assert_eq!(
+            [
+                mins(Severity::P0),
+                mins(Severity::P1),
+                mins(Severity::P2),
+                mins(Severity::P3)
+            ],
+            [15, 60, 240, 1440]
+        );
+        assert!(
+            p.severities
+                .iter()
+                .all(|s| s.status_update_every == Duration::minutes(30))
+        );
+        assert_eq!(p.postmortem_due, Duration::hours(48));
+        assert_eq!(p.classification.default, Severity::P2);
+        assert_eq!(
+            p.classification.classify("API returning 503s").0,
+            Severity::P1
+        );
+        assert_eq!(
+            p.classification.classify("Partial outage in EU").0,
+            Severity::P1
+        );
+        assert_eq!(p.classification.classify("Payments down").0, Severity::P0);
+        assert_eq!(
+            p.classification.classify("typo on the pricing page").0,
+            Severity::P3
+        );
+        assert_eq!(
+            config.database,
+            DatabaseTarget::Sqlite {
+                path: "warroom.db".into()
+            }
+        );
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_problems_name_key_and_line() {
+        let f = file("[severities.p0]\nrespond_within = \"10m\"\n");
+        let config = load_with_env(Some(f.path()), no_env()).unwrap();
+        assert_eq!(
+            config.policy.severity(Severity::P0).respond_within,
+            Duration::minutes(10)
+        );
+        assert_eq!(config.policy.severity(Severity::P0).name, "Critical");
+
+        let f = file(
+            "# comment\n[severities.p1]\nrespond_within = \"soon\"\n[classification]\ndefault = \"P9\"\n",
+        );
+        let err = load_with_env(Some(f.path()), no_env()).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 2, "{text}");
+        assert!(
+            text.contains(&format!(
+                "{}:3: severities.p1.respond_within: `soon` is not a duration",
+                f.path().display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(":5: classification.default: `P9` is not a severity"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_reported_with_lines() {
+        let f = file("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        let err = load_with_env(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let f = file("[server]\nlisten = \n");
+        let err = load_with_env(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2: not valid TOML"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
+    fn environment_overrides_every_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARROOM_DATABASE__URL", "postgres://u:hunter2@localhost/db");
+            jail.set_env("WARROOM_SEVERITIES__P3__RESPOND_WITHIN", "2d");
+            jail.set_env("WARROOM_TEST_DATABASE_URL", "not configuration");
+            let config = load(None).unwrap();
+            assert!(
+                matches!(&config.database, DatabaseTarget::Postgres { url, .. } if url.expose().contains("hunter2"))
+            );
+            assert_eq!(
+                config.policy.severity(Severity::P3).respond_within,
+                Duration::days(2)
+            );
+            let debug = format!("{config:?}");
+            assert!(
+                !debug.contains("hunter2"),
+                "secrets must not appear in Debug: {debug}"
+            );
+            assert!(debug.contains("[redacted]"));
+
+            jail.set_env("WARROOM_SEVERITIES__P0__RESPOND_WITHIN", "whenever");
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("environment variable WARROOM_SEVERITIES__P0__RESPOND_WITHIN: severities.p0.respond_within"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_urls() {
+        assert!(matches!(
+            DatabaseTarget::from_url("postgresql://x/y", 2),
+            Ok(DatabaseTarget::Postgres { pool_size: 2, .. })
+        ));
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite:/tmp/a.db", 2),
+            Ok(DatabaseTarget::Sqlite {
+                path: "/tmp/a.db".into()
+            })
+        );
+        assert!(DatabaseTarget::from_url("mysql://x", 2).is_err());
+        assert!(DatabaseTarget::from_url("sqlite:", 2).is_err());
+    }
+}

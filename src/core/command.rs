@@ -1,0 +1,609 @@
+//! The `/incident` command language: one parser for Slack, Discord and the console.
+//!
+//! Parsing never panics and never allocates more than a bounded multiple of its input;
+//! every error carries the usage line of the command that was meant.
+
+use super::incident::Status;
+use super::severity::Severity;
+use super::text::{UserRef, clean_text};
+use std::fmt;
+
+/// Longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest status update or root cause accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 2_000;
+
+/// A command a person typed after `/incident`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Declare {
+        title: String,
+        severity: Option<Severity>,
+    },
+    Ack,
+    Sev(Severity),
+    Commander(UserRef),
+    Status(Status),
+    Update(String),
+    Resolve {
+        root_cause: Option<String>,
+    },
+    Timeline,
+    List {
+        all: bool,
+    },
+    Help {
+        topic: Option<CommandName>,
+    },
+}
+
+impl Command {
+    /// Which command this is.
+    pub fn name(&self) -> CommandName {
+        match self {
+            Command::Declare { .. } => CommandName::Declare,
+            Command::Ack => CommandName::Ack,
+            Command::Sev(_) => CommandName::Sev,
+            Command::Commander(_) => CommandName::Commander,
+            Command::Status(_) => CommandName::Status,
+            Command::Update(_) => CommandName::Update,
+            Command::Resolve { .. } => CommandName::Resolve,
+            Command::Timeline => CommandName::Timeline,
+            Command::List { .. } => CommandName::List,
+            Command::Help { .. } => CommandName::Help,
+        }
+    }
+}
+
+/// The names of the commands, for help and usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandName {
+    Declare,
+    Ack,
+    Sev,
+    Commander,
+    Status,
+    Update,
+    Resolve,
+    Timeline,
+    List,
+    Help,
+}
+
+impl CommandName {
+    pub const ALL: [CommandName; 10] = [
+        CommandName::Declare,
+        CommandName::Ack,
+        CommandName::Sev,
+        CommandName::Commander,
+        CommandName::Status,
+        CommandName::Update,
+        CommandName::Resolve,
+        CommandName::Timeline,
+        CommandName::List,
+        CommandName::Help,
+    ];
+
+    /// Look a command up by name or alias (case-insensitive).
+    pub fn lookup(word: &str) -> Option<CommandName> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "declare" | "open" => CommandName::Declare,
+            "ack" | "acknowledge" => CommandName::Ack,
+            "sev" | "severity" => CommandName::Sev,
+            "commander" | "assign" => CommandName::Commander,
+            "status" => CommandName::Status,
+            "update" => CommandName::Update,
+            "resolve" => CommandName::Resolve,
+            "timeline" => CommandName::Timeline,
+            "list" => CommandName::List,
+            "help" => CommandName::Help,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandName::Declare => "declare",
+            CommandName::Ack => "ack",
+            CommandName::Sev => "sev",
+            CommandName::Commander => "commander",
+            CommandName::Status => "status",
+            CommandName::Update => "update",
+            CommandName::Resolve => "resolve",
+            CommandName::Timeline => "timeline",
+            CommandName::List => "list",
+            CommandName::Help => "help",
+        }
+    }
+
+    /// The usage line, e.g. `declare <title> [--sev P0|P1|P2|P3]`.
+    pub fn usage(self) -> &'static str {
+        match self {
+            CommandName::Declare => "declare <title> [--sev P0|P1|P2|P3]   (alias: open)",
+            CommandName::Ack => "ack",
+            CommandName::Sev => "sev <P0|P1|P2|P3>",
+            CommandName::Commander => "commander <user>   (alias: assign)",
+            CommandName::Status => "status <investigating|identified|monitoring>",
+            CommandName::Update => "update <text>",
+            CommandName::Resolve => "resolve [root cause]",
+            CommandName::Timeline => "timeline",
+            CommandName::List => "list [--all]",
+            CommandName::Help => "help [command]",
+        }
+    }
+
+    /// One sentence on what the command does.
+    pub fn summary(self) -> &'static str {
+        match self {
+            CommandName::Declare => {
+                "Declare a new incident: opens a channel, pages the on-call and posts the alert."
+            }
+            CommandName::Ack => "Acknowledge the incident of this channel; stops escalation.",
+            CommandName::Sev => "Change the severity of the incident of this channel.",
+            CommandName::Commander => "Make someone the incident commander.",
+            CommandName::Status => "Move the incident to investigating, identified or monitoring.",
+            CommandName::Update => "Post a status update (resets the 30-minute reminder).",
+            CommandName::Resolve => "Resolve the incident, optionally with the root cause.",
+            CommandName::Timeline => "Show every event of the incident with actor and time.",
+            CommandName::List => "List open incidents (--all includes resolved ones).",
+            CommandName::Help => "Show the commands, or the details of one.",
+        }
+    }
+
+    /// Whether the command acts on the incident of the current channel.
+    pub fn needs_incident(self) -> bool {
+        !matches!(
+            self,
+            CommandName::Declare | CommandName::List | CommandName::Help
+        )
+    }
+}
+
+impl fmt::Display for CommandName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A command that could not be parsed: what was wrong, and the usage to follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// What was wrong, in one sentence for a person.
+    pub problem: String,
+    /// The command the person meant, when known.
+    pub command: Option<CommandName>,
+}
+
+impl ParseError {
+    fn new(command: Option<CommandName>, problem: impl Into<String>) -> Self {
+        ParseError {
+            problem: problem.into(),
+            command,
+        }
+    }
+
+    /// The usage lines to show with the problem.
+    pub fn usage(&self) -> Vec<&'static str> {
+        match self.command {
+            Some(name) => vec![name.usage()],
+            None => CommandName::ALL.iter().map(|c| c.usage()).collect(),
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} Usage: ", self.problem)?;
+        let usage = self.usage();
+        for (i, line) in usage.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            write!(f, "/incident {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parse the text typed after `/incident` (a leading `/incident` is accepted too).
+pub fn parse(input: &str) -> Result<Command, ParseError> {
+    let cleaned = clean_text(input);
+    let mut rest = cleaned.trim();
+    if let Some(after) = strip_word(rest, "/incident") {
+        rest = after;
+    }
+    let (word, args) = split_first_word(rest);
+    if word.is_empty() {
+        return Err(ParseError::new(None, "No command given."));
+    }
+    let Some(name) = CommandName::lookup(word) else {
+        return Err(ParseError::new(
+            None,
+            format!("Unknown command `{}`.", truncate_chars(word, 40)),
+        ));
+    };
+    let args = args.trim();
+    match name {
+        CommandName::Declare => parse_declare(args),
+        CommandName::Ack => no_args(name, args, Command::Ack),
+        CommandName::Timeline => no_args(name, args, Command::Timeline),
+        CommandName::Sev => {
+            if args.is_empty() {
+                return Err(ParseError::new(Some(name), "Which severity?"));
+            }
+            one_word(name, args)?
+                .parse::<Severity>()
+                .map(Command::Sev)
+                .map_err(|e| ParseError::new(Some(name), format!("{e}.")))
+        }
+        CommandName::Commander => {
+            if args.is_empty() {
+                return Err(ParseError::new(Some(name), "Who should be commander?"));
+            }
+            UserRef::parse(one_word(name, args)?)
+                .map(Command::Commander)
+                .map_err(|e| ParseError::new(Some(name), format!("{e}.")))
+        }
+        CommandName::Status => {
+            if args.is_empty() {
+                return Err(ParseError::new(Some(name), "Which status?"));
+            }
+            let word = one_word(name, args)?;
+            match word.to_ascii_lowercase().as_str() {
+                "investigating" => Ok(Command::Status(Status::Investigating)),
+                "identified" => Ok(Command::Status(Status::Identified)),
+                "monitoring" => Ok(Command::Status(Status::Monitoring)),
+                "resolved" => Err(ParseError::new(
+                    Some(name),
+                    "To resolve, use `/incident resolve [root cause]`.",
+                )),
+                _ => Err(ParseError::new(
+                    Some(name),
+                    format!(
+                        "`{}` is not a status; use investigating, identified or monitoring.",
+                        truncate_chars(word, 40)
+                    ),
+                )),
+            }
+        }
+        CommandName::Update => {
+            let text = bounded_text(name, args, "update")?;
+            if text.is_empty() {
+                return Err(ParseError::new(Some(name), "The update has no text."));
+            }
+            Ok(Command::Update(text))
+        }
+        CommandName::Resolve => {
+            let text = bounded_text(name, args, "root cause")?;
+            Ok(Command::Resolve {
+                root_cause: (!text.is_empty()).then_some(text),
+            })
+        }
+        CommandName::List => match args {
+            "" => Ok(Command::List { all: false }),
+            "--all" | "all" => Ok(Command::List { all: true }),
+            other => Err(ParseError::new(
+                Some(name),
+                format!("Unexpected `{}`.", truncate_chars(other, 40)),
+            )),
+        },
+        CommandName::Help => {
+            if args.is_empty() {
+                return Ok(Command::Help { topic: None });
+            }
+            let word = one_word(name, args)?;
+            match CommandName::lookup(word) {
+                Some(topic) => Ok(Command::Help { topic: Some(topic) }),
+                None => Err(ParseError::new(
+                    None,
+                    format!("There is no command `{}`.", truncate_chars(word, 40)),
+                )),
+            }
+        }
+    }
+}
+
+fn parse_declare(args: &str) -> Result<Command, ParseError> {
+    let name = CommandName::Declare;
+    let mut severity = None;
+    let mut title_words: Vec<&str> = Vec::new();
+    let mut words = args.split_whitespace();
+    while let Some(word) = words.next() {
+        let value = if let Some(v) = word.strip_prefix("--sev=") {
+            Some(v)
+        } else if word == "--sev" || word == "--severity" {
+            match words.next() {
+                Some(v) => Some(v),
+                None => {
+                    return Err(ParseError::new(Some(name), "--sev needs a value."));
+                }
+            }
+        } else {
+            None
+        };
+        match value {
+            Some(v) => {
+                if severity.is_some() {
+                    return Err(ParseError::new(Some(name), "--sev was given twice."));
+                }
+                severity = Some(
+                    v.parse::<Severity>()
+                        .map_err(|e| ParseError::new(Some(name), format!("{e}.")))?,
+                );
+            }
+            None => title_words.push(word),
+        }
+    }
+    let joined = title_words.join(" ");
+    let title = strip_quotes(&joined).trim();
+    if title.is_empty() {
+        return Err(ParseError::new(Some(name), "The incident needs a title."));
+    }
+    let count = title.chars().count();
+    if count > MAX_TITLE_CHARS {
+        return Err(ParseError::new(
+            Some(name),
+            format!(
+                "The title is {count} characters long; keep it under {MAX_TITLE_CHARS} and put details in `/incident update`."
+            ),
+        ));
+    }
+    Ok(Command::Declare {
+        title: title.to_string(),
+        severity,
+    })
+}
+
+fn bounded_text(name: CommandName, args: &str, what: &str) -> Result<String, ParseError> {
+    let text = strip_quotes(args).trim();
+    let count = text.chars().count();
+    if count > MAX_TEXT_CHARS {
+        return Err(ParseError::new(
+            Some(name),
+            format!("The {what} is {count} characters long; the limit is {MAX_TEXT_CHARS}."),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn no_args(name: CommandName, args: &str, command: Command) -> Result<Command, ParseError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(ParseError::new(
+            Some(name),
+            format!(
+                "`{name}` takes no arguments (got `{}`).",
+                truncate_chars(args, 40)
+            ),
+        ))
+    }
+}
+
+fn one_word(name: CommandName, args: &str) -> Result<&str, ParseError> {
+    let mut parts = args.split_whitespace();
+    let first = parts.next().unwrap_or("");
+    if parts.next().is_some() {
+        return Err(ParseError::new(
+            Some(name),
+            format!("`{name}` takes one argument."),
+        ));
+    }
+    Ok(first)
+}
+
+fn split_first_word(text: &str) -> (&str, &str) {
+    match text.find(char::is_whitespace) {
+        Some(i) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    }
+}
+
+fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let (first, rest) = split_first_word(text);
+    first
+        .eq_ignore_ascii_case(word)
+        .then_some(rest.trim_start())
+}
+
+fn strip_quotes(text: &str) -> &str {
+    let t = text.trim();
+    for (open, close) in [('"', '"'), ('\'', '\''), ('“', '”')] {
+        if let Some(inner) = t.strip_prefix(open).and_then(|s| s.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    t
+}
+
+/// At most `max` characters of `text`, with an ellipsis when cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Command {
+        parse(text).unwrap_or_else(|e| panic!("{text:?} failed: {e}"))
+    }
+
+    fn err(text: &str) -> ParseError {
+        parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn declare_with_and_without_severity() {
+        assert_eq!(
+            ok("declare API returning 503s"),
+            Command::Declare {
+                title: "API returning 503s".into(),
+                severity: None
+            }
+        );
+        assert_eq!(
+            ok("/incident open API down --sev P0"),
+            Command::Declare {
+                title: "API down".into(),
+                severity: Some(Severity::P0)
+            }
+        );
+        assert_eq!(
+            ok("declare --sev=p2 \"Slow search\""),
+            Command::Declare {
+                title: "Slow search".into(),
+                severity: Some(Severity::P2)
+            }
+        );
+    }
+
+    #[test]
+    fn declare_errors() {
+        assert_eq!(err("declare").problem, "The incident needs a title.");
+        assert_eq!(err("declare --sev P1").command, Some(CommandName::Declare));
+        assert!(err("declare x --sev").problem.contains("needs a value"));
+        assert!(
+            err("declare x --sev P7")
+                .problem
+                .contains("`P7` is not a severity")
+        );
+        assert!(err("declare x --sev P1 --sev P2").problem.contains("twice"));
+        let long = format!("declare {}", "a".repeat(10_000));
+        let e = err(&long);
+        assert!(e.problem.contains("10000 characters"), "{}", e.problem);
+        assert!(
+            e.to_string().len() < 400,
+            "error must not echo the whole title"
+        );
+    }
+
+    #[test]
+    fn simple_commands() {
+        assert_eq!(ok("ack"), Command::Ack);
+        assert_eq!(ok("ACKNOWLEDGE"), Command::Ack);
+        assert_eq!(ok("timeline"), Command::Timeline);
+        assert_eq!(ok("sev p0"), Command::Sev(Severity::P0));
+        assert_eq!(ok("severity P3"), Command::Sev(Severity::P3));
+        assert_eq!(ok("list"), Command::List { all: false });
+        assert_eq!(ok("list --all"), Command::List { all: true });
+        assert_eq!(ok("help"), Command::Help { topic: None });
+        assert_eq!(
+            ok("help open"),
+            Command::Help {
+                topic: Some(CommandName::Declare)
+            }
+        );
+        assert_eq!(ok("status identified"), Command::Status(Status::Identified));
+        assert_eq!(ok("status Monitoring"), Command::Status(Status::Monitoring));
+        assert_eq!(
+            ok("status investigating"),
+            Command::Status(Status::Investigating)
+        );
+        assert_eq!(
+            ok("update  DB failover done "),
+            Command::Update("DB failover done".into())
+        );
+        assert_eq!(ok("resolve"), Command::Resolve { root_cause: None });
+        assert_eq!(
+            ok("resolve bad config push"),
+            Command::Resolve {
+                root_cause: Some("bad config push".into())
+            }
+        );
+    }
+
+    #[test]
+    fn commander_accepts_mentions() {
+        assert_eq!(
+            ok("commander @alice"),
+            Command::Commander(UserRef::parse("alice").unwrap())
+        );
+        assert_eq!(
+            ok("assign <@U123ABC|bob>"),
+            Command::Commander(UserRef::parse("U123ABC").unwrap())
+        );
+        assert!(err("commander").problem.contains("Who"));
+        assert!(err("commander a b").problem.contains("one argument"));
+        assert!(err("commander <!channel>").command == Some(CommandName::Commander));
+    }
+
+    #[test]
+    fn every_error_has_usage() {
+        for text in [
+            "",
+            "   ",
+            "frobnicate",
+            "ack now",
+            "sev",
+            "sev P7",
+            "sev P1 P2",
+            "status",
+            "status resolved",
+            "status sleeping",
+            "update",
+            "list everything",
+            "help nope",
+            "timeline x",
+            "commander",
+        ] {
+            let e = err(text);
+            assert!(!e.usage().is_empty(), "{text:?}");
+            assert!(e.to_string().contains("Usage: /incident "), "{text:?}: {e}");
+        }
+        assert_eq!(err("").problem, "No command given.");
+        assert!(
+            err("frobnicate")
+                .problem
+                .contains("Unknown command `frobnicate`")
+        );
+        assert_eq!(err("frobnicate").usage().len(), CommandName::ALL.len());
+        assert_eq!(err("sev P7").usage(), vec!["sev <P0|P1|P2|P3>"]);
+    }
+
+    #[test]
+    fn control_characters_are_cleaned() {
+        assert_eq!(
+            ok("declare DB\u{0}down\u{7}\tnow\r\n"),
+            Command::Declare {
+                title: "DB down now".into(),
+                severity: None
+            }
+        );
+        assert_eq!(err("\u{1b}[31m").command, None);
+    }
+
+    #[test]
+    fn long_update_is_refused() {
+        let e = err(&format!("update {}", "x".repeat(MAX_TEXT_CHARS + 1)));
+        assert!(e.problem.contains("the limit is 2000"));
+    }
+
+    #[test]
+    fn parser_survives_arbitrary_bytes() {
+        // A small deterministic fuzz: every prefix of a nasty string parses or errors.
+        let nasty = "declare \u{0}\u{ffff}é🔥 --sev\u{200b} P0 \"'“ <!here> @everyone --sev=";
+        for end in nasty.char_indices().map(|(i, _)| i) {
+            let _ = parse(&nasty[..end]);
+        }
+        let mut seed: u32 = 7;
+        for _ in 0..2_000 {
+            let len = (seed % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    char::from_u32(seed >> 16 & 0x7ff).unwrap_or('x')
+                })
+                .collect();
+            let _ = parse(&s);
+            let _ = parse(&format!("declare {s}"));
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The incident record, its lifecycle states and its timeline events.
+
+use super::channel::ChannelName;
+use super::severity::{Severity, SeverityReason};
+use super::text::UserRef;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The human key of an incident, `INC-<n>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentKey(pub i64);
+
+impl fmt::Display for IncidentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+impl FromStr for IncidentKey {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text
+            .trim()
+            .strip_prefix("INC-")
+            .or_else(|| text.trim().strip_prefix("inc-"))
+            .unwrap_or(text.trim());
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(IncidentKey(n)),
+            _ => Err(format!("`{text}` is not an incident key like INC-12")),
+        }
+    }
+}
+
+/// Lifecycle: investigating → acknowledged → identified → monitoring → resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Investigating,
+    Acknowledged,
+    Identified,
+    Monitoring,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Investigating => "investigating",
+            Status::Acknowledged => "acknowledged",
+            Status::Identified => "identified",
+            Status::Monitoring => "monitoring",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        self != Status::Resolved
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "investigating" => Status::Investigating,
+            "acknowledged" => Status::Acknowledged,
+            "identified" => Status::Identified,
+            "monitoring" => Status::Monitoring,
+            "resolved" => Status::Resolved,
+            other => return Err(format!("unknown status `{other}`")),
+        })
+    }
+}
+
+/// Which chat platform an incident lives on; routes its outbound messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Console,
+    Slack,
+    Discord,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Console => "console",
+            Platform::Slack => "slack",
+            Platform::Discord => "discord",
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "console" => Platform::Console,
+            "slack" => Platform::Slack,
+            "discord" => Platform::Discord,
+            other => return Err(format!("unknown platform `{other}`")),
+        })
+    }
+}
+
+/// One incident as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incident {
+    pub key: IncidentKey,
+    pub title: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub platform: Platform,
+    pub channel: ChannelName,
+    pub commander: UserRef,
+    pub declared_by: UserRef,
+    pub declared_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<UserRef>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub root_cause: Option<String>,
+    pub last_update_at: DateTime<Utc>,
+    /// Fencing token for escalation timers: bumped by ack, severity change and resolve.
+    pub escalation_generation: i64,
+    /// Fencing token for status-update reminders: bumped by every update and by resolve.
+    pub reminder_generation: i64,
+    /// Optimistic-concurrency version; the store bumps it on every write.
+    pub version: i64,
+}
+
+/// Who did something: a person, or warroom itself (timers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    User(UserRef),
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User(u) => write!(f, "@{u}"),
+            Actor::System => f.write_str("warroom"),
+        }
+    }
+}
+
+/// What happened, as recorded in the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    Declared {
+        title: String,
+        severity: Severity,
+        reason: SeverityReason,
+    },
+    Acknowledged,
+    SeverityChanged {
+        from: Severity,
+        to: Severity,
+    },
+    CommanderAssigned {
+        from: UserRef,
+        to: UserRef,
+    },
+    StatusChanged {
+        from: Status,
+        to: Status,
+    },
+    StatusUpdate {
+        text: String,
+    },
+    Resolved {
+        root_cause: Option<String>,
+    },
+    ReminderSent {
+        late_by_seconds: i64,
+    },
+}
+
+impl EventKind {
+    /// A short stable name, stored in its own column for queries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Declared { .. } => "declared",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::SeverityChanged { .. } => "severity_changed",
+            EventKind::CommanderAssigned { .. } => "commander_assigned",
+            EventKind::StatusChanged { .. } => "status_changed",
+            EventKind::StatusUpdate { .. } => "status_update",
+            EventKind::Resolved { .. } => "resolved",
+            EventKind::ReminderSent { .. } => "reminder_sent",
+        }
+    }
+
+    /// One line for the timeline view.
+    pub fn describe(&self) -> String {
+        match self {
+            EventKind::Declared {
+                title,
+                severity,
+                reason,
+            } => format!("declared \"{title}\" ({})", reason.explain(*severity)),
+            EventKind::Acknowledged => "acknowledged".to_string(),
+            EventKind::SeverityChanged { from, to } => format!("severity {from} → {to}"),
+            EventKind::CommanderAssigned { from, to } => format!("commander @{from} → @{to}"),
+            EventKind::StatusChanged { from, to } => format!("status {from} → {to}"),
+            EventKind::StatusUpdate { text } => format!("update: {text}"),
+            EventKind::Resolved { root_cause } => match root_cause {
+                Some(cause) => format!("resolved; root cause: {cause}"),
+                None => "resolved".to_string(),
+            },
+            EventKind::ReminderSent { late_by_seconds } if *late_by_seconds >= 60 => format!(
+                "status-update reminder sent ({} late)",
+                super::human_duration(chrono::Duration::seconds(*late_by_seconds))
+            ),
+            EventKind::ReminderSent { .. } => "status-update reminder sent".to_string(),
+        }
+    }
+}
+
+/// One timeline entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub kind: EventKind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        assert_eq!(IncidentKey(12).to_string(), "INC-12");
+        assert_eq!("INC-12".parse::<IncidentKey>(), Ok(IncidentKey(12)));
+        assert_eq!("7".parse::<IncidentKey>(), Ok(IncidentKey(7)));
+        assert!("INC-0".parse::<IncidentKey>().is_err());
+        assert!("INC-x".parse::<IncidentKey>().is_err());
+    }
+
+    #[test]
+    fn statuses_and_platforms_round_trip() {
+        for s in [
+            Status::Investigating,
+            Status::Acknowledged,
+            Status::Identified,
+            Status::Monitoring,
+            Status::Resolved,
+        ] {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+        for p in [Platform::Console, Platform::Slack, Platform::Discord] {
+            assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
+        }
+    }
+}

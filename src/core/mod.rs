@@ -1,0 +1,177 @@
+//! The pure domain: command grammar, severity, incident state machine, channel names,
+//! messages and effects. No I/O, no clock reads, no async: `now` is always an argument.
+
+pub mod channel;
+pub mod command;
+pub mod decide;
+pub mod incident;
+pub mod message;
+pub mod severity;
+pub mod text;
+pub mod views;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use channel::ChannelName;
+pub use command::{Command, CommandName, ParseError};
+pub use incident::{Actor, EventKind, Incident, IncidentKey, Platform, Status, TimelineEvent};
+pub use message::Message;
+pub use severity::{ClassificationRules, Severity, SeverityReason};
+pub use text::UserRef;
+
+/// What the configuration says about one severity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeverityPolicy {
+    /// e.g. "Critical".
+    pub name: String,
+    /// e.g. "complete outage, data corruption or loss, security breach".
+    pub meaning: String,
+    /// Time to acknowledge.
+    pub respond_within: Duration,
+    /// How often a status update is due while the incident is open.
+    pub status_update_every: Duration,
+}
+
+/// The part of the validated configuration the core decides with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Indexed by `Severity::index()`.
+    pub severities: [SeverityPolicy; 4],
+    pub classification: ClassificationRules,
+    /// First word of incident channel names (`inc`).
+    pub channel_prefix: String,
+    /// Channel where new and resolved incidents are announced.
+    pub announce_channel: String,
+    /// A postmortem is due this long after resolution.
+    pub postmortem_due: Duration,
+    /// A reminder this much later than its due time says how late it is.
+    pub lateness_note_after: Duration,
+}
+
+impl Policy {
+    pub fn severity(&self, severity: Severity) -> &SeverityPolicy {
+        &self.severities[severity.index()]
+    }
+}
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum ChannelTarget {
+    /// The incident's own channel.
+    Incident(ChannelName),
+    /// A configured channel such as the incidents announcement channel.
+    Named(String),
+}
+
+impl ChannelTarget {
+    pub fn name(&self) -> &str {
+        match self {
+            ChannelTarget::Incident(c) => c.as_str(),
+            ChannelTarget::Named(n) => n,
+        }
+    }
+}
+
+/// An outbound action the core decided; the app stores it in the outbox and dispatches it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    CreateChannel {
+        channel: ChannelName,
+        topic: String,
+        invite: Vec<UserRef>,
+    },
+    Post {
+        channel: ChannelTarget,
+        message: Message,
+        pin: bool,
+    },
+    SetTopic {
+        channel: ChannelName,
+        topic: String,
+    },
+}
+
+/// Kinds of durable timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// "No status update for 30 minutes."
+    StatusReminder,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::StatusReminder => "status_reminder",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TimerKind> {
+        match text {
+            "status_reminder" => Some(TimerKind::StatusReminder),
+            _ => None,
+        }
+    }
+}
+
+/// A timer the core wants: fire `kind` at `due_at` unless the fence has moved on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRequest {
+    pub kind: TimerKind,
+    pub due_at: DateTime<Utc>,
+    /// The incident's generation for this kind when the timer was planned.
+    pub fence: i64,
+}
+
+/// Everything one input changes: the new incident state, what to record, what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub incident: Incident,
+    pub events: Vec<TimelineEvent>,
+    pub effects: Vec<Effect>,
+    pub timers: Vec<TimerRequest>,
+    /// The direct answer to the person who acted, if any.
+    pub reply: Option<Message>,
+}
+
+/// "1h 5m", "45m", "30s", "48h", "3d 2h": days only from 72 hours on, so that targets such
+/// as "24h" and "48h" read as people write them.
+pub fn human_duration(duration: Duration) -> String {
+    let secs = duration.num_seconds().max(0);
+    let days = if secs >= 72 * 3_600 { secs / 86_400 } else { 0 };
+    let (d, h, m, s) = (
+        days,
+        (secs - days * 86_400) / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(Duration::seconds(5)), "5s");
+        assert_eq!(human_duration(Duration::minutes(45)), "45m");
+        assert_eq!(human_duration(Duration::minutes(60)), "1h");
+        assert_eq!(human_duration(Duration::minutes(65)), "1h 5m");
+        assert_eq!(human_duration(Duration::hours(51)), "51h");
+        assert_eq!(human_duration(Duration::hours(48)), "48h");
+        assert_eq!(human_duration(Duration::hours(75)), "3d 3h");
+        assert_eq!(human_duration(Duration::hours(96)), "4d");
+        assert_eq!(human_duration(Duration::seconds(-3)), "0s");
+    }
+}

@@ -1,0 +1,391 @@
+//! The messages warroom posts: which template, with which data, with which buttons.
+
+use super::command::{CommandName, ParseError};
+use super::incident::{Actor, Incident, TimelineEvent};
+use super::message::{
+    Button, ButtonAction, ButtonStyle, ConfirmDialog, Field, Message, TemplateName, Visibility,
+};
+use super::{Policy, human_duration};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// How timestamps appear in chat.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The channel topic: severity, status, commander.
+pub fn topic(incident: &Incident) -> String {
+    format!(
+        "{} {} | {} | commander @{} | {}",
+        incident.key, incident.severity, incident.status, incident.commander, incident.title
+    )
+}
+
+/// The "INCIDENT ALERT" message posted (and pinned) in the incident channel.
+pub fn alert(policy: &Policy, incident: &Incident, reason: &str) -> Message {
+    let sev = policy.severity(incident.severity);
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::IncidentAlert,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "severity_name": sev.name,
+            "title": incident.title,
+            "status": "Investigating",
+            "impact": format!("{} {}: {}", incident.severity, sev.name, sev.meaning),
+            "started": format_time(incident.declared_at),
+            "description": incident.title,
+            "commander": incident.commander.to_string(),
+            "update_every": human_duration(sev.status_update_every),
+            "respond_within": human_duration(sev.respond_within),
+            "severity_reason": reason,
+        }),
+    )
+    .with_buttons(incident_buttons(incident))
+}
+
+/// Acknowledge and Resolve, with a confirmation before resolving.
+pub fn incident_buttons(incident: &Incident) -> Vec<Button> {
+    vec![
+        Button {
+            label: "Acknowledge".into(),
+            style: ButtonStyle::Primary,
+            action: ButtonAction::Acknowledge {
+                incident: incident.key,
+            },
+            confirm: None,
+        },
+        Button {
+            label: "Resolve".into(),
+            style: ButtonStyle::Danger,
+            action: ButtonAction::Resolve {
+                incident: incident.key,
+            },
+            confirm: Some(ConfirmDialog {
+                title: format!("Resolve {}?", incident.key),
+                text: format!(
+                    "This marks {} as resolved and stops its escalation. Add the root cause later with `/incident update`.",
+                    incident.key
+                ),
+                confirm: "Resolve".into(),
+                deny: "Cancel".into(),
+            }),
+        },
+    ]
+}
+
+/// The announcement of a declared or resolved incident in the incidents channel.
+pub fn announcement(incident: &Incident, actor: &Actor) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::IncidentAnnouncement,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "title": incident.title,
+            "channel": incident.channel.to_string(),
+            "actor": actor.to_string(),
+            "resolved": !incident.status.is_open(),
+            "duration": incident.resolved_at.map(|r| human_duration(r - incident.declared_at)),
+        }),
+    )
+}
+
+/// The direct answer to whoever declared.
+pub fn declared_reply(incident: &Incident, reason: &str) -> Message {
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Declared,
+        json!({
+            "key": incident.key.to_string(),
+            "channel": incident.channel.to_string(),
+            "severity": incident.severity.to_string(),
+            "severity_reason": reason,
+        }),
+    )
+}
+
+/// The "INCIDENT RESOLVED" message.
+pub fn resolved(policy: &Policy, incident: &Incident) -> Message {
+    let resolved_at = incident.resolved_at.unwrap_or(incident.declared_at);
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::IncidentResolved,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "title": incident.title,
+            "duration": human_duration(resolved_at - incident.declared_at),
+            "root_cause": incident.root_cause.clone().unwrap_or_else(|| "not yet stated".into()),
+            "postmortem_within": human_duration(policy.postmortem_due),
+        }),
+    )
+}
+
+/// A change of state (ack, severity, status, commander) with the current summary fields.
+pub fn status_change(incident: &Incident, actor: &Actor, change: String) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::StatusChange,
+        json!({ "key": incident.key.to_string(), "actor": actor.to_string(), "change": change }),
+    )
+    .with_fields(summary_fields(incident))
+}
+
+fn summary_fields(incident: &Incident) -> Vec<Field> {
+    vec![
+        Field {
+            label: "Severity".into(),
+            value: incident.severity.to_string(),
+        },
+        Field {
+            label: "Status".into(),
+            value: incident.status.to_string(),
+        },
+        Field {
+            label: "Commander".into(),
+            value: format!("@{}", incident.commander),
+        },
+    ]
+}
+
+/// A status update someone posted.
+pub fn status_update(policy: &Policy, incident: &Incident, actor: &Actor, text: &str) -> Message {
+    let every = policy.severity(incident.severity).status_update_every;
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::StatusUpdate,
+        json!({
+            "key": incident.key.to_string(),
+            "actor": actor.to_string(),
+            "text": text,
+            "status": incident.status.to_string(),
+            "next_due": format_time(incident.last_update_at + every),
+        }),
+    )
+}
+
+/// "No status update for 30 minutes."
+pub fn status_reminder(incident: &Incident, since: &str, late: Option<String>) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::StatusReminder,
+        json!({
+            "key": incident.key.to_string(),
+            "commander": incident.commander.to_string(),
+            "since": since,
+            "late": late,
+        }),
+    )
+}
+
+/// `help` and `help <command>`.
+pub fn help(topic: Option<CommandName>) -> Message {
+    let commands: Vec<_> = match topic {
+        Some(name) => vec![name],
+        None => CommandName::ALL.to_vec(),
+    }
+    .into_iter()
+    .map(|c| json!({ "usage": c.usage(), "summary": c.summary() }))
+    .collect();
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Help,
+        json!({ "commands": commands, "single": topic.is_some() }),
+    )
+}
+
+/// A parse error with its usage.
+pub fn usage(error: &ParseError) -> Message {
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Usage,
+        json!({ "problem": error.problem, "usage": error.usage() }),
+    )
+}
+
+/// Every event of an incident.
+pub fn timeline(incident: &Incident, events: &[TimelineEvent]) -> Message {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "at": format_time(e.at),
+                "offset": human_duration(e.at - incident.declared_at),
+                "actor": e.actor.to_string(),
+                "text": e.kind.describe(),
+            })
+        })
+        .collect();
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Timeline,
+        json!({ "key": incident.key.to_string(), "title": incident.title, "events": rows }),
+    )
+}
+
+/// `list` (open incidents) and `list --all`.
+pub fn incident_list(incidents: &[Incident], all: bool, now: DateTime<Utc>) -> Message {
+    let rows: Vec<_> = incidents
+        .iter()
+        .map(|i| {
+            json!({
+                "key": i.key.to_string(),
+                "severity": i.severity.to_string(),
+                "status": i.status.to_string(),
+                "title": i.title,
+                "channel": i.channel.to_string(),
+                "age": human_duration(i.resolved_at.unwrap_or(now) - i.declared_at),
+                "open": i.status.is_open(),
+            })
+        })
+        .collect();
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::IncidentList,
+        json!({ "incidents": rows, "all": all }),
+    )
+}
+
+/// A command that needs an incident was typed outside an incident channel.
+pub fn not_in_incident_channel(
+    command: CommandName,
+    open: &[Incident],
+    now: DateTime<Utc>,
+) -> Message {
+    let mut message = incident_list(open, false, now);
+    message.sections.insert(
+        0,
+        super::message::Section::Text {
+            template: TemplateName::Notice,
+            data: json!({ "text": format!(
+                "`{command}` acts on the incident of the channel it is typed in, and this is not an incident channel. Type it in one of these channels:"
+            ) }),
+        },
+    );
+    message
+}
+
+/// A refusal that changes nothing (resolve twice, ack a resolved incident, ...).
+pub fn refusal(text: String) -> Message {
+    Message::notice(Visibility::Ephemeral, text)
+}
+
+/// One message of every template, built from a sample incident: `warroom check` renders them
+/// all on every platform, and the snapshot tests pin their text.
+pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
+    use super::command::parse;
+    use super::decide::{DeclareRequest, apply, declare, fire_timer};
+    use super::{ChannelName, Effect, IncidentKey, Platform, TimerKind, UserRef};
+
+    let alice = UserRef::parse("alice").expect("valid sample user");
+    let declared = declare(
+        policy,
+        DeclareRequest {
+            key: IncidentKey(42),
+            title: "API returning 503s".into(),
+            severity: None,
+            actor: alice.clone(),
+            platform: Platform::Console,
+            channel: ChannelName::parse("inc-20261128-api-returning-503s")
+                .expect("valid sample channel"),
+            now,
+        },
+    );
+    let mut messages: Vec<Message> = Vec::new();
+    let mut take = |effects: &[Effect]| {
+        for effect in effects {
+            if let Effect::Post { message, .. } = effect {
+                messages.push(message.clone());
+            }
+        }
+    };
+    take(&declared.effects);
+    let later = now + chrono::Duration::minutes(12);
+    let acked = apply(
+        policy,
+        &declared.incident,
+        &alice,
+        &super::Command::Ack,
+        later,
+    )
+    .expect("sample ack");
+    take(&acked.effects);
+    let updated = apply(
+        policy,
+        &acked.incident,
+        &alice,
+        &super::Command::Update("Rolled back the 14:02 deploy".into()),
+        later,
+    )
+    .expect("sample update");
+    take(&updated.effects);
+    let reminder = fire_timer(
+        policy,
+        &updated.incident,
+        TimerKind::StatusReminder,
+        later,
+        updated.incident.reminder_generation,
+        later + chrono::Duration::hours(1),
+    )
+    .expect("sample reminder");
+    take(&reminder.effects);
+    let resolved = apply(
+        policy,
+        &updated.incident,
+        &alice,
+        &super::Command::Resolve {
+            root_cause: Some("bad config push".into()),
+        },
+        later,
+    )
+    .expect("sample resolve");
+    take(&resolved.effects);
+    let events = [
+        declared.events,
+        acked.events,
+        updated.events,
+        resolved.events,
+    ]
+    .concat();
+    messages.extend(declared.reply);
+    messages.push(timeline(&resolved.incident, &events));
+    messages.push(incident_list(
+        &[updated.incident.clone(), resolved.incident.clone()],
+        true,
+        later,
+    ));
+    messages.push(incident_list(&[], false, later));
+    messages.push(help(None));
+    messages.push(help(Some(CommandName::Declare)));
+    messages.push(usage(&parse("sev P7").expect_err("sample error")));
+    messages.push(not_in_incident_channel(
+        CommandName::Ack,
+        &[updated.incident],
+        later,
+    ));
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::{Section, TemplateName};
+
+    #[test]
+    fn samples_cover_every_template() {
+        let policy = crate::core::decide::tests::policy();
+        let samples = samples(&policy, chrono::Utc::now());
+        for name in TemplateName::ALL {
+            assert!(
+                samples.iter().any(|m| m
+                    .sections
+                    .iter()
+                    .any(|s| matches!(s, Section::Text { template, .. } if *template == name))),
+                "no sample renders {name:?}"
+            );
+        }
+    }
+}

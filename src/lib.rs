@@ -1,0 +1,10 @@
+//! warroom: an incident-response ChatOps bot. See ARCHITECTURE.md for the code map.
+
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod render;
+pub mod store;

@@ -1,0 +1,388 @@
+//! Handlebars registries, one per platform, each with its own escaping of user text.
+//!
+//! Templates are the files in `templates/` (built in), optionally replaced by files in the
+//! configured `templates.dir` (`<dir>/<platform>/<name>.hbs` first, then `<dir>/<name>.hbs`).
+//! Strict mode: a template that names a missing value fails instead of printing nothing.
+
+use crate::core::Platform;
+use crate::core::message::{
+    Button, ButtonAction, ButtonStyle, ConfirmDialog, Message, Section, TemplateName, Visibility,
+};
+use handlebars::Handlebars;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The built-in templates, compiled into the binary.
+fn builtin(name: TemplateName) -> &'static str {
+    match name {
+        TemplateName::IncidentAlert => include_str!("../templates/incident_alert.hbs"),
+        TemplateName::IncidentResolved => include_str!("../templates/incident_resolved.hbs"),
+        TemplateName::IncidentAnnouncement => {
+            include_str!("../templates/incident_announcement.hbs")
+        }
+        TemplateName::Declared => include_str!("../templates/declared.hbs"),
+        TemplateName::StatusChange => include_str!("../templates/status_change.hbs"),
+        TemplateName::StatusUpdate => include_str!("../templates/status_update.hbs"),
+        TemplateName::StatusReminder => include_str!("../templates/status_reminder.hbs"),
+        TemplateName::Help => include_str!("../templates/help.hbs"),
+        TemplateName::Timeline => include_str!("../templates/timeline.hbs"),
+        TemplateName::IncidentList => include_str!("../templates/incident_list.hbs"),
+        TemplateName::Usage => include_str!("../templates/usage.hbs"),
+        TemplateName::Notice => include_str!("../templates/notice.hbs"),
+    }
+}
+
+pub const PLATFORMS: [Platform; 3] = [Platform::Console, Platform::Slack, Platform::Discord];
+
+const ZWSP: char = '\u{200B}';
+
+/// Break `@channel`, `@here`, `@everyone` (and `!channel` etc. inside `<…>`) so no platform
+/// turns user text into a mass mention; the text still reads the same.
+fn defang_mass_mentions(text: &str) -> String {
+    let mut out = text.to_string();
+    for word in ["channel", "here", "everyone"] {
+        for lead in ['@', '!'] {
+            let needle = format!("{lead}{word}");
+            if out.to_ascii_lowercase().contains(&needle) {
+                out = replace_ascii_case_insensitive(&out, &needle, &format!("{lead}{ZWSP}"));
+            }
+        }
+    }
+    out
+}
+
+/// Replace every case-insensitive match of `needle` by `prefix` followed by the original text
+/// after the needle's first character.
+fn replace_ascii_case_insensitive(text: &str, needle: &str, prefix: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut last = 0;
+    for (start, _) in lower.match_indices(needle) {
+        out.push_str(&text[last..start]);
+        out.push_str(prefix);
+        out.push_str(&text[start + 1..start + needle.len()]);
+        last = start + needle.len();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Console: printable one-line text, no mass mentions.
+pub fn escape_console(text: &str) -> String {
+    let printable: String = text
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    defang_mass_mentions(&printable)
+}
+
+/// Slack mrkdwn: `&`, `<`, `>` become entities (so `<!channel>` is inert), and `@channel`
+/// style words are broken.
+pub fn escape_slack(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    defang_mass_mentions(&escape_console(&escaped))
+}
+
+/// Discord markdown: no `@everyone`/`@here`, no `<@…>`/`<#…>` mention syntax.
+pub fn escape_discord(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let console = escape_console(text);
+    let mut chars = console.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '<' && matches!(chars.peek(), Some('@' | '#' | '!' | ':' | 'a' | 't')) {
+            out.push(ZWSP);
+        }
+    }
+    out
+}
+
+fn escape_fn(platform: Platform) -> fn(&str) -> String {
+    match platform {
+        Platform::Console => escape_console,
+        Platform::Slack => escape_slack,
+        Platform::Discord => escape_discord,
+    }
+}
+
+/// A template that failed to load or render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for TemplateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// Rendering failed (a template referred to a value the message does not have).
+#[derive(Debug, thiserror::Error)]
+#[error("rendering template {template}: {source}")]
+pub struct RenderError {
+    pub template: &'static str,
+    #[source]
+    pub source: handlebars::RenderError,
+}
+
+/// A message rendered for one platform.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedMessage {
+    pub visibility: Visibility,
+    pub blocks: Vec<RenderedBlock>,
+    pub buttons: Vec<RenderedButton>,
+}
+
+impl RenderedMessage {
+    /// All text blocks and fields as plain lines (console, fallbacks, notifications).
+    pub fn plain_text(&self) -> String {
+        let mut parts = Vec::new();
+        for block in &self.blocks {
+            match block {
+                RenderedBlock::Text(text) => parts.push(text.clone()),
+                RenderedBlock::Fields(fields) => parts.push(
+                    fields
+                        .iter()
+                        .map(|(label, value)| format!("{label}: {value}"))
+                        .collect::<Vec<_>>()
+                        .join(" · "),
+                ),
+            }
+        }
+        parts.join("\n")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RenderedBlock {
+    Text(String),
+    Fields(Vec<(String, String)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedButton {
+    pub label: String,
+    pub style: ButtonStyle,
+    pub action: ButtonAction,
+    pub confirm: Option<ConfirmDialog>,
+}
+
+/// One handlebars registry per platform.
+pub struct Renderer {
+    registries: HashMap<Platform, Handlebars<'static>>,
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer").finish_non_exhaustive()
+    }
+}
+
+impl Renderer {
+    /// Load the built-in templates, replaced by any found in `override_dir`. Every problem in
+    /// every template is reported.
+    pub fn load(override_dir: Option<&Path>) -> Result<Renderer, Vec<TemplateProblem>> {
+        let mut problems = Vec::new();
+        if let Some(dir) = override_dir
+            && !dir.is_dir()
+        {
+            problems.push(TemplateProblem {
+                file: dir.display().to_string(),
+                line: None,
+                message: "templates.dir is not a folder".into(),
+            });
+        }
+        let mut registries = HashMap::new();
+        for platform in PLATFORMS {
+            let mut registry = Handlebars::new();
+            registry.set_strict_mode(true);
+            registry.register_escape_fn(escape_fn(platform));
+            for name in TemplateName::ALL {
+                let (file, source) = match template_source(override_dir, platform, name) {
+                    Ok(found) => found,
+                    Err(problem) => {
+                        problems.push(problem);
+                        continue;
+                    }
+                };
+                if let Err(e) = registry.register_template_string(name.file_stem(), source) {
+                    let problem = TemplateProblem {
+                        file,
+                        line: e.pos().map(|(line, _)| line),
+                        message: e.reason().to_string(),
+                    };
+                    if !problems.contains(&problem) {
+                        problems.push(problem);
+                    }
+                }
+            }
+            registries.insert(platform, registry);
+        }
+        if problems.is_empty() {
+            Ok(Renderer { registries })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Render a message for a platform.
+    pub fn render(
+        &self,
+        platform: Platform,
+        message: &Message,
+    ) -> Result<RenderedMessage, RenderError> {
+        let registry = &self.registries[&platform];
+        let escape = escape_fn(platform);
+        let mut blocks = Vec::new();
+        for section in &message.sections {
+            match section {
+                Section::Text { template, data } => {
+                    let text = registry
+                        .render(template.file_stem(), data)
+                        .map_err(|source| RenderError {
+                            template: template.file_stem(),
+                            source,
+                        })?;
+                    blocks.push(RenderedBlock::Text(text.trim_end().to_string()));
+                }
+                Section::Fields { fields } => blocks.push(RenderedBlock::Fields(
+                    fields
+                        .iter()
+                        .map(|f| (escape(&f.label), escape(&f.value)))
+                        .collect(),
+                )),
+            }
+        }
+        let buttons = message
+            .buttons
+            .iter()
+            .map(|b: &Button| RenderedButton {
+                label: escape(&b.label),
+                style: b.style,
+                action: b.action.clone(),
+                confirm: b.confirm.as_ref().map(|c| ConfirmDialog {
+                    title: escape(&c.title),
+                    text: escape(&c.text),
+                    confirm: escape(&c.confirm),
+                    deny: escape(&c.deny),
+                }),
+            })
+            .collect();
+        Ok(RenderedMessage {
+            visibility: message.visibility,
+            blocks,
+            buttons,
+        })
+    }
+
+    /// Render every sample message on every platform: the strict-mode check that each template
+    /// only names values its message provides. Used by `warroom check`.
+    pub fn check_samples(&self, samples: &[Message]) -> Vec<TemplateProblem> {
+        let mut problems = Vec::new();
+        for platform in PLATFORMS {
+            for message in samples {
+                if let Err(e) = self.render(platform, message) {
+                    let problem = TemplateProblem {
+                        file: format!("{}.hbs", e.template),
+                        line: e.source.line_no,
+                        message: e.source.to_string(),
+                    };
+                    if !problems.contains(&problem) {
+                        problems.push(problem);
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn template_source(
+    dir: Option<&Path>,
+    platform: Platform,
+    name: TemplateName,
+) -> Result<(String, String), TemplateProblem> {
+    let file = format!("{}.hbs", name.file_stem());
+    if let Some(dir) = dir {
+        let candidates: [PathBuf; 2] = [dir.join(platform.as_str()).join(&file), dir.join(&file)];
+        for path in candidates {
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).map_err(|e| TemplateProblem {
+                    file: path.display().to_string(),
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                })?;
+                return Ok((path.display().to_string(), text));
+            }
+        }
+    }
+    Ok((
+        format!("templates/{file} (built in)"),
+        builtin(name).to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_escaping_neutralises_markup_and_mass_mentions() {
+        assert_eq!(escape_slack("a & b <c>"), "a &amp; b &lt;c&gt;");
+        let out = escape_slack("<!channel> and @here and @Everyone");
+        assert!(
+            !out.contains("<!channel>") && !out.contains("@here") && !out.contains("@Everyone"),
+            "{out}"
+        );
+        assert!(out.contains("&lt;!\u{200B}channel&gt;"), "{out}");
+    }
+
+    #[test]
+    fn console_and_discord_escaping() {
+        assert_eq!(escape_console("a\u{7}b"), "a b");
+        assert_eq!(escape_console("<!here>"), "<!\u{200B}here>");
+        let d = escape_discord("@everyone <@123> <#9>");
+        assert!(
+            !d.contains("@everyone") && !d.contains("<@1") && !d.contains("<#9"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn builtins_load_and_a_broken_override_is_reported_with_its_line() {
+        Renderer::load(None).expect("built-in templates load");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("notice.hbs"),
+            "line one\n{{#if text}}\nunclosed\n",
+        )
+        .unwrap();
+        let problems = Renderer::load(Some(dir.path())).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].file.ends_with("notice.hbs"));
+        assert!(problems[0].line.is_some(), "{problems:?}");
+    }
+
+    #[test]
+    fn strict_mode_reports_missing_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notice.hbs"), "{{text}} {{no_such_value}}").unwrap();
+        let renderer = Renderer::load(Some(dir.path())).unwrap();
+        let problems = renderer.check_samples(&[Message::notice(Visibility::Ephemeral, "hi")]);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("no_such_value"),
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The durable store: incidents, timeline events, timers and the outbox, behind one trait
+//! with two implementations (embedded SQLite, shared PostgreSQL) that pass one contract suite.
+//!
+//! Invariant: a state change, its timeline events, the timers it plans and the outbound
+//! effects it decides are written in one transaction (`Store::commit`), or not at all.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::config::{Config, DatabaseTarget};
+use crate::core::{
+    Actor, Effect, EventKind, Incident, IncidentKey, Platform, Severity, Status, TimelineEvent,
+    TimerKind, TimerRequest, UserRef,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// Errors from the store, worded for the person who will read them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else changed the incident first (optimistic concurrency); reload and retry.
+    #[error("{0} was changed by someone else at the same moment; try again")]
+    Conflict(String),
+    /// The channel name is already used by another incident.
+    #[error("the channel name {0} is already taken")]
+    ChannelTaken(String),
+    /// A claimed timer or outbox row is no longer ours (its lease expired and another replica
+    /// took it).
+    #[error("lost the lease on {0}")]
+    LeaseLost(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("database schema: {0}")]
+    Migration(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A durable timer as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timer {
+    pub id: i64,
+    pub incident: IncidentKey,
+    pub kind: TimerKind,
+    pub due_at: DateTime<Utc>,
+    pub fence: i64,
+}
+
+/// An outbound effect waiting to be delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub incident: IncidentKey,
+    pub platform: Platform,
+    pub effect: Effect,
+    /// Unique per decided effect: lets remote calls be made idempotent.
+    pub idempotency_key: String,
+    pub attempts: i32,
+}
+
+/// Counts by outbox state, for health and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub failed: i64,
+    pub delivered: i64,
+}
+
+/// One atomic change: the incident's new state, what happened, what to plan, what to send.
+#[derive(Clone, Debug)]
+pub struct Change<'a> {
+    pub incident: &'a Incident,
+    /// `None` inserts a new incident; `Some(v)` updates it only if its stored version is `v`.
+    pub expected_version: Option<i64>,
+    pub events: &'a [TimelineEvent],
+    pub timers: &'a [TimerRequest],
+    pub outbox: &'a [Effect],
+    /// The timer this change fires: marked fired in the same transaction, only if still
+    /// leased by this owner.
+    pub fired_timer: Option<(i64, &'a str)>,
+    pub now: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+
+    /// Reachable and migrated to the latest schema (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// A fresh incident number; never handed out twice, gaps allowed.
+    async fn allocate_incident_key(&self) -> StoreResult<IncidentKey>;
+
+    /// Channel names in use that start with `prefix`.
+    async fn channel_names_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>>;
+
+    async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>>;
+
+    async fn incident_by_channel(&self, channel: &str) -> StoreResult<Option<Incident>>;
+
+    /// Newest first; open ones only unless `include_resolved`.
+    async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>>;
+
+    /// Oldest first.
+    async fn timeline(&self, key: IncidentKey) -> StoreResult<Vec<TimelineEvent>>;
+
+    /// Write a change atomically; returns the incident's new version.
+    async fn commit(&self, change: Change<'_>) -> StoreResult<i64>;
+
+    /// Claim up to `limit` pending timers due at `now`, leasing them to `owner` until
+    /// `lease_until`. A timer leased by someone else is skipped until its lease expires.
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Timer>>;
+
+    /// Close a claimed timer that turned out to be stale (nothing to change).
+    async fn discard_timer(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// When the next pending timer is due.
+    async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Claim up to `limit` deliverable outbox rows of one platform, oldest first.
+    async fn claim_outbox(
+        &self,
+        platform: Platform,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>>;
+
+    /// The remote side accepted the row; it is never sent again.
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Delivery failed: retry at `retry_at`, or give up for good when `None`.
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+
+    async fn outbox_counts(&self) -> StoreResult<OutboxCounts>;
+}
+
+/// Open the configured store and apply pending migrations.
+pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_target(&config.database).await
+}
+
+pub async fn open_target(target: &DatabaseTarget) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match target {
+        DatabaseTarget::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+        DatabaseTarget::Postgres {
+            url,
+            schema,
+            pool_size,
+        } => Arc::new(
+            postgres::PostgresStore::connect(url.expose(), schema.as_deref(), *pool_size).await?,
+        ),
+    })
+}
+
+/// An incident row as text and numbers, before parsing into domain types; shared by both
+/// backends so the parsing lives in one place.
+pub(crate) struct IncidentRow {
+    pub number: i64,
+    pub title: String,
+    pub severity: String,
+    pub status: String,
+    pub platform: String,
+    pub channel: String,
+    pub commander: String,
+    pub declared_by: String,
+    pub declared_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub root_cause: Option<String>,
+    pub last_update_at: DateTime<Utc>,
+    pub escalation_generation: i64,
+    pub reminder_generation: i64,
+    pub version: i64,
+}
+
+/// Column list matching `IncidentRow`'s field order.
+pub(crate) const INCIDENT_COLUMNS: &str = "number, title, severity, status, platform, channel, \
+    commander, declared_by, declared_at, acknowledged_at, acknowledged_by, resolved_at, \
+    root_cause, last_update_at, escalation_generation, reminder_generation, version";
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} `{value}`"))
+}
+
+fn user(value: &str) -> StoreResult<UserRef> {
+    UserRef::parse(value).map_err(|_| corrupt("user", value))
+}
+
+impl IncidentRow {
+    pub fn into_incident(self) -> StoreResult<Incident> {
+        Ok(Incident {
+            key: IncidentKey(self.number),
+            severity: self
+                .severity
+                .parse::<Severity>()
+                .map_err(|_| corrupt("severity", &self.severity))?,
+            status: self
+                .status
+                .parse::<Status>()
+                .map_err(|_| corrupt("status", &self.status))?,
+            platform: self
+                .platform
+                .parse::<Platform>()
+                .map_err(|_| corrupt("platform", &self.platform))?,
+            channel: crate::core::ChannelName::parse(&self.channel)
+                .ok_or_else(|| corrupt("channel", &self.channel))?,
+            commander: user(&self.commander)?,
+            declared_by: user(&self.declared_by)?,
+            acknowledged_by: self.acknowledged_by.as_deref().map(user).transpose()?,
+            title: self.title,
+            declared_at: self.declared_at,
+            acknowledged_at: self.acknowledged_at,
+            resolved_at: self.resolved_at,
+            root_cause: self.root_cause,
+            last_update_at: self.last_update_at,
+            escalation_generation: self.escalation_generation,
+            reminder_generation: self.reminder_generation,
+            version: self.version,
+        })
+    }
+}
+
+/// The stored form of an actor: the user name, or NULL for warroom itself.
+pub(crate) fn actor_column(actor: &Actor) -> Option<&str> {
+    match actor {
+        Actor::User(u) => Some(u.as_str()),
+        Actor::System => None,
+    }
+}
+
+pub(crate) fn event_from_columns(
+    at: DateTime<Utc>,
+    actor: Option<String>,
+    detail: &str,
+) -> StoreResult<TimelineEvent> {
+    let kind: EventKind = serde_json::from_str(detail)
+        .map_err(|e| StoreError::Corrupt(format!("timeline event: {e}")))?;
+    let actor = match actor {
+        Some(name) => Actor::User(user(&name)?),
+        None => Actor::System,
+    };
+    Ok(TimelineEvent { at, actor, kind })
+}
+
+pub(crate) fn event_detail(kind: &EventKind) -> String {
+    serde_json::to_string(kind).expect("timeline events serialize")
+}
+
+pub(crate) fn effect_json(effect: &Effect) -> String {
+    serde_json::to_string(effect).expect("effects serialize")
+}
+
+pub(crate) fn effect_from_json(text: &str) -> StoreResult<Effect> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("outbox effect: {e}")))
+}
+
+pub(crate) fn timer_kind(text: &str) -> StoreResult<TimerKind> {
+    TimerKind::parse(text).ok_or_else(|| corrupt("timer kind", text))
+}
+
+/// Idempotency key of the `index`-th effect decided by the change that took `incident` to
+/// `version`: unique, and the same on every retry of that delivery.
+pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize) -> String {
+    format!("{incident}/v{version}/{index}")
+}
+
+/// Latest schema version; both backends keep their migrations in step.
+pub const SCHEMA_VERSION: i64 = 1;

@@ -1,0 +1,581 @@
+//! The shared store: PostgreSQL through tokio-postgres and a deadpool connection pool, for one
+//! or several replicas. Timers and outbox rows are claimed with `FOR UPDATE SKIP LOCKED` and a
+//! lease, so two replicas never take the same row at the same time.
+
+use super::{
+    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
+    StoreError, StoreResult, Timer, actor_column, effect_from_json, event_from_columns,
+    idempotency_key, timer_kind,
+};
+use crate::core::{Incident, IncidentKey, Platform, TimelineEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::time::Duration;
+use tokio_postgres::{NoTls, Row};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE SEQUENCE incident_numbers;
+CREATE TABLE incidents (
+    number BIGINT PRIMARY KEY,
+    title TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    channel TEXT NOT NULL UNIQUE,
+    commander TEXT NOT NULL,
+    declared_by TEXT NOT NULL,
+    declared_at TIMESTAMPTZ NOT NULL,
+    acknowledged_at TIMESTAMPTZ,
+    acknowledged_by TEXT,
+    resolved_at TIMESTAMPTZ,
+    root_cause TEXT,
+    last_update_at TIMESTAMPTZ NOT NULL,
+    escalation_generation BIGINT NOT NULL,
+    reminder_generation BIGINT NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE INDEX incidents_open ON incidents (number) WHERE status <> 'resolved';
+CREATE TABLE timeline_events (
+    id BIGSERIAL PRIMARY KEY,
+    incident BIGINT NOT NULL REFERENCES incidents (number),
+    at TIMESTAMPTZ NOT NULL,
+    actor TEXT,
+    kind TEXT NOT NULL,
+    detail JSONB NOT NULL
+);
+CREATE INDEX timeline_events_incident ON timeline_events (incident, id);
+CREATE TABLE timers (
+    id BIGSERIAL PRIMARY KEY,
+    incident BIGINT NOT NULL REFERENCES incidents (number),
+    kind TEXT NOT NULL,
+    due_at TIMESTAMPTZ NOT NULL,
+    fence BIGINT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ,
+    created_at TIMESTAMPTZ NOT NULL,
+    fired_at TIMESTAMPTZ
+);
+CREATE INDEX timers_pending ON timers (due_at) WHERE state = 'pending';
+CREATE TABLE outbox (
+    id BIGSERIAL PRIMARY KEY,
+    incident BIGINT NOT NULL REFERENCES incidents (number),
+    platform TEXT NOT NULL,
+    effect JSONB NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ,
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    done_at TIMESTAMPTZ
+);
+CREATE INDEX outbox_ready ON outbox (platform, next_attempt_at) WHERE state = 'pending';
+"#,
+)];
+
+/// Arbitrary constant for `pg_advisory_xact_lock`: one migrator at a time.
+const MIGRATION_LOCK: i64 = 0x7761_7272_6f6f_6d31;
+
+fn db_error(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn incident_from_row(row: &Row) -> StoreResult<Incident> {
+    let get = || -> Result<IncidentRow, tokio_postgres::Error> {
+        Ok(IncidentRow {
+            number: row.try_get(0)?,
+            title: row.try_get(1)?,
+            severity: row.try_get(2)?,
+            status: row.try_get(3)?,
+            platform: row.try_get(4)?,
+            channel: row.try_get(5)?,
+            commander: row.try_get(6)?,
+            declared_by: row.try_get(7)?,
+            declared_at: row.try_get(8)?,
+            acknowledged_at: row.try_get(9)?,
+            acknowledged_by: row.try_get(10)?,
+            resolved_at: row.try_get(11)?,
+            root_cause: row.try_get(12)?,
+            last_update_at: row.try_get(13)?,
+            escalation_generation: row.try_get(14)?,
+            reminder_generation: row.try_get(15)?,
+            version: row.try_get(16)?,
+        })
+    };
+    get()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .into_incident()
+}
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connect, create `schema` if given, and apply pending migrations.
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        pool_size: usize,
+    ) -> StoreResult<PostgresStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        config.connect_timeout(Duration::from_secs(5));
+        if let Some(schema) = schema {
+            config.options(format!("-c search_path={schema}"));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = PostgresStore { pool };
+        store.migrate(schema).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, schema: Option<&str>) -> StoreResult<()> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        if let Some(schema) = schema {
+            // The name was validated as a plain identifier by the configuration.
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+                .map_err(db_error)?;
+        }
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(db_error)?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::Migration(format!(
+                "the database is at schema version {current}, newer than this warroom ({SCHEMA_VERSION}); upgrade warroom"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn incident_where(
+        &self,
+        clause: &str,
+        param: &(dyn tokio_postgres::types::ToSql + Sync),
+    ) -> StoreResult<Option<Incident>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .query_opt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {clause}"),
+                &[param],
+            )
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(incident_from_row)
+            .transpose()
+    }
+
+    async fn close_leased(
+        &self,
+        sql: &str,
+        id: i64,
+        owner: &str,
+        extra: &(dyn tokio_postgres::types::ToSql + Sync),
+        what: &str,
+    ) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n = client
+            .execute(sql, &[&id, &owner, extra])
+            .await
+            .map_err(db_error)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(format!("{what} {id}")))
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let version: i64 = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0);
+        if version == SCHEMA_VERSION {
+            Ok(())
+        } else {
+            Err(StoreError::Migration(format!(
+                "schema version {version}, expected {SCHEMA_VERSION}"
+            )))
+        }
+    }
+
+    async fn allocate_incident_key(&self) -> StoreResult<IncidentKey> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n: i64 = client
+            .query_one("SELECT nextval('incident_numbers')", &[])
+            .await
+            .map_err(db_error)?
+            .get(0);
+        Ok(IncidentKey(n))
+    }
+
+    async fn channel_names_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT channel FROM incidents WHERE left(channel, length($1)) = $1",
+                &[&prefix],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>> {
+        self.incident_where("number = $1", &key.0).await
+    }
+
+    async fn incident_by_channel(&self, channel: &str) -> StoreResult<Option<Incident>> {
+        self.incident_where("channel = $1", &channel).await
+    }
+
+    async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let filter = if include_resolved {
+            ""
+        } else {
+            "WHERE status <> 'resolved'"
+        };
+        client
+            .query(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY number DESC LIMIT $1"), &[&limit])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(incident_from_row)
+            .collect()
+    }
+
+    async fn timeline(&self, key: IncidentKey) -> StoreResult<Vec<TimelineEvent>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .query("SELECT at, actor, detail::text FROM timeline_events WHERE incident = $1 ORDER BY id", &[&key.0])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| event_from_columns(r.get(0), r.get(1), r.get::<_, &str>(2)))
+            .collect()
+    }
+
+    async fn commit(&self, change: Change<'_>) -> StoreResult<i64> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let i = change.incident;
+        let version = change.expected_version.map_or(1, |v| v + 1);
+        let severity = i.severity.to_string();
+        let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &i.key.0,
+            &i.title,
+            &severity,
+            &i.status.as_str(),
+            &i.platform.as_str(),
+            &i.channel.as_str(),
+            &i.commander.as_str(),
+            &i.declared_by.as_str(),
+            &i.declared_at,
+            &i.acknowledged_at,
+            &acknowledged_by,
+            &i.resolved_at,
+            &i.root_cause,
+            &i.last_update_at,
+            &i.escalation_generation,
+            &i.reminder_generation,
+            &version,
+        ];
+        match change.expected_version {
+            None => {
+                let inserted = tx
+                    .execute(
+                        &format!(
+                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                             ON CONFLICT (channel) DO NOTHING"
+                        ),
+                        &values,
+                    )
+                    .await
+                    .map_err(db_error)?;
+                if inserted != 1 {
+                    return Err(StoreError::ChannelTaken(i.channel.to_string()));
+                }
+            }
+            Some(expected) => {
+                let mut with_expected: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    values.to_vec();
+                with_expected.push(&expected);
+                let updated = tx
+                    .execute(
+                        "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
+                         commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
+                         acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
+                         escalation_generation = $15, reminder_generation = $16, version = $17 \
+                         WHERE number = $1 AND version = $18",
+                        &with_expected,
+                    )
+                    .await
+                    .map_err(db_error)?;
+                if updated != 1 {
+                    return Err(StoreError::Conflict(i.key.to_string()));
+                }
+            }
+        }
+        for event in change.events {
+            let detail = serde_json::to_value(&event.kind).expect("timeline events serialize");
+            tx.execute(
+                "INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+                &[&i.key.0, &event.at, &actor_column(&event.actor), &event.kind.name(), &detail],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        if let Some((id, owner)) = change.fired_timer {
+            let closed = tx
+                .execute(
+                    "UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                    &[&id, &owner, &change.now],
+                )
+                .await
+                .map_err(db_error)?;
+            if closed != 1 {
+                return Err(StoreError::LeaseLost(format!("timer {id}")));
+            }
+        }
+        for timer in change.timers {
+            tx.execute(
+                "UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'",
+                &[&i.key.0, &timer.kind.as_str(), &timer.fence],
+            )
+            .await
+            .map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO timers (incident, kind, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&i.key.0, &timer.kind.as_str(), &timer.due_at, &timer.fence, &change.now],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        for (index, effect) in change.outbox.iter().enumerate() {
+            let json = serde_json::to_value(effect).expect("effects serialize");
+            tx.execute(
+                "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+                &[&i.key.0, &i.platform.as_str(), &json, &idempotency_key(i.key, version, index), &change.now],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(version)
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Timer>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (
+                    SELECT id FROM timers WHERE state = 'pending' AND due_at <= $3
+                      AND (lease_until IS NULL OR lease_until < $3)
+                    ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, incident, kind, due_at, fence",
+                &[&owner, &lease_until, &now, &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut timers = rows
+            .iter()
+            .map(|r| {
+                Ok(Timer {
+                    id: r.get(0),
+                    incident: IncidentKey(r.get(1)),
+                    kind: timer_kind(r.get::<_, &str>(2))?,
+                    due_at: r.get(3),
+                    fence: r.get(4),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        timers.sort_by_key(|t| (t.due_at, t.id));
+        Ok(timers)
+    }
+
+    async fn discard_timer(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.close_leased(
+            "UPDATE timers SET state = 'stale', fired_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            id, owner, &now, "timer",
+        )
+        .await
+    }
+
+    async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        Ok(client
+            .query_one(
+                "SELECT MIN(due_at) FROM timers WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .get(0))
+    }
+
+    async fn claim_outbox(
+        &self,
+        platform: Platform,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
+                    SELECT id FROM outbox WHERE state = 'pending' AND platform = $3 AND next_attempt_at <= $4
+                      AND (lease_until IS NULL OR lease_until < $4)
+                    ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, incident, effect::text, idempotency_key, attempts",
+                &[&owner, &lease_until, &platform.as_str(), &now, &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        let mut items = rows
+            .iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.get(0),
+                    incident: IncidentKey(r.get(1)),
+                    platform,
+                    effect: effect_from_json(r.get::<_, &str>(2))?,
+                    idempotency_key: r.get(3),
+                    attempts: r.get(4),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.close_leased(
+            "UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            id, owner, &now, "outbox row",
+        )
+        .await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n = match retry_at {
+            Some(at) => client.execute(
+                "UPDATE outbox SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                &[&id, &owner, &error, &at],
+            ).await,
+            None => client.execute(
+                "UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                &[&id, &owner, &error],
+            ).await,
+        }
+        .map_err(db_error)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(format!("outbox row {id}")))
+        }
+    }
+
+    async fn outbox_counts(&self) -> StoreResult<OutboxCounts> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'delivered') FROM outbox",
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(OutboxCounts {
+            pending: row.get(0),
+            failed: row.get(1),
+            delivered: row.get(2),
+        })
+    }
+}

@@ -1,0 +1,632 @@
+//! The embedded store: one SQLite file (rusqlite, bundled), WAL mode. The default, so that
+//! warroom runs on a machine with nothing else installed. Several processes may share the file;
+//! writes take SQLite's write lock (`BEGIN IMMEDIATE`), so claims cannot overlap.
+
+use super::{
+    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
+    StoreError, StoreResult, Timer, actor_column, effect_from_json, effect_json, event_detail,
+    event_from_columns, idempotency_key, timer_kind,
+};
+use crate::core::{Incident, IncidentKey, Platform, TimelineEvent};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE incident_numbers (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+INSERT INTO incident_numbers (id, last) VALUES (1, 0);
+CREATE TABLE incidents (
+    number INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    channel TEXT NOT NULL UNIQUE,
+    commander TEXT NOT NULL,
+    declared_by TEXT NOT NULL,
+    declared_at TEXT NOT NULL,
+    acknowledged_at TEXT,
+    acknowledged_by TEXT,
+    resolved_at TEXT,
+    root_cause TEXT,
+    last_update_at TEXT NOT NULL,
+    escalation_generation INTEGER NOT NULL,
+    reminder_generation INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX incidents_status ON incidents (status);
+CREATE TABLE timeline_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident INTEGER NOT NULL REFERENCES incidents (number),
+    at TEXT NOT NULL,
+    actor TEXT,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX timeline_events_incident ON timeline_events (incident, id);
+CREATE TABLE timers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident INTEGER NOT NULL REFERENCES incidents (number),
+    kind TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    fence INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    lease_owner TEXT,
+    lease_until TEXT,
+    created_at TEXT NOT NULL,
+    fired_at TEXT
+);
+CREATE INDEX timers_pending ON timers (state, due_at);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident INTEGER NOT NULL REFERENCES incidents (number),
+    platform TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until TEXT,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    done_at TEXT
+);
+CREATE INDEX outbox_ready ON outbox (state, platform, next_attempt_at);
+"#,
+)];
+
+/// Fixed-width UTC text so that string order is time order.
+fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+fn opt_ts(text: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    text.as_deref().map(parse_ts).transpose()
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<IncidentRow> {
+    Ok(IncidentRow {
+        number: row.get(0)?,
+        title: row.get(1)?,
+        severity: row.get(2)?,
+        status: row.get(3)?,
+        platform: row.get(4)?,
+        channel: row.get(5)?,
+        commander: row.get(6)?,
+        declared_by: row.get(7)?,
+        declared_at: parse_ts(&row.get::<_, String>(8)?)?,
+        acknowledged_at: opt_ts(row.get(9)?)?,
+        acknowledged_by: row.get(10)?,
+        resolved_at: opt_ts(row.get(11)?)?,
+        root_cause: row.get(12)?,
+        last_update_at: parse_ts(&row.get::<_, String>(13)?)?,
+        escalation_generation: row.get(14)?,
+        reminder_generation: row.get(15)?,
+        version: row.get(16)?,
+    })
+}
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the file at `path` and migrate it.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let path = path.to_path_buf();
+        let connection = tokio::task::spawn_blocking(move || -> StoreResult<Connection> {
+            let mut conn = Connection::open(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(db_error)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db_error)?;
+            conn.pragma_update(None, "foreign_keys", "ON")
+                .map_err(db_error)?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = connection.lock().map_err(|_| {
+                StoreError::Unavailable("the SQLite connection was poisoned".into())
+            })?;
+            work(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .map_err(db_error)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_error)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {current}, newer than this warroom ({SCHEMA_VERSION}); upgrade warroom"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, ts(Utc::now())],
+        )
+        .map_err(db_error)?;
+    }
+    tx.commit().map_err(db_error)
+}
+
+fn select_incident(
+    conn: &Connection,
+    clause: &str,
+    param: &dyn rusqlite::ToSql,
+) -> StoreResult<Option<Incident>> {
+    conn.query_row(
+        &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {clause}"),
+        [param],
+        incident_from_row,
+    )
+    .optional()
+    .map_err(db_error)?
+    .map(IncidentRow::into_incident)
+    .transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|conn| {
+            let version: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            if version == SCHEMA_VERSION {
+                Ok(())
+            } else {
+                Err(StoreError::Migration(format!(
+                    "schema version {version}, expected {SCHEMA_VERSION}"
+                )))
+            }
+        })
+        .await
+    }
+
+    async fn allocate_incident_key(&self) -> StoreResult<IncidentKey> {
+        self.with(|conn| {
+            let n: i64 = conn
+                .query_row(
+                    "UPDATE incident_numbers SET last = last + 1 WHERE id = 1 RETURNING last",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            Ok(IncidentKey(n))
+        })
+        .await
+    }
+
+    async fn channel_names_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let prefix = prefix.to_string();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT channel FROM incidents WHERE substr(channel, 1, length(?1)) = ?1")
+                .map_err(db_error)?;
+            let names = stmt
+                .query_map([&prefix], |r| r.get(0))
+                .map_err(db_error)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(db_error)?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>> {
+        self.with(move |conn| select_incident(conn, "number = ?1", &key.0))
+            .await
+    }
+
+    async fn incident_by_channel(&self, channel: &str) -> StoreResult<Option<Incident>> {
+        let channel = channel.to_string();
+        self.with(move |conn| select_incident(conn, "channel = ?1", &channel))
+            .await
+    }
+
+    async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
+        self.with(move |conn| {
+            let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY number DESC LIMIT ?1"
+                ))
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map([limit], incident_from_row)
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            rows.into_iter().map(IncidentRow::into_incident).collect()
+        })
+        .await
+    }
+
+    async fn timeline(&self, key: IncidentKey) -> StoreResult<Vec<TimelineEvent>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT at, actor, detail FROM timeline_events WHERE incident = ?1 ORDER BY id",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map([key.0], |r| {
+                    Ok((
+                        parse_ts(&r.get::<_, String>(0)?)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            rows.into_iter()
+                .map(|(at, actor, detail)| event_from_columns(at, actor, &detail))
+                .collect()
+        })
+        .await
+    }
+
+    async fn commit(&self, change: Change<'_>) -> StoreResult<i64> {
+        let incident = change.incident.clone();
+        let expected = change.expected_version;
+        let events = change.events.to_vec();
+        let timers = change.timers.to_vec();
+        let outbox: Vec<String> = change.outbox.iter().map(effect_json).collect();
+        let fired = change
+            .fired_timer
+            .map(|(id, owner)| (id, owner.to_string()));
+        let now = ts(change.now);
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let i = &incident;
+            let version = expected.map_or(1, |v| v + 1);
+            let owned = (
+                i.severity.to_string(),
+                ts(i.declared_at),
+                i.acknowledged_at.map(ts),
+                i.resolved_at.map(ts),
+                ts(i.last_update_at),
+            );
+            let values = params![
+                i.key.0,
+                i.title,
+                owned.0,
+                i.status.as_str(),
+                i.platform.as_str(),
+                i.channel.as_str(),
+                i.commander.as_str(),
+                i.declared_by.as_str(),
+                owned.1,
+                owned.2,
+                i.acknowledged_by.as_ref().map(|u| u.as_str()),
+                owned.3,
+                i.root_cause,
+                owned.4,
+                i.escalation_generation,
+                i.reminder_generation,
+                version,
+            ];
+            match expected {
+                None => {
+                    let taken: bool = tx
+                        .query_row("SELECT EXISTS (SELECT 1 FROM incidents WHERE channel = ?1)", [i.channel.as_str()], |r| r.get(0))
+                        .map_err(db_error)?;
+                    if taken {
+                        return Err(StoreError::ChannelTaken(i.channel.to_string()));
+                    }
+                    tx.execute(
+                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                        values,
+                    )
+                    .map_err(db_error)?;
+                }
+                Some(expected) => {
+                    let updated = tx
+                        .execute(
+                            "UPDATE incidents SET title = ?2, severity = ?3, status = ?4, platform = ?5, channel = ?6, \
+                             commander = ?7, declared_by = ?8, declared_at = ?9, acknowledged_at = ?10, \
+                             acknowledged_by = ?11, resolved_at = ?12, root_cause = ?13, last_update_at = ?14, \
+                             escalation_generation = ?15, reminder_generation = ?16, version = ?17 \
+                             WHERE number = ?1 AND version = ?18",
+                            rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
+                        )
+                        .map_err(db_error)?;
+                    if updated != 1 {
+                        return Err(StoreError::Conflict(i.key.to_string()));
+                    }
+                }
+            }
+            for event in &events {
+                tx.execute(
+                    "INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![i.key.0, ts(event.at), actor_column(&event.actor), event.kind.name(), event_detail(&event.kind)],
+                )
+                .map_err(db_error)?;
+            }
+            if let Some((id, owner)) = &fired {
+                let closed = tx
+                    .execute(
+                        "UPDATE timers SET state = 'fired', fired_at = ?3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                        params![id, owner, now],
+                    )
+                    .map_err(db_error)?;
+                if closed != 1 {
+                    return Err(StoreError::LeaseLost(format!("timer {id}")));
+                }
+            }
+            for timer in &timers {
+                // A newer plan of the same kind supersedes older pending ones.
+                tx.execute(
+                    "UPDATE timers SET state = 'superseded' WHERE incident = ?1 AND kind = ?2 AND fence < ?3 AND state = 'pending'",
+                    params![i.key.0, timer.kind.as_str(), timer.fence],
+                )
+                .map_err(db_error)?;
+                tx.execute(
+                    "INSERT INTO timers (incident, kind, due_at, fence, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![i.key.0, timer.kind.as_str(), ts(timer.due_at), timer.fence, now],
+                )
+                .map_err(db_error)?;
+            }
+            for (index, effect) in outbox.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    params![i.key.0, i.platform.as_str(), effect, idempotency_key(i.key, version, index), now],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Timer>> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let rows = {
+                let mut stmt = tx
+                    .prepare(
+                        "UPDATE timers SET lease_owner = ?1, lease_until = ?2 WHERE id IN (
+                            SELECT id FROM timers WHERE state = 'pending' AND due_at <= ?3
+                              AND (lease_until IS NULL OR lease_until < ?3)
+                            ORDER BY due_at, id LIMIT ?4)
+                         RETURNING id, incident, kind, due_at, fence",
+                    )
+                    .map_err(db_error)?;
+                stmt.query_map(params![owner, ts(lease_until), ts(now), limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        parse_ts(&r.get::<_, String>(3)?)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?
+            };
+            tx.commit().map_err(db_error)?;
+            let mut timers = rows
+                .into_iter()
+                .map(|(id, incident, kind, due_at, fence)| {
+                    Ok(Timer {
+                        id,
+                        incident: IncidentKey(incident),
+                        kind: timer_kind(&kind)?,
+                        due_at,
+                        fence,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            timers.sort_by_key(|t| (t.due_at, t.id));
+            Ok(timers)
+        })
+        .await
+    }
+
+    async fn discard_timer(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE timers SET state = 'stale', fired_at = ?3, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                    params![id, owner, ts(now)],
+                )
+                .map_err(db_error)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost(format!("timer {id}"))) }
+        })
+        .await
+    }
+
+    async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.with(|conn| {
+            let next: Option<String> = conn
+                .query_row(
+                    "SELECT MIN(due_at) FROM timers WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            opt_ts(next).map_err(db_error)
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        platform: Platform,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let rows = {
+                let mut stmt = tx
+                    .prepare(
+                        "UPDATE outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 WHERE id IN (
+                            SELECT id FROM outbox WHERE state = 'pending' AND platform = ?3 AND next_attempt_at <= ?4
+                              AND (lease_until IS NULL OR lease_until < ?4)
+                            ORDER BY id LIMIT ?5)
+                         RETURNING id, incident, effect, idempotency_key, attempts",
+                    )
+                    .map_err(db_error)?;
+                stmt.query_map(params![owner, ts(lease_until), platform.as_str(), ts(now), limit], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i32>(4)?))
+                })
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?
+            };
+            tx.commit().map_err(db_error)?;
+            let mut items = rows
+                .into_iter()
+                .map(|(id, incident, effect, idempotency_key, attempts)| {
+                    Ok(OutboxItem { id, incident: IncidentKey(incident), platform, effect: effect_from_json(&effect)?, idempotency_key, attempts })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            items.sort_by_key(|i| i.id);
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE outbox SET state = 'delivered', done_at = ?3, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                    params![id, owner, ts(now)],
+                )
+                .map_err(db_error)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost(format!("outbox row {id}"))) }
+        })
+        .await
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let owner = owner.to_string();
+        let error = error.to_string();
+        self.with(move |conn| {
+            let n = match retry_at {
+                Some(at) => conn.execute(
+                    "UPDATE outbox SET last_error = ?3, next_attempt_at = ?4, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                    params![id, owner, error, ts(at)],
+                ),
+                None => conn.execute(
+                    "UPDATE outbox SET state = 'failed', last_error = ?3, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                    params![id, owner, error],
+                ),
+            }
+            .map_err(db_error)?;
+            if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost(format!("outbox row {id}"))) }
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self) -> StoreResult<OutboxCounts> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(state = 'delivered'), 0) FROM outbox",
+                [],
+                |r| Ok(OutboxCounts { pending: r.get(0)?, failed: r.get(1)?, delivered: r.get(2)? }),
+            )
+            .map_err(db_error)
+        })
+        .await
+    }
+}
