@@ -1,0 +1,285 @@
+//! The app on a real store with a virtual clock: timers across restarts and replicas, outbox
+//! delivery and retries, concurrent commands. Each test runs on SQLite and on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{Duration, TimeZone, Utc};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use warroom::app::clock::VirtualClock;
+use warroom::app::{App, Origin};
+use warroom::chat::{ChatSink, DeliveryError};
+use warroom::core::{ChannelTarget, Effect, EventKind, Platform, Severity, UserRef};
+use warroom::store::{OutboxItem, Store};
+
+/// Records delivered effects; fails deliveries on demand.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub delivered: Mutex<Vec<Effect>>,
+    pub failures: Mutex<VecDeque<DeliveryError>>,
+}
+
+#[async_trait]
+impl ChatSink for RecordingSink {
+    fn platform(&self) -> Platform {
+        Platform::Console
+    }
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        if let Some(failure) = self.failures.lock().unwrap().pop_front() {
+            return Err(failure);
+        }
+        self.delivered.lock().unwrap().push(item.effect.clone());
+        Ok(())
+    }
+}
+
+impl RecordingSink {
+    fn texts(&self) -> Vec<String> {
+        self.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect()
+    }
+}
+
+fn app(store: Arc<dyn Store>, clock: Arc<VirtualClock>) -> App {
+    let policy = warroom::config::load(None).unwrap().policy;
+    App::new(store, policy, clock, Duration::seconds(60))
+}
+
+fn origin(channel: &str, user: &str) -> Origin {
+    Origin {
+        platform: Platform::Console,
+        channel: channel.into(),
+        actor: UserRef::parse(user).unwrap(),
+    }
+}
+
+fn clock() -> Arc<VirtualClock> {
+    Arc::new(VirtualClock::starting_at(
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap(),
+    ))
+}
+
+const CHANNEL: &str = "inc-20261128-payments-down";
+
+async fn declare(app: &App) {
+    let reply = app
+        .handle_command(&origin("general", "alice"), "declare Payments down")
+        .await
+        .unwrap();
+    assert!(serde_json::to_string(&reply).unwrap().contains(CHANNEL));
+}
+
+async fn reminders(store: &dyn Store) -> Vec<i64> {
+    let incident = store.incident_by_channel(CHANNEL).await.unwrap().unwrap();
+    store
+        .timeline(incident.key)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::ReminderSent { late_by_seconds } => Some(late_by_seconds),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn overdue_reminders_fire_once_after_a_restart_and_say_how_late(store: Arc<dyn Store>) {
+    let clock = clock();
+    declare(&app(store.clone(), clock.clone())).await;
+    // warroom is down for two hours; a new process starts on the same store.
+    clock.advance(Duration::hours(2));
+    let restarted = app(store.clone(), clock.clone());
+    assert_eq!(
+        restarted.run_due_timers().await.unwrap(),
+        1,
+        "one overdue reminder, not four"
+    );
+    assert_eq!(
+        restarted.run_due_timers().await.unwrap(),
+        0,
+        "and only once"
+    );
+    assert_eq!(reminders(&*store).await, [90 * 60]);
+    let sink = RecordingSink::default();
+    restarted.dispatch_outbox(&sink).await.unwrap();
+    let texts = sink.texts().join("\n");
+    assert!(texts.contains("This reminder is 1h 30m late"), "{texts}");
+    // The cadence resumes from now, not from the missed slots.
+    clock.advance(Duration::minutes(14));
+    assert_eq!(restarted.run_due_timers().await.unwrap(), 0);
+    clock.advance(Duration::minutes(2));
+    assert_eq!(restarted.run_due_timers().await.unwrap(), 1);
+}
+
+pub async fn two_replicas_fire_each_reminder_exactly_once(store: Arc<dyn Store>) {
+    let clock = clock();
+    let a = Arc::new(app(store.clone(), clock.clone()));
+    let b = Arc::new(app(store.clone(), clock.clone()));
+    declare(&a).await;
+    for _ in 0..3 {
+        clock.advance(Duration::minutes(31));
+        let (fa, fb) = tokio::join!(a.run_due_timers(), b.run_due_timers());
+        assert_eq!(fa.unwrap() + fb.unwrap(), 1);
+    }
+    assert_eq!(reminders(&*store).await.len(), 3);
+}
+
+pub async fn an_update_resets_the_reminder_and_resolve_stops_it(store: Arc<dyn Store>) {
+    let clock = clock();
+    let app = app(store.clone(), clock.clone());
+    declare(&app).await;
+    clock.advance(Duration::minutes(20));
+    assert!(
+        app.handle_command(&origin(CHANNEL, "bob"), "update failover started")
+            .await
+            .is_none()
+    );
+    clock.advance(Duration::minutes(20));
+    assert_eq!(
+        app.run_due_timers().await.unwrap(),
+        0,
+        "40 minutes after declaring, 20 after the update"
+    );
+    clock.advance(Duration::minutes(11));
+    assert_eq!(app.run_due_timers().await.unwrap(), 1);
+    assert!(
+        app.handle_command(&origin(CHANNEL, "bob"), "resolve")
+            .await
+            .is_none()
+    );
+    clock.advance(Duration::hours(3));
+    assert_eq!(
+        app.run_due_timers().await.unwrap(),
+        0,
+        "no reminders for a resolved incident"
+    );
+    assert_eq!(store.next_timer_due().await.unwrap(), None);
+}
+
+pub async fn deliveries_retry_after_the_platform_says_and_give_up_on_permanent_errors(
+    store: Arc<dyn Store>,
+) {
+    let clock = clock();
+    let app = app(store.clone(), clock.clone());
+    declare(&app).await;
+    let sink = RecordingSink::default();
+    sink.failures.lock().unwrap().extend([
+        DeliveryError::Retry {
+            after: Some(Duration::seconds(30)),
+            reason: "429 ratelimited".into(),
+        },
+        DeliveryError::Permanent {
+            reason: "400 channel_not_found".into(),
+        },
+    ]);
+    assert_eq!(
+        app.dispatch_outbox(&sink).await.unwrap(),
+        1,
+        "create failed, alert refused, announcement delivered"
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed, counts.delivered), (1, 1, 1));
+    clock.advance(Duration::seconds(29));
+    assert_eq!(
+        app.dispatch_outbox(&sink).await.unwrap(),
+        0,
+        "Retry-After is honoured"
+    );
+    clock.advance(Duration::seconds(2));
+    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 1);
+    let delivered = sink.delivered.lock().unwrap().clone();
+    assert!(
+        matches!(&delivered[0], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
+    );
+    assert!(matches!(&delivered[1], Effect::CreateChannel { .. }));
+    assert_eq!(
+        app.dispatch_outbox(&sink).await.unwrap(),
+        0,
+        "nothing is sent twice"
+    );
+}
+
+pub async fn concurrent_commands_on_one_incident_both_land(store: Arc<dyn Store>) {
+    let clock = clock();
+    let a = Arc::new(app(store.clone(), clock.clone()));
+    let b = Arc::new(app(store.clone(), clock.clone()));
+    declare(&a).await;
+    let (bob, carol) = (origin(CHANNEL, "bob"), origin(CHANNEL, "carol"));
+    let (ra, rb) = tokio::join!(
+        a.handle_command(&bob, "ack"),
+        b.handle_command(&carol, "sev P1")
+    );
+    assert!(ra.is_none() && rb.is_none(), "{ra:?} {rb:?}");
+    let incident = store.incident_by_channel(CHANNEL).await.unwrap().unwrap();
+    assert_eq!(incident.severity, Severity::P1);
+    assert!(incident.acknowledged_at.is_some());
+    assert_eq!(incident.version, 3);
+    assert_eq!(store.timeline(incident.key).await.unwrap().len(), 3);
+}
+
+pub async fn commands_outside_an_incident_channel_list_the_open_incidents(store: Arc<dyn Store>) {
+    let app = app(store.clone(), clock());
+    declare(&app).await;
+    let reply = app
+        .handle_command(&origin("general", "bob"), "ack")
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&reply).unwrap();
+    assert!(text.contains("not an incident channel"), "{text}");
+    assert!(text.contains(CHANNEL), "{text}");
+    let incident = store.incident_by_channel(CHANNEL).await.unwrap().unwrap();
+    assert!(incident.acknowledged_at.is_none(), "nothing changed");
+}
+
+pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(
+    store: Arc<dyn Store>,
+) {
+    let app = app(store.clone(), clock());
+    declare(&app).await;
+    let reply = app
+        .handle_command(&origin("general", "bob"), "declare Payments down!")
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&reply)
+            .unwrap()
+            .contains("inc-20261128-payments-down-2")
+    );
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::support::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::PgSchema::create().await else { return };
+                    super::$name(db.store().await).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    overdue_reminders_fire_once_after_a_restart_and_say_how_late,
+    two_replicas_fire_each_reminder_exactly_once,
+    an_update_resets_the_reminder_and_resolve_stops_it,
+    deliveries_retry_after_the_platform_says_and_give_up_on_permanent_errors,
+    concurrent_commands_on_one_incident_both_land,
+    commands_outside_an_incident_channel_list_the_open_incidents,
+    a_second_declaration_with_the_same_title_gets_a_suffixed_channel,
+);

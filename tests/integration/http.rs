@@ -1,0 +1,148 @@
+//! `/healthz` and `/readyz`: the router with `oneshot`, and a real `warroom serve` process.
+
+use crate::console::warroom;
+use crate::support::sqlite_store;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tower::ServiceExt;
+use warroom::http::{Heartbeat, HttpDeps, router};
+
+async fn get(deps: HttpDeps, path: &str) -> (StatusCode, serde_json::Value) {
+    let response = router(deps)
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn readiness_needs_the_store_and_a_live_scheduler() {
+    let (store, _dir) = sqlite_store().await;
+    let heartbeat = Arc::new(Heartbeat::default());
+    let deps = HttpDeps {
+        store,
+        scheduler: heartbeat.clone(),
+        stall_after: chrono::Duration::seconds(20),
+    };
+
+    let (status, body) = get(deps.clone(), "/healthz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+
+    let (status, body) = get(deps.clone(), "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("has not completed a pass"),
+        "{body}"
+    );
+
+    heartbeat.beat(chrono::Utc::now());
+    let (status, body) = get(deps.clone(), "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["store"], "sqlite");
+
+    heartbeat.beat(chrono::Utc::now() - chrono::Duration::seconds(60));
+    let (status, body) = get(deps.clone(), "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("scheduler: last pass"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let (store, _dir) = sqlite_store().await;
+    let deps = HttpDeps {
+        store,
+        scheduler: Arc::new(Heartbeat::default()),
+        stall_after: chrono::Duration::seconds(20),
+    };
+    let response = router(deps)
+        .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_becomes_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Child(
+        warroom()
+            .arg("serve")
+            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("WARROOM_DATABASE__PATH", dir.path().join("serve.db"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let mut ready = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status() == 200
+        {
+            ready = Some(response.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ready = ready.expect("warroom serve did not become ready within 10 s");
+    assert_eq!(ready["store"], "sqlite");
+    let health = client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let pid = child.0.id().to_string();
+    // SIGTERM through the standard `kill` utility: the test needs a signal, not a shell.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = exited.expect("warroom serve did not stop within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+}

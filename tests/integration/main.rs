@@ -1,0 +1,10 @@
+//! warroom's integration tests: one binary, one module per area.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod app;
+mod console;
+mod http;
+mod render;
+mod store_contract;

@@ -1,0 +1,619 @@
+//! The store contract: every test here runs on SQLite and on PostgreSQL.
+
+use crate::support::PgSchema;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::HashSet;
+use std::sync::Arc;
+use warroom::core::decide::{DeclareRequest, apply, declare};
+use warroom::core::{
+    ChannelName, ChannelTarget, Command, Effect, EventKind, IncidentKey, Message, Platform,
+    Severity, Status, TimerKind, TimerRequest, UserRef, message::Visibility,
+};
+use warroom::store::{Change, Store, StoreError};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+}
+
+fn policy() -> warroom::core::Policy {
+    warroom::config::load(None).expect("defaults load").policy
+}
+
+fn user(name: &str) -> UserRef {
+    UserRef::parse(name).unwrap()
+}
+
+/// Declare and store an incident; returns its decision.
+async fn declared(store: &dyn Store, title: &str, channel: &str) -> warroom::core::Decision {
+    let key = store.allocate_incident_key().await.unwrap();
+    let decision = declare(
+        &policy(),
+        DeclareRequest {
+            key,
+            title: title.into(),
+            severity: None,
+            actor: user("alice"),
+            platform: Platform::Console,
+            channel: ChannelName::parse(channel).unwrap(),
+            now: t0(),
+        },
+    );
+    let version = store.commit(change(&decision, None, t0())).await.unwrap();
+    assert_eq!(version, 1);
+    let mut decision = decision;
+    decision.incident.version = version;
+    decision
+}
+
+fn change(
+    decision: &warroom::core::Decision,
+    expected: Option<i64>,
+    now: DateTime<Utc>,
+) -> Change<'_> {
+    Change {
+        incident: &decision.incident,
+        expected_version: expected,
+        events: &decision.events,
+        timers: &decision.timers,
+        outbox: &decision.effects,
+        fired_timer: None,
+        now,
+    }
+}
+
+pub async fn stores_and_reads_back_everything(store: Arc<dyn Store>) {
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let key = d.incident.key;
+    let loaded = store.incident(key).await.unwrap().expect("stored");
+    assert_eq!(loaded, d.incident);
+    assert_eq!(
+        store
+            .incident_by_channel("inc-20261128-db-down")
+            .await
+            .unwrap(),
+        Some(d.incident.clone())
+    );
+    assert_eq!(store.incident_by_channel("nope").await.unwrap(), None);
+    assert_eq!(store.incident(IncidentKey(9_999)).await.unwrap(), None);
+    let timeline = store.timeline(key).await.unwrap();
+    assert_eq!(timeline, d.events);
+    assert!(matches!(
+        timeline[0].kind,
+        EventKind::Declared {
+            severity: Severity::P0,
+            ..
+        }
+    ));
+    assert_eq!(
+        store.next_timer_due().await.unwrap(),
+        Some(t0() + Duration::minutes(30))
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(counts.pending, d.effects.len() as i64);
+}
+
+pub async fn every_field_survives_a_full_lifecycle(store: Arc<dyn Store>) {
+    let p = policy();
+    let d = declared(&*store, "Checkout errors", "inc-20261128-checkout-errors").await;
+    let mut incident = d.incident;
+    let bob = user("bob");
+    for (i, command) in [
+        Command::Ack,
+        Command::Sev(Severity::P0),
+        Command::Commander(user("carol")),
+        Command::Status(Status::Monitoring),
+        Command::Update("it's \"fine\" <now> & 'then' 🔥".into()),
+        Command::Resolve {
+            root_cause: Some("expired certificate".into()),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let now = t0() + Duration::minutes(i as i64 + 1);
+        let mut next = apply(&p, &incident, &bob, &command, now).unwrap();
+        let version = store
+            .commit(change(&next, Some(incident.version), now))
+            .await
+            .unwrap();
+        next.incident.version = version;
+        assert_eq!(
+            store.incident(incident.key).await.unwrap().unwrap(),
+            next.incident,
+            "{command:?}"
+        );
+        incident = next.incident;
+    }
+    assert_eq!(incident.status, Status::Resolved);
+    assert_eq!(incident.acknowledged_by, Some(bob));
+    let timeline = store.timeline(incident.key).await.unwrap();
+    let kinds: Vec<_> = timeline.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "declared",
+            "acknowledged",
+            "severity_changed",
+            "commander_assigned",
+            "status_changed",
+            "status_update",
+            "resolved"
+        ]
+    );
+    assert!(
+        matches!(&timeline[5].kind, EventKind::StatusUpdate { text } if text == "it's \"fine\" <now> & 'then' 🔥")
+    );
+}
+
+pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: Arc<dyn Store>) {
+    let p = policy();
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let first = apply(&p, &d.incident, &user("bob"), &Command::Ack, t0()).unwrap();
+    store.commit(change(&first, Some(1), t0())).await.unwrap();
+    // A second writer decided from the same version 1.
+    let second = apply(
+        &p,
+        &d.incident,
+        &user("carol"),
+        &Command::Sev(Severity::P1),
+        t0(),
+    )
+    .unwrap();
+    let err = store
+        .commit(change(&second, Some(1), t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let stored = store.incident(d.incident.key).await.unwrap().unwrap();
+    assert_eq!(stored.severity, Severity::P0);
+    assert_eq!(stored.version, 2);
+    let kinds: Vec<_> = store
+        .timeline(d.incident.key)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["declared", "acknowledged"],
+        "the conflicting change left no events"
+    );
+}
+
+pub async fn a_taken_channel_is_refused_and_writes_nothing(store: Arc<dyn Store>) {
+    declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let key = store.allocate_incident_key().await.unwrap();
+    let clash = declare(
+        &policy(),
+        DeclareRequest {
+            key,
+            title: "DB down again".into(),
+            severity: None,
+            actor: user("bob"),
+            platform: Platform::Console,
+            channel: ChannelName::parse("inc-20261128-db-down").unwrap(),
+            now: t0(),
+        },
+    );
+    let err = store.commit(change(&clash, None, t0())).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::ChannelTaken(ref c) if c == "inc-20261128-db-down"),
+        "{err:?}"
+    );
+    assert_eq!(store.incident(key).await.unwrap(), None);
+    assert!(store.timeline(key).await.unwrap().is_empty());
+    assert_eq!(
+        store.outbox_counts().await.unwrap().pending,
+        3,
+        "only the first incident's effects"
+    );
+}
+
+pub async fn keys_are_unique_under_concurrency(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.allocate_incident_key().await.unwrap()
+        }));
+    }
+    let mut keys = HashSet::new();
+    for task in tasks {
+        assert!(
+            keys.insert(task.await.unwrap()),
+            "a key was handed out twice"
+        );
+    }
+    assert_eq!(keys.len(), 20);
+}
+
+pub async fn lists_and_channel_prefixes(store: Arc<dyn Store>) {
+    let p = policy();
+    let a = declared(&*store, "one", "inc-20261128-db").await;
+    declared(&*store, "two", "inc-20261128-db-2").await;
+    declared(&*store, "three", "inc-20261128-api").await;
+    let resolved = apply(
+        &p,
+        &a.incident,
+        &user("bob"),
+        &Command::Resolve { root_cause: None },
+        t0(),
+    )
+    .unwrap();
+    store
+        .commit(change(&resolved, Some(1), t0()))
+        .await
+        .unwrap();
+
+    let open: Vec<_> = store
+        .incidents(false, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.title)
+        .collect();
+    assert_eq!(open, ["three", "two"], "open only, newest first");
+    let all: Vec<_> = store
+        .incidents(true, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.title)
+        .collect();
+    assert_eq!(all, ["three", "two", "one"]);
+    assert_eq!(store.incidents(true, 1).await.unwrap().len(), 1);
+    let mut names = store
+        .channel_names_with_prefix("inc-20261128-db")
+        .await
+        .unwrap();
+    names.sort();
+    assert_eq!(names, ["inc-20261128-db", "inc-20261128-db-2"]);
+    // LIKE wildcards in a prefix are plain characters.
+    assert!(
+        store
+            .channel_names_with_prefix("inc-2026%")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn timers_are_claimed_once_leased_and_fenced(store: Arc<dyn Store>) {
+    let p = policy();
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let due = t0() + Duration::minutes(30);
+    assert!(
+        store
+            .claim_due_timers(due - Duration::seconds(1), "a", due, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let claimed = store
+        .claim_due_timers(due, "a", due + Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].kind, claimed[0].due_at, claimed[0].fence),
+        (TimerKind::StatusReminder, due, 0)
+    );
+    assert!(
+        store
+            .claim_due_timers(due, "b", due + Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to a"
+    );
+    // The lease expires: b may take it; a has lost it.
+    let stolen = store
+        .claim_due_timers(
+            due + Duration::minutes(2),
+            "b",
+            due + Duration::minutes(3),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stolen.len(), 1);
+    let fired =
+        warroom::core::decide::fire_timer(&p, &d.incident, TimerKind::StatusReminder, due, 0, due)
+            .unwrap();
+    let mut late = change(&fired, Some(1), due);
+    late.fired_timer = Some((claimed[0].id, "a"));
+    let err = store.commit(late).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
+    assert_eq!(
+        store.timeline(d.incident.key).await.unwrap().len(),
+        1,
+        "the lost-lease change wrote nothing"
+    );
+    assert_eq!(
+        store
+            .incident(d.incident.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    let mut ok = change(&fired, Some(1), due);
+    ok.fired_timer = Some((claimed[0].id, "b"));
+    store.commit(ok).await.unwrap();
+    assert_eq!(store.timeline(d.incident.key).await.unwrap().len(), 2);
+    assert!(
+        store
+            .claim_due_timers(due + Duration::hours(1), "c", due + Duration::hours(2), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.id != claimed[0].id),
+        "a fired timer is never claimed again"
+    );
+    // The reminder planned the next one; a newer fence supersedes it.
+    assert_eq!(
+        store.next_timer_due().await.unwrap(),
+        Some(due + Duration::minutes(30))
+    );
+    let superseding = [TimerRequest {
+        kind: TimerKind::StatusReminder,
+        due_at: due + Duration::hours(5),
+        fence: 1,
+    }];
+    let mut newer = change(&fired, Some(2), due);
+    newer.events = &[];
+    newer.outbox = &[];
+    newer.timers = &superseding;
+    store.commit(newer).await.unwrap();
+    assert_eq!(
+        store.next_timer_due().await.unwrap(),
+        Some(due + Duration::hours(5))
+    );
+    let last = store
+        .claim_due_timers(due + Duration::hours(6), "c", due + Duration::hours(7), 10)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(
+        store
+            .discard_timer(last[0].id, "someone-else", due)
+            .await
+            .is_err()
+    );
+    store.discard_timer(last[0].id, "c", due).await.unwrap();
+    assert_eq!(store.next_timer_due().await.unwrap(), None);
+}
+
+pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
+    for i in 0..12 {
+        declared(
+            &*store,
+            &format!("incident {i}"),
+            &format!("inc-20261128-n{i}"),
+        )
+        .await;
+    }
+    let due = t0() + Duration::hours(1);
+    let mut tasks = Vec::new();
+    for owner in ["r1", "r2", "r3", "r4"] {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let batch = store
+                    .claim_due_timers(due, owner, due + Duration::minutes(1), 2)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return ids;
+                }
+                ids.extend(batch.iter().map(|t| t.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            assert!(seen.insert(id), "timer {id} was claimed by two replicas");
+        }
+    }
+    assert_eq!(seen.len(), 12);
+}
+
+pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<dyn Store>) {
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let now = t0();
+    assert!(
+        store
+            .claim_outbox(Platform::Slack, now, "a", now + Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "other platform"
+    );
+    let items = store
+        .claim_outbox(Platform::Console, now, "a", now + Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        items.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(),
+        d.effects,
+        "in decision order"
+    );
+    assert!(items.iter().all(|i| i.attempts == 1));
+    let keys: HashSet<_> = items.iter().map(|i| i.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        store
+            .claim_outbox(Platform::Console, now, "b", now + Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+
+    store.outbox_delivered(items[0].id, "a", now).await.unwrap();
+    assert!(
+        store.outbox_delivered(items[0].id, "a", now).await.is_err(),
+        "delivered once"
+    );
+    store
+        .outbox_failed(
+            items[1].id,
+            "a",
+            "429 rate limited",
+            Some(now + Duration::seconds(30)),
+        )
+        .await
+        .unwrap();
+    store
+        .outbox_failed(items[2].id, "a", "400 channel_not_found", None)
+        .await
+        .unwrap();
+
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed, counts.delivered), (1, 1, 1));
+    assert!(
+        store
+            .claim_outbox(
+                Platform::Console,
+                now + Duration::seconds(29),
+                "b",
+                now + Duration::minutes(2),
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "backing off"
+    );
+    let retry = store
+        .claim_outbox(
+            Platform::Console,
+            now + Duration::seconds(31),
+            "b",
+            now + Duration::minutes(2),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!((retry[0].id, retry[0].attempts), (items[1].id, 2));
+    assert!(
+        store.outbox_delivered(retry[0].id, "a", now).await.is_err(),
+        "a no longer holds the lease"
+    );
+    store.outbox_delivered(retry[0].id, "b", now).await.unwrap();
+    assert_eq!(store.outbox_counts().await.unwrap().delivered, 2);
+}
+
+pub async fn effects_round_trip_exactly(store: Arc<dyn Store>) {
+    let mut d = declared(&*store, "x", "inc-20261128-x").await;
+    let tricky = Effect::Post {
+        channel: ChannelTarget::Named("ops & <friends>".into()),
+        message: Message::notice(
+            Visibility::Ephemeral,
+            "quote \" backslash \\ nul-free ünïcödé",
+        ),
+        pin: false,
+    };
+    d.effects = vec![tricky.clone()];
+    d.events.clear();
+    d.timers.clear();
+    store.commit(change(&d, Some(1), t0())).await.unwrap();
+    let items = store
+        .claim_outbox(
+            Platform::Console,
+            t0(),
+            "a",
+            t0() + Duration::minutes(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(items.last().unwrap().effect, tricky);
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::support::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::PgSchema::create().await else { return };
+                    super::$name(db.store().await).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    stores_and_reads_back_everything,
+    every_field_survives_a_full_lifecycle,
+    a_stale_version_is_a_conflict_and_writes_nothing,
+    a_taken_channel_is_refused_and_writes_nothing,
+    keys_are_unique_under_concurrency,
+    lists_and_channel_prefixes,
+    timers_are_claimed_once_leased_and_fenced,
+    concurrent_claims_never_overlap,
+    outbox_rows_are_delivered_once_and_retried_with_backoff,
+    effects_round_trip_exactly,
+);
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warroom.db");
+    let store: Arc<dyn Store> = Arc::new(
+        warroom::store::sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap(),
+    );
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    drop(store);
+    let reopened = warroom::store::sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    reopened.ping().await.unwrap();
+    assert_eq!(
+        reopened.incident(d.incident.key).await.unwrap(),
+        Some(d.incident)
+    );
+    assert_eq!(
+        reopened.allocate_incident_key().await.unwrap(),
+        IncidentKey(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_data_survives_reconnecting_and_migration_is_idempotent() {
+    let Some(db) = PgSchema::create().await else {
+        return;
+    };
+    let first = db.store().await;
+    let d = declared(&*first, "DB down", "inc-20261128-db-down").await;
+    // Two more replicas start at once: both migrate (a no-op) and see the same data.
+    let (second, third) = tokio::join!(db.store(), db.store());
+    second.ping().await.unwrap();
+    third.ping().await.unwrap();
+    assert_eq!(
+        second.incident(d.incident.key).await.unwrap(),
+        Some(d.incident)
+    );
+    db.cleanup().await;
+}

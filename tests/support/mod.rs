@@ -1,0 +1,114 @@
+//! Shared test support: PostgreSQL schemas per test, SQLite stores in temporary folders.
+//!
+//! PostgreSQL: `WARROOM_TEST_DATABASE_URL` names the server (default
+//! `postgres://postgres@127.0.0.1:5432/test`). When that variable is set, or `CI` is set, an
+//! unreachable server fails the test; otherwise the PostgreSQL variant prints why it did not
+//! run and returns.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use warroom::store::Store;
+use warroom::store::postgres::PostgresStore;
+use warroom::store::sqlite::SqliteStore;
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn postgres_url() -> (String, bool) {
+    match std::env::var("WARROOM_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (url, true),
+        _ => (
+            DEFAULT_POSTGRES_URL.to_string(),
+            std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false"),
+        ),
+    }
+}
+
+/// A unique schema name for one test.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A PostgreSQL schema of its own for one test; dropped by `cleanup`.
+pub struct PgSchema {
+    pub url: String,
+    pub schema: String,
+}
+
+impl PgSchema {
+    /// `None` (after saying why) when PostgreSQL is not required and not reachable.
+    pub async fn create() -> Option<PgSchema> {
+        let (url, required) = postgres_url();
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                let task = tokio::spawn(connection);
+                let schema = unique_name("wrt");
+                client
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .expect("create test schema");
+                drop(client);
+                let _ = task.await;
+                Some(PgSchema { url, schema })
+            }
+            Err(e) if required => panic!(
+                "PostgreSQL is required here (CI or WARROOM_TEST_DATABASE_URL is set) but {url} is unreachable: {e}"
+            ),
+            Err(e) => {
+                eprintln!(
+                    "PostgreSQL test not run: {url} is unreachable ({e}); set WARROOM_TEST_DATABASE_URL or CI to make this a failure"
+                );
+                None
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        Arc::new(
+            PostgresStore::connect(&self.url, Some(&self.schema), 4)
+                .await
+                .expect("connect to the test schema"),
+        )
+    }
+
+    /// Environment for a `warroom` child process using this schema.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("WARROOM_DATABASE__URL".into(), self.url.clone()),
+            ("WARROOM_DATABASE__SCHEMA".into(), self.schema.clone()),
+        ]
+    }
+
+    pub async fn cleanup(self) {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await
+        {
+            let task = tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+                .await;
+            drop(client);
+            let _ = task.await;
+        }
+    }
+}
+
+/// An SQLite store in a temporary folder, kept as long as the folder is.
+pub async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("warroom.db"))
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
