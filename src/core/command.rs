@@ -136,9 +136,9 @@ impl CommandName {
     pub fn summary(self) -> &'static str {
         match self {
             CommandName::Declare => {
-                "Declare a new incident: opens a channel, pages the on-call and posts the alert."
+                "Declare a new incident: opens its channel, posts the alert and announces it."
             }
-            CommandName::Ack => "Acknowledge the incident of this channel; stops escalation.",
+            CommandName::Ack => "Acknowledge the incident of this channel: someone is on it.",
             CommandName::Sev => "Change the severity of the incident of this channel.",
             CommandName::Commander => "Make someone the incident commander.",
             CommandName::Status => "Move the incident to investigating, identified or monitoring.",

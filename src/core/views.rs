@@ -66,7 +66,7 @@ pub fn incident_buttons(incident: &Incident) -> Vec<Button> {
             confirm: Some(ConfirmDialog {
                 title: format!("Resolve {}?", incident.key),
                 text: format!(
-                    "This marks {} as resolved and stops its escalation. Add the root cause later with `/incident update`.",
+                    "This marks {} as resolved. To record the root cause, use `/incident resolve <root cause>` instead.",
                     incident.key
                 ),
                 confirm: "Resolve".into(),
@@ -317,7 +317,7 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         policy,
         &acked.incident,
         &alice,
-        &super::Command::Update("Rolled back the 14:02 deploy".into()),
+        &super::Command::Update("Rolled back the 14:02 deploy & restarted <db-1>".into()),
         later,
     )
     .expect("sample update");
