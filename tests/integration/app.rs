@@ -250,30 +250,6 @@ pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(
     );
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::support::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::support::PgSchema::create().await else { return };
-                    super::$name(db.store().await).await;
-                    db.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
     two_replicas_fire_each_reminder_exactly_once,

@@ -1,5 +1,6 @@
 //! warroom's integration tests: one binary, one module per area.
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 

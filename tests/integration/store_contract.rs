@@ -538,31 +538,7 @@ pub async fn effects_round_trip_exactly(store: Arc<dyn Store>) {
     assert_eq!(items.last().unwrap().effect, tricky);
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::support::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = crate::support::PgSchema::create().await else { return };
-                    super::$name(db.store().await).await;
-                    db.cleanup().await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+on_both_stores!(
     stores_and_reads_back_everything,
     every_field_survives_a_full_lifecycle,
     a_stale_version_is_a_conflict_and_writes_nothing,

@@ -112,3 +112,29 @@ pub async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
         .unwrap();
     (Arc::new(store), dir)
 }
+
+/// Generate a `sqlite` and a `postgres` module, each with one `#[tokio::test]` per named
+/// `async fn(Arc<dyn Store>)` of the calling module.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::support::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::support::PgSchema::create().await else { return };
+                    super::$name(db.store().await).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
