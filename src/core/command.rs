@@ -307,9 +307,14 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
 
 fn parse_declare(args: &str) -> Result<Command, ParseError> {
     let name = CommandName::Declare;
+    // A quoted title is taken whole, so it may contain anything, `--sev` included.
+    let (quoted, flags) = match split_quoted(args) {
+        Some((title, rest)) => (Some(title), rest),
+        None => (None, args),
+    };
     let mut severity = None;
     let mut title_words: Vec<&str> = Vec::new();
-    let mut words = args.split_whitespace();
+    let mut words = flags.split_whitespace();
     while let Some(word) = words.next() {
         let value = if let Some(v) = word.strip_prefix("--sev=") {
             Some(v)
@@ -333,11 +338,20 @@ fn parse_declare(args: &str) -> Result<Command, ParseError> {
                         .map_err(|e| ParseError::new(Some(name), format!("{e}.")))?,
                 );
             }
+            None if quoted.is_some() => {
+                return Err(ParseError::new(
+                    Some(name),
+                    format!(
+                        "Unexpected `{}` after the quoted title.",
+                        truncate_chars(word, 40)
+                    ),
+                ));
+            }
             None => title_words.push(word),
         }
     }
     let joined = title_words.join(" ");
-    let title = strip_quotes(&joined).trim();
+    let title = quoted.unwrap_or_else(|| strip_quotes(&joined)).trim();
     if title.is_empty() {
         return Err(ParseError::new(Some(name), "The incident needs a title."));
     }
@@ -354,6 +368,18 @@ fn parse_declare(args: &str) -> Result<Command, ParseError> {
         title: title.to_string(),
         severity,
     })
+}
+
+/// `"a b" rest` → `("a b", " rest")` when `text` starts with a quote that is closed.
+fn split_quoted(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim_start();
+    for (open, close) in [('"', '"'), ('\'', '\''), ('“', '”')] {
+        if let Some(inner) = text.strip_prefix(open) {
+            let end = inner.find(close)?;
+            return Some((&inner[..end], &inner[end + close.len_utf8()..]));
+        }
+    }
+    None
 }
 
 fn bounded_text(name: CommandName, args: &str, what: &str) -> Result<String, ParseError> {
@@ -457,10 +483,43 @@ mod tests {
             }
         );
         assert_eq!(
-            ok("declare --sev=p2 \"Slow search\""),
+            ok("declare --sev=p2 Slow search"),
             Command::Declare {
                 title: "Slow search".into(),
                 severity: Some(Severity::P2)
+            }
+        );
+        assert_eq!(
+            ok("declare --sev P1 'Slow search'"),
+            Command::Declare {
+                title: "Slow search".into(),
+                severity: Some(Severity::P1)
+            }
+        );
+        assert_eq!(
+            ok("declare \"Fix the --sev flag\" --sev P3"),
+            Command::Declare {
+                title: "Fix the --sev flag".into(),
+                severity: Some(Severity::P3)
+            }
+        );
+        assert_eq!(
+            ok("declare “DB down”"),
+            Command::Declare {
+                title: "DB down".into(),
+                severity: None
+            }
+        );
+        assert!(
+            err("declare \"DB\" down")
+                .problem
+                .contains("after the quoted title")
+        );
+        assert_eq!(
+            ok("declare \"unclosed quote"),
+            Command::Declare {
+                title: "\"unclosed quote".into(),
+                severity: None
             }
         );
     }
