@@ -302,6 +302,11 @@ async fn meta_command<R: AsyncBufRead + Unpin>(
                         confirm.deny.to_lowercase()
                     ),
                 );
+                if options.prompt {
+                    let mut out = sink.output.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = write!(out, "{} (y/N)> ", confirm.confirm);
+                    let _ = out.flush();
+                }
                 let answer = lines.next_line().await?.unwrap_or_default();
                 if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
                     sink.note(&here, "cancelled; nothing was changed");
