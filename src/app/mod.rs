@@ -42,6 +42,18 @@ pub struct App {
     pub timers_changed: Arc<Notify>,
 }
 
+/// A lease lost to another replica is not an error for this pass: that replica now owns the
+/// row and will finish it. Anything else is.
+fn unless_lease_lost(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::LeaseLost(what)) => {
+            tracing::warn!(%what, "another replica took over; leaving it to them");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn unavailable(error: &StoreError) -> Message {
     tracing::error!(%error, "store error while handling a request");
     Message::notice(
@@ -242,7 +254,9 @@ impl App {
                 for _ in 0..CONFLICT_RETRIES {
                     let now = self.clock.now();
                     let Some(incident) = self.store.incident(timer.incident).await? else {
-                        self.store.discard_timer(timer.id, &self.owner, now).await?;
+                        unless_lease_lost(
+                            self.store.discard_timer(timer.id, &self.owner, now).await,
+                        )?;
                         done = true;
                         break;
                     };
@@ -254,7 +268,9 @@ impl App {
                         timer.fence,
                         now,
                     ) else {
-                        self.store.discard_timer(timer.id, &self.owner, now).await?;
+                        unless_lease_lost(
+                            self.store.discard_timer(timer.id, &self.owner, now).await,
+                        )?;
                         done = true;
                         break;
                     };
@@ -269,8 +285,8 @@ impl App {
                             break;
                         }
                         Err(StoreError::Conflict(_)) => continue,
-                        Err(StoreError::LeaseLost(what)) => {
-                            tracing::warn!(%what, "another replica took over a timer; leaving it to them");
+                        Err(lost @ StoreError::LeaseLost(_)) => {
+                            unless_lease_lost(Err(lost))?;
                             done = true;
                             break;
                         }
@@ -287,7 +303,10 @@ impl App {
         }
     }
 
-    /// Deliver pending outbox rows of `sink`'s platform. Returns how many were delivered.
+    /// Deliver pending outbox rows of `sink`'s platform, each incident's in order. Returns how
+    /// many were delivered. A failed row is retried with exponential backoff (2 s doubling to
+    /// 256 s) or after the platform's Retry-After, and given up after
+    /// `MAX_DELIVERY_ATTEMPTS` or on a permanent error.
     pub async fn dispatch_outbox(&self, sink: &dyn ChatSink) -> Result<usize, StoreError> {
         let mut delivered = 0;
         loop {
@@ -301,30 +320,24 @@ impl App {
             }
             let mut retry_later = 0;
             for item in &items {
-                match sink.deliver(item).await {
+                let outcome = match sink.deliver(item).await {
                     Ok(()) => {
+                        delivered += 1;
                         self.store
                             .outbox_delivered(item.id, &self.owner, self.clock.now())
-                            .await?;
-                        delivered += 1;
+                            .await
                     }
                     Err(DeliveryError::Retry { after, reason })
                         if item.attempts < MAX_DELIVERY_ATTEMPTS =>
                     {
-                        let backoff = Duration::seconds(1_i64 << item.attempts.clamp(0, 8));
-                        let wait = after
-                            .unwrap_or(backoff)
-                            .max(backoff.min(Duration::seconds(1)));
+                        let backoff = Duration::seconds(1_i64 << item.attempts.clamp(1, 8));
+                        let wait = after.unwrap_or(backoff).max(Duration::seconds(1));
                         tracing::warn!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed; will retry");
-                        self.store
-                            .outbox_failed(
-                                item.id,
-                                &self.owner,
-                                &reason,
-                                Some(self.clock.now() + wait),
-                            )
-                            .await?;
                         retry_later += 1;
+                        let retry_at = self.clock.now() + wait;
+                        self.store
+                            .outbox_failed(item.id, &self.owner, &reason, Some(retry_at))
+                            .await
                     }
                     Err(
                         DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason },
@@ -332,9 +345,10 @@ impl App {
                         tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
                         self.store
                             .outbox_failed(item.id, &self.owner, &reason, None)
-                            .await?;
+                            .await
                     }
-                }
+                };
+                unless_lease_lost(outcome)?;
             }
             if retry_later == items.len() {
                 return Ok(delivered);

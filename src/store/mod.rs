@@ -127,7 +127,10 @@ pub trait Store: Send + Sync {
     /// When the next pending timer is due.
     async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
-    /// Claim up to `limit` deliverable outbox rows of one platform, oldest first.
+    /// Claim up to `limit` deliverable outbox rows of one platform, oldest first. Only the
+    /// oldest pending row of each incident can be claimed, so an incident's effects are
+    /// delivered in the order they were decided (a channel exists before posts to it), and a
+    /// row waiting for a retry holds back the rows after it.
     async fn claim_outbox(
         &self,
         platform: Platform,

@@ -549,7 +549,9 @@ impl Store for SqliteStore {
                 let mut stmt = tx
                     .prepare(
                         "UPDATE outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 WHERE id IN (
-                            SELECT id FROM outbox WHERE state = 'pending' AND platform = ?3 AND next_attempt_at <= ?4
+                            SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = ?3 AND next_attempt_at <= ?4
+                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident
+                                              AND earlier.state = 'pending' AND earlier.id < head.id)
                               AND (lease_until IS NULL OR lease_until < ?4)
                             ORDER BY id LIMIT ?5)
                          RETURNING id, incident, effect, idempotency_key, attempts",

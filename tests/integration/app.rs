@@ -11,11 +11,15 @@ use warroom::chat::{ChatSink, DeliveryError};
 use warroom::core::{ChannelTarget, Effect, EventKind, Platform, Severity, UserRef};
 use warroom::store::{OutboxItem, Store};
 
-/// Records delivered effects; fails deliveries on demand.
+/// Records delivered effects; fails deliveries on demand; can let another replica steal the
+/// lease of the first delivery (by moving the clock past it and claiming the row).
+type Thief = (Arc<dyn Store>, Arc<VirtualClock>);
+
 #[derive(Default)]
 pub struct RecordingSink {
     pub delivered: Mutex<Vec<Effect>>,
     pub failures: Mutex<VecDeque<DeliveryError>>,
+    pub steal: Mutex<Option<Thief>>,
 }
 
 #[async_trait]
@@ -26,6 +30,21 @@ impl ChatSink for RecordingSink {
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
         if let Some(failure) = self.failures.lock().unwrap().pop_front() {
             return Err(failure);
+        }
+        let steal = self.steal.lock().unwrap().take();
+        if let Some((store, clock)) = steal {
+            let now = clock.advance(Duration::minutes(2));
+            let stolen = store
+                .claim_outbox(
+                    Platform::Console,
+                    now,
+                    "thief",
+                    now + Duration::minutes(5),
+                    1,
+                )
+                .await
+                .unwrap();
+            assert_eq!(stolen.iter().map(|s| s.id).collect::<Vec<_>>(), [item.id]);
         }
         self.delivered.lock().unwrap().push(item.effect.clone());
         Ok(())
@@ -159,29 +178,26 @@ pub async fn an_update_resets_the_reminder_and_resolve_stops_it(store: Arc<dyn S
     assert_eq!(store.next_timer_due().await.unwrap(), None);
 }
 
-pub async fn deliveries_retry_after_the_platform_says_and_give_up_on_permanent_errors(
+pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors(
     store: Arc<dyn Store>,
 ) {
     let clock = clock();
     let app = app(store.clone(), clock.clone());
     declare(&app).await;
     let sink = RecordingSink::default();
-    sink.failures.lock().unwrap().extend([
-        DeliveryError::Retry {
+    sink.failures
+        .lock()
+        .unwrap()
+        .push_back(DeliveryError::Retry {
             after: Some(Duration::seconds(30)),
             reason: "429 ratelimited".into(),
-        },
-        DeliveryError::Permanent {
-            reason: "400 channel_not_found".into(),
-        },
-    ]);
+        });
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
-        1,
-        "create failed, alert refused, announcement delivered"
+        0,
+        "nothing is posted before the channel exists"
     );
-    let counts = store.outbox_counts().await.unwrap();
-    assert_eq!((counts.pending, counts.failed, counts.delivered), (1, 1, 1));
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 3);
     clock.advance(Duration::seconds(29));
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
@@ -189,16 +205,64 @@ pub async fn deliveries_retry_after_the_platform_says_and_give_up_on_permanent_e
         "Retry-After is honoured"
     );
     clock.advance(Duration::seconds(2));
-    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 1);
+    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 3);
     let delivered = sink.delivered.lock().unwrap().clone();
+    assert!(matches!(&delivered[0], Effect::CreateChannel { .. }));
+    assert!(matches!(
+        &delivered[1],
+        Effect::Post {
+            channel: ChannelTarget::Incident(_),
+            pin: true,
+            ..
+        }
+    ));
     assert!(
-        matches!(&delivered[0], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
+        matches!(&delivered[2], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
     );
-    assert!(matches!(&delivered[1], Effect::CreateChannel { .. }));
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
         0,
         "nothing is sent twice"
+    );
+
+    // A permanent refusal is given up, and the incident's later messages still go out.
+    app.handle_command(&origin("general", "bob"), "declare Search down")
+        .await
+        .unwrap();
+    sink.failures
+        .lock()
+        .unwrap()
+        .push_back(DeliveryError::Permanent {
+            reason: "400 invalid_name".into(),
+        });
+    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 2);
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed, counts.delivered), (0, 1, 5));
+}
+
+pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(store: Arc<dyn Store>) {
+    let clock = clock();
+    let app = app(store.clone(), clock.clone());
+    declare(&app).await;
+    app.handle_command(&origin("general", "bob"), "declare Search down")
+        .await
+        .unwrap();
+    // The first delivery takes longer than the lease; another replica claims the row meanwhile.
+    let sink = RecordingSink {
+        steal: Mutex::new(Some((store.clone(), clock.clone()))),
+        ..RecordingSink::default()
+    };
+    // Delivered: the stolen row (its lease lost), then all of the second incident.
+    assert_eq!(
+        app.dispatch_outbox(&sink).await.unwrap(),
+        4,
+        "the pass went on after losing one lease"
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.delivered),
+        (3, 3),
+        "the first incident waits for the thief's row"
     );
 }
 
@@ -254,7 +318,8 @@ on_both_stores!(
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
     two_replicas_fire_each_reminder_exactly_once,
     an_update_resets_the_reminder_and_resolve_stops_it,
-    deliveries_retry_after_the_platform_says_and_give_up_on_permanent_errors,
+    deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors,
+    a_delivery_that_outlives_its_lease_does_not_stop_the_pass,
     concurrent_commands_on_one_incident_both_land,
     commands_outside_an_incident_channel_list_the_open_incidents,
     a_second_declaration_with_the_same_title_gets_a_suffixed_channel,

@@ -423,7 +423,7 @@ pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     assert_eq!(seen.len(), 12);
 }
 
-pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<dyn Store>) {
+pub async fn outbox_delivers_each_incident_in_decision_order(store: Arc<dyn Store>) {
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let now = t0();
     assert!(
@@ -434,17 +434,59 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<
             .is_empty(),
         "other platform"
     );
+    let mut effects = Vec::new();
+    loop {
+        let items = store
+            .claim_outbox(Platform::Console, now, "a", now + Duration::minutes(1), 10)
+            .await
+            .unwrap();
+        if items.is_empty() {
+            break;
+        }
+        assert_eq!(
+            items.len(),
+            1,
+            "only the oldest pending row of an incident is claimable"
+        );
+        assert!(
+            store
+                .claim_outbox(Platform::Console, now, "b", now + Duration::minutes(1), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the head is leased and holds back the rest"
+        );
+        store.outbox_delivered(items[0].id, "a", now).await.unwrap();
+        effects.push(items[0].effect.clone());
+    }
+    assert_eq!(effects, d.effects);
+}
+
+pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        declared(
+            &*store,
+            &format!("incident {i}"),
+            &format!("inc-20261128-n{i}"),
+        )
+        .await;
+    }
+    let now = t0();
     let items = store
         .claim_outbox(Platform::Console, now, "a", now + Duration::minutes(1), 10)
         .await
         .unwrap();
-    assert_eq!(items.len(), 3);
-    assert_eq!(
-        items.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(),
-        d.effects,
-        "in decision order"
+    assert_eq!(items.len(), 3, "one head per incident");
+    assert!(
+        items
+            .windows(2)
+            .all(|w| w[0].id < w[1].id && w[0].incident != w[1].incident)
     );
-    assert!(items.iter().all(|i| i.attempts == 1));
+    assert!(
+        items
+            .iter()
+            .all(|i| i.attempts == 1 && matches!(i.effect, Effect::CreateChannel { .. }))
+    );
     let keys: HashSet<_> = items.iter().map(|i| i.idempotency_key.clone()).collect();
     assert_eq!(keys.len(), 3);
     assert!(
@@ -474,28 +516,30 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<
         .outbox_failed(items[2].id, "a", "400 channel_not_found", None)
         .await
         .unwrap();
-
     let counts = store.outbox_counts().await.unwrap();
-    assert_eq!((counts.pending, counts.failed, counts.delivered), (1, 1, 1));
-    assert!(
-        store
-            .claim_outbox(
-                Platform::Console,
-                now + Duration::seconds(29),
-                "b",
-                now + Duration::minutes(2),
-                10
-            )
-            .await
-            .unwrap()
-            .is_empty(),
-        "backing off"
+    assert_eq!((counts.pending, counts.failed, counts.delivered), (7, 1, 1));
+
+    // The delivered and the given-up incidents move on; the retrying one waits its turn.
+    let next = store
+        .claim_outbox(
+            Platform::Console,
+            now + Duration::seconds(29),
+            "b",
+            now + Duration::minutes(2),
+            10,
+        )
+        .await
+        .unwrap();
+    let incidents: HashSet<_> = next.iter().map(|i| i.incident).collect();
+    assert_eq!(
+        incidents,
+        HashSet::from([items[0].incident, items[2].incident])
     );
     let retry = store
         .claim_outbox(
             Platform::Console,
             now + Duration::seconds(31),
-            "b",
+            "c",
             now + Duration::minutes(2),
             10,
         )
@@ -507,7 +551,7 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<
         store.outbox_delivered(retry[0].id, "a", now).await.is_err(),
         "a no longer holds the lease"
     );
-    store.outbox_delivered(retry[0].id, "b", now).await.unwrap();
+    store.outbox_delivered(retry[0].id, "c", now).await.unwrap();
     assert_eq!(store.outbox_counts().await.unwrap().delivered, 2);
 }
 
@@ -525,17 +569,25 @@ pub async fn effects_round_trip_exactly(store: Arc<dyn Store>) {
     d.events.clear();
     d.timers.clear();
     store.commit(change(&d, Some(1), t0())).await.unwrap();
-    let items = store
-        .claim_outbox(
-            Platform::Console,
-            t0(),
-            "a",
-            t0() + Duration::minutes(1),
-            10,
-        )
-        .await
-        .unwrap();
-    assert_eq!(items.last().unwrap().effect, tricky);
+    let mut last = None;
+    loop {
+        let items = store
+            .claim_outbox(
+                Platform::Console,
+                t0(),
+                "a",
+                t0() + Duration::minutes(1),
+                10,
+            )
+            .await
+            .unwrap();
+        let Some(item) = items.into_iter().next() else {
+            break;
+        };
+        store.outbox_delivered(item.id, "a", t0()).await.unwrap();
+        last = Some(item.effect);
+    }
+    assert_eq!(last, Some(tricky));
 }
 
 on_both_stores!(
@@ -547,6 +599,7 @@ on_both_stores!(
     lists_and_channel_prefixes,
     timers_are_claimed_once_leased_and_fenced,
     concurrent_claims_never_overlap,
+    outbox_delivers_each_incident_in_decision_order,
     outbox_rows_are_delivered_once_and_retried_with_backoff,
     effects_round_trip_exactly,
 );
