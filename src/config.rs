@@ -2,7 +2,7 @@
 //! environment overrides), then a validated [`Config`] with typed values.
 
 use crate::core::severity::{ClassificationRule, ClassificationRules, Severity};
-use crate::core::{Policy, SeverityPolicy};
+use crate::core::{Policy, SeverityPolicy, human_duration as human};
 use chrono::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -17,9 +17,35 @@ pub const DEFAULTS_TOML: &str = include_str!("../warroom.example.toml");
 pub const ENV_PREFIX: &str = "WARROOM_";
 
 /// A value that must never be printed (database URLs with passwords, tokens, secrets).
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        text(deserializer).map(Secret)
+    }
+}
+
+/// A string key that also accepts a number or boolean, as environment overrides such as
+/// `WARROOM_INCIDENTS__CHANNEL_PREFIX=2024` arrive typed.
+fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Text(String),
+        Integer(i64),
+        Unsigned(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Lenient::deserialize(deserializer)? {
+        Lenient::Text(s) => s,
+        Lenient::Integer(n) => n.to_string(),
+        Lenient::Unsigned(n) => n.to_string(),
+        Lenient::Float(n) => n.to_string(),
+        Lenient::Bool(b) => b.to_string(),
+    })
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
@@ -55,6 +81,7 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
+    #[serde(deserialize_with = "text")]
     listen: String,
 }
 
@@ -62,7 +89,9 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Secret,
+    #[serde(deserialize_with = "text")]
     path: String,
+    #[serde(deserialize_with = "text")]
     schema: String,
     pool_size: i64,
 }
@@ -70,22 +99,29 @@ struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIncidents {
+    #[serde(deserialize_with = "text")]
     channel_prefix: String,
+    #[serde(deserialize_with = "text")]
     announce_channel: String,
+    #[serde(deserialize_with = "text")]
     postmortem_due: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScheduler {
+    #[serde(deserialize_with = "text")]
     poll_interval: String,
+    #[serde(deserialize_with = "text")]
     lease: String,
+    #[serde(deserialize_with = "text")]
     lateness_note_after: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTemplates {
+    #[serde(deserialize_with = "text")]
     dir: String,
 }
 
@@ -101,15 +137,20 @@ struct RawSeverities {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSeverity {
+    #[serde(deserialize_with = "text")]
     name: String,
+    #[serde(deserialize_with = "text")]
     meaning: String,
+    #[serde(deserialize_with = "text")]
     respond_within: String,
+    #[serde(deserialize_with = "text")]
     status_update_every: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClassification {
+    #[serde(deserialize_with = "text")]
     default: String,
     rules: Vec<RawRule>,
 }
@@ -117,6 +158,7 @@ struct RawClassification {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
+    #[serde(deserialize_with = "text")]
     severity: String,
     keywords: Vec<String>,
 }
@@ -350,22 +392,39 @@ fn validate(
             message,
         });
     };
-    let duration = |key: &str, text: &str, problem: &mut dyn FnMut(&str, String)| {
+    // Every duration has a sane range: a typo such as "1ms" or "300000y" must not turn into
+    // a reminder storm or an overflow.
+    let duration = |key: &str,
+                    text: &str,
+                    (min, max): (Duration, Duration),
+                    problem: &mut dyn FnMut(&str, String)| {
         match humantime::parse_duration(text) {
-            Ok(d) if !d.is_zero() => Duration::from_std(d).unwrap_or(Duration::MAX),
-            Ok(_) => {
-                problem(key, "must be longer than zero".into());
-                Duration::zero()
+            Ok(d) => {
+                let d = Duration::from_std(d).unwrap_or(Duration::MAX);
+                if d < min || d > max {
+                    problem(
+                        key,
+                        format!(
+                            "`{text}` is out of range; use between {} and {}",
+                            human(min),
+                            human(max)
+                        ),
+                    );
+                    min
+                } else {
+                    d
+                }
             }
             Err(e) => {
                 problem(
                     key,
                     format!("`{text}` is not a duration ({e}); write e.g. \"30m\" or \"1h 30m\""),
                 );
-                Duration::zero()
+                min
             }
         }
     };
+    let (minutes, hours, days) = (Duration::minutes, Duration::hours, Duration::days);
 
     let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
         problem(
@@ -431,11 +490,13 @@ fn validate(
             respond_within: duration(
                 &format!("severities.{name}.respond_within"),
                 &raw.respond_within,
+                (minutes(1), days(30)),
                 problem,
             ),
             status_update_every: duration(
                 &format!("severities.{name}.status_update_every"),
                 &raw.status_update_every,
+                (minutes(1), days(7)),
                 problem,
             ),
         };
@@ -497,17 +558,25 @@ fn validate(
     let postmortem_due = duration(
         "incidents.postmortem_due",
         &raw.incidents.postmortem_due,
+        (hours(1), days(30)),
         &mut problem,
     );
     let poll_interval = duration(
         "scheduler.poll_interval",
         &raw.scheduler.poll_interval,
+        (Duration::milliseconds(100), minutes(5)),
         &mut problem,
     );
-    let lease = duration("scheduler.lease", &raw.scheduler.lease, &mut problem);
+    let lease = duration(
+        "scheduler.lease",
+        &raw.scheduler.lease,
+        (Duration::seconds(5), hours(1)),
+        &mut problem,
+    );
     let lateness_note_after = duration(
         "scheduler.lateness_note_after",
         &raw.scheduler.lateness_note_after,
+        (Duration::seconds(1), days(1)),
         &mut problem,
     );
 
@@ -676,6 +745,46 @@ mod tests {
             jail.set_env("WARROOM_SEVERITIES__P0__RESPOND_WITHIN", "whenever");
             let err = load(None).unwrap_err().to_string();
             assert!(err.contains("environment variable WARROOM_SEVERITIES__P0__RESPOND_WITHIN: severities.p0.respond_within"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations_have_sane_ranges() {
+        for (key, value, complaint) in [
+            (
+                "[severities.p0]\nstatus_update_every",
+                "\"1ms\"",
+                "out of range; use between 1m and 7d",
+            ),
+            (
+                "[severities.p0]\nstatus_update_every",
+                "\"300000y\"",
+                "out of range",
+            ),
+            (
+                "[scheduler]\nlease",
+                "\"0s\"",
+                "out of range; use between 5s and 1h",
+            ),
+        ] {
+            let f = file(&format!("{key} = {value}\n"));
+            let err = load_with_env(Some(f.path()), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(complaint), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
+    fn numbers_from_the_environment_are_text_where_text_is_expected() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARROOM_INCIDENTS__CHANNEL_PREFIX", "2024");
+            jail.set_env("WARROOM_INCIDENTS__ANNOUNCE_CHANNEL", "42");
+            let config = load(None).unwrap();
+            assert_eq!(config.policy.channel_prefix, "2024");
+            assert_eq!(config.policy.announce_channel, "42");
             Ok(())
         });
     }

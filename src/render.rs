@@ -68,11 +68,17 @@ fn replace_ascii_case_insensitive(text: &str, needle: &str, prefix: &str) -> Str
     out
 }
 
-/// Console: printable one-line text, no mass mentions.
+/// Console: printable text, no mass mentions, no bidirectional overrides.
 pub fn escape_console(text: &str) -> String {
     let printable: String = text
         .chars()
-        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .map(|c| {
+            if (c.is_control() && c != '\n') || crate::core::text::is_bidi_control(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     defang_mass_mentions(&printable)
 }
@@ -87,18 +93,28 @@ pub fn escape_slack(text: &str) -> String {
     defang_mass_mentions(&escape_console(&escaped))
 }
 
-/// Discord markdown: no `@everyone`/`@here`, no `<@…>`/`<#…>` mention syntax.
+/// Discord markdown: no `@everyone`/`@here`, no `<@…>`/`<#…>` mention syntax, and no masked
+/// links (`[text](url)` would show a harmless-looking text for any URL).
 pub fn escape_discord(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let console = escape_console(text);
     let mut chars = console.chars().peekable();
     while let Some(c) = chars.next() {
+        if matches!(c, '[' | ']') {
+            out.push('\\');
+        }
         out.push(c);
         if c == '<' && matches!(chars.peek(), Some('@' | '#' | '!' | ':' | 'a' | 't')) {
             out.push(ZWSP);
         }
     }
     out
+}
+
+/// Escape plain text (a channel topic, a button label) for a platform: the same escaping as
+/// template values get.
+pub fn escape(platform: Platform, text: &str) -> String {
+    escape_fn(platform)(text)
 }
 
 fn escape_fn(platform: Platform) -> fn(&str) -> String {
@@ -356,6 +372,11 @@ mod tests {
             !d.contains("@everyone") && !d.contains("<@1") && !d.contains("<#9"),
             "{d}"
         );
+        assert_eq!(
+            escape_discord("[login](https://evil)"),
+            "\\[login\\](https://evil)"
+        );
+        assert_eq!(escape_console("abc\u{202E}def"), "abc def");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::app::clock::VirtualClock;
 use crate::app::{App, Origin};
 use crate::core::message::{ButtonStyle, Message, Visibility};
 use crate::core::{Effect, Platform, UserRef};
-use crate::render::{RenderedButton, RenderedMessage, Renderer, escape_console};
+use crate::render::{self, RenderedButton, RenderedMessage, Renderer};
 use crate::store::OutboxItem;
 use async_trait::async_trait;
 use std::io::Write;
@@ -116,7 +116,7 @@ impl ChatSink for ConsoleSink {
                     &format!(
                         "channel created; invited {}; topic: {}",
                         invited.join(", "),
-                        escape_console(topic)
+                        render::escape(Platform::Console, topic)
                     ),
                 );
                 Ok(())
@@ -135,7 +135,7 @@ impl ChatSink for ConsoleSink {
             Effect::SetTopic { channel, topic } => {
                 self.note(
                     channel.as_str(),
-                    &format!("topic: {}", escape_console(topic)),
+                    &format!("topic: {}", render::escape(Platform::Console, topic)),
                 );
                 Ok(())
             }
@@ -152,6 +152,9 @@ pub struct ConsoleOptions {
     /// Print a prompt (when stdin is a terminal).
     pub prompt: bool,
 }
+
+/// The largest single `:advance`: far enough for any reminder, never near an overflow.
+const MAX_ADVANCE: chrono::Duration = chrono::Duration::days(366);
 
 const META_HELP: &str = "console commands: :channel NAME (switch channel) · :as USER (act as someone else) · \
 :click N (press button N of the last message with buttons) · :advance DURATION (with --virtual-clock, e.g. :advance 31m) · \
@@ -270,18 +273,23 @@ async fn meta_command<R: AsyncBufRead + Unpin>(
                 &here,
                 "usage: :advance DURATION, e.g. :advance 31m or :advance 2h",
             ),
-            (Some(clock), Ok(by)) => {
-                let now = clock
-                    .advance(chrono::Duration::from_std(by).unwrap_or(chrono::Duration::zero()));
-                sink.note(
+            (Some(clock), Ok(by)) => match chrono::Duration::from_std(by) {
+                Ok(step) if step <= MAX_ADVANCE => {
+                    let now = clock.advance(step);
+                    sink.note(
+                        &here,
+                        &format!(
+                            "clock advanced by {} to {}",
+                            humantime::format_duration(by),
+                            crate::core::views::format_time(now)
+                        ),
+                    );
+                }
+                _ => sink.note(
                     &here,
-                    &format!(
-                        "clock advanced by {} to {}",
-                        humantime::format_duration(by),
-                        crate::core::views::format_time(now)
-                    ),
-                );
-            }
+                    ":advance moves the clock by at most 366 days at a time",
+                ),
+            },
         },
         "click" => {
             let Some(button) = arg.parse::<usize>().ok().and_then(|n| sink.button(n)) else {

@@ -142,7 +142,7 @@ impl CommandName {
             CommandName::Sev => "Change the severity of the incident of this channel.",
             CommandName::Commander => "Make someone the incident commander.",
             CommandName::Status => "Move the incident to investigating, identified or monitoring.",
-            CommandName::Update => "Post a status update (resets the 30-minute reminder).",
+            CommandName::Update => "Post a status update (resets the status-update reminder).",
             CommandName::Resolve => "Resolve the incident, optionally with the root cause.",
             CommandName::Timeline => "Show every event of the incident with actor and time.",
             CommandName::List => "List open incidents (--all includes resolved ones).",

@@ -200,6 +200,15 @@ pub fn apply(
                     human_duration(sev.status_update_every)
                 ),
             ));
+            // A new cadence re-plans the next status-update reminder from the last update.
+            if sev.status_update_every != policy.severity(current.severity).status_update_every {
+                next.reminder_generation += 1;
+                timers.push(TimerRequest {
+                    kind: TimerKind::StatusReminder,
+                    due_at: (current.last_update_at + sev.status_update_every).max(now),
+                    fence: next.reminder_generation,
+                });
+            }
         }
         Command::Commander(user) => {
             if *user == current.commander {
@@ -569,6 +578,50 @@ pub(crate) mod tests {
             );
         }
         assert!(apply(&p, &inc, &bob, &Command::List { all: true }, t0()).is_err());
+    }
+
+    #[test]
+    fn severity_change_replans_the_reminder_when_the_cadence_differs() {
+        let mut p = policy();
+        p.severities[0].status_update_every = Duration::minutes(15);
+        let inc = declared("DB down", Some(Severity::P2)).incident;
+        let same = apply(&p, &inc, &user("bob"), &Command::Sev(Severity::P1), t0()).unwrap();
+        assert!(same.timers.is_empty(), "same cadence, same plan");
+        let now = t0() + Duration::minutes(5);
+        let faster = apply(&p, &inc, &user("bob"), &Command::Sev(Severity::P0), now).unwrap();
+        assert_eq!(
+            faster.timers,
+            vec![TimerRequest {
+                kind: TimerKind::StatusReminder,
+                due_at: t0() + Duration::minutes(15),
+                fence: 1
+            }]
+        );
+        assert!(
+            fire_timer(
+                &p,
+                &faster.incident,
+                TimerKind::StatusReminder,
+                t0() + Duration::minutes(30),
+                0,
+                now
+            )
+            .is_none(),
+            "the old plan is stale"
+        );
+        let late = apply(
+            &p,
+            &inc,
+            &user("bob"),
+            &Command::Sev(Severity::P0),
+            t0() + Duration::hours(1),
+        )
+        .unwrap();
+        assert_eq!(
+            late.timers[0].due_at,
+            t0() + Duration::hours(1),
+            "overdue at the new cadence: due now"
+        );
     }
 
     #[test]

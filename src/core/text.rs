@@ -3,13 +3,19 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Replace control characters (including newlines and tabs) with spaces and collapse runs of
-/// whitespace, so user text is one line of printable characters.
+/// Bidirectional embedding, override and isolate controls: they can make text display in an
+/// order other than the one it is read in.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Replace control characters (including newlines, tabs and bidirectional controls) with
+/// spaces and collapse runs of whitespace, so user text is one line of printable characters.
 pub fn clean_text(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     let mut last_space = false;
     for c in input.chars() {
-        let c = if c.is_control() || c.is_whitespace() {
+        let c = if c.is_control() || c.is_whitespace() || is_bidi_control(c) {
             ' '
         } else {
             c
@@ -81,6 +87,7 @@ mod tests {
     #[test]
     fn cleans_control_characters() {
         assert_eq!(clean_text("a\u{0}b\n\nc\t d\u{1b}"), "a b c d ");
+        assert_eq!(clean_text("evil\u{202E}txt.exe"), "evil txt.exe");
         assert_eq!(clean_text(""), "");
     }
 

@@ -317,7 +317,7 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         policy,
         &acked.incident,
         &alice,
-        &super::Command::Update("Rolled back the 14:02 deploy & restarted <db-1>".into()),
+        &super::Command::Update("Rolled back the 14:02 deploy & restarted <db-1> @here, see [runbook](https://example.com)".into()),
         later,
     )
     .expect("sample update");

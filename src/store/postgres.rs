@@ -82,12 +82,27 @@ CREATE INDEX outbox_ready ON outbox (platform, next_attempt_at) WHERE state = 'p
 /// Arbitrary constant for `pg_advisory_xact_lock`: one migrator at a time.
 const MIGRATION_LOCK: i64 = 0x7761_7272_6f6f_6d31;
 
+/// The error and its causes, e.g. "db error: database \"nope\" does not exist": the top-level
+/// message of tokio-postgres alone says too little to act on.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 fn db_error(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(with_causes(&e))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::Unavailable(with_causes(&e))
 }
 
 fn incident_from_row(row: &Row) -> StoreResult<Incident> {
@@ -157,17 +172,18 @@ impl PostgresStore {
 
     async fn migrate(&self, schema: Option<&str>) -> StoreResult<()> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        if let Some(schema) = schema {
-            // The name was validated as a plain identifier by the configuration.
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .await
-                .map_err(db_error)?;
-        }
         let tx = client.transaction().await.map_err(db_error)?;
+        // One migrator at a time, schema creation included: two replicas starting together
+        // would otherwise race on CREATE SCHEMA IF NOT EXISTS.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(db_error)?;
+        if let Some(schema) = schema {
+            // The name was validated as a plain identifier by the configuration.
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+                .map_err(db_error)?;
+        }
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
