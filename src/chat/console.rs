@@ -6,7 +6,7 @@ use super::{ChatSink, DeliveryError};
 use crate::app::clock::VirtualClock;
 use crate::app::{App, Origin};
 use crate::core::message::{ButtonStyle, Message, Visibility};
-use crate::core::{Effect, Platform, UserRef};
+use crate::core::{Effect, IncidentKey, Platform, UserRef};
 use crate::render::{self, RenderedButton, RenderedMessage, Renderer};
 use crate::store::OutboxItem;
 use async_trait::async_trait;
@@ -156,7 +156,7 @@ pub struct ConsoleOptions {
 /// The largest single `:advance`: far enough for any reminder, never near an overflow.
 const MAX_ADVANCE: chrono::Duration = chrono::Duration::days(366);
 
-const META_HELP: &str = "console commands: :channel NAME (switch channel) · :as USER (act as someone else) · \
+const META_HELP: &str = "console commands: :channel NAME or :channel INC-n (switch channel) · :as USER (act as someone else) · \
 :click N (press button N of the last message with buttons) · :advance DURATION (with --virtual-clock, e.g. :advance 31m) · \
 :now (show the clock) · :help · :quit. Anything else is an /incident command, e.g. `declare API returning 503s`.";
 
@@ -244,11 +244,30 @@ async fn meta_command<R: AsyncBufRead + Unpin>(
         "channel" | "c" => {
             let name = arg.trim_start_matches('#');
             if name.is_empty() || name.contains(char::is_whitespace) {
-                sink.note(&here, "usage: :channel NAME");
-            } else {
-                options.channel = name.to_string();
-                sink.note(name, &format!("now in #{name}"));
+                sink.note(&here, "usage: :channel NAME or :channel INC-n");
+                return Ok(true);
             }
+            // `:channel INC-3` goes to that incident's channel.
+            let target = match name
+                .to_ascii_uppercase()
+                .strip_prefix("INC-")
+                .map(|_| name.parse::<IncidentKey>())
+            {
+                Some(Ok(key)) => match app.store.incident(key).await {
+                    Ok(Some(incident)) => incident.channel.to_string(),
+                    Ok(None) => {
+                        sink.note(&here, &format!("{key} does not exist"));
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        sink.note(&here, &format!("cannot look up {key}: {e}"));
+                        return Ok(true);
+                    }
+                },
+                _ => name.to_string(),
+            };
+            sink.note(&target, &format!("now in #{target}"));
+            options.channel = target;
         }
         "as" => match UserRef::parse(arg) {
             Ok(user) => {

@@ -1,6 +1,7 @@
 //! The app on a real store with a virtual clock: timers across restarts and replicas, outbox
 //! delivery and retries, concurrent commands. Each test runs on SQLite and on PostgreSQL.
 
+use crate::support::TestDb;
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
 use std::collections::VecDeque;
@@ -105,12 +106,13 @@ async fn reminders(store: &dyn Store) -> Vec<i64> {
         .collect()
 }
 
-pub async fn overdue_reminders_fire_once_after_a_restart_and_say_how_late(store: Arc<dyn Store>) {
+pub async fn overdue_reminders_fire_once_after_a_restart_and_say_how_late(db: &TestDb) {
+    let store = db.open().await;
     let clock = clock();
     declare(&app(store.clone(), clock.clone())).await;
     // warroom is down for two hours; a new process starts on the same store.
     clock.advance(Duration::hours(2));
-    let restarted = app(store.clone(), clock.clone());
+    let restarted = app(db.open().await, clock.clone());
     assert_eq!(
         restarted.run_due_timers().await.unwrap(),
         1,
@@ -133,10 +135,11 @@ pub async fn overdue_reminders_fire_once_after_a_restart_and_say_how_late(store:
     assert_eq!(restarted.run_due_timers().await.unwrap(), 1);
 }
 
-pub async fn two_replicas_fire_each_reminder_exactly_once(store: Arc<dyn Store>) {
+pub async fn two_replicas_fire_each_reminder_exactly_once(db: &TestDb) {
+    let store = db.open().await;
     let clock = clock();
     let a = Arc::new(app(store.clone(), clock.clone()));
-    let b = Arc::new(app(store.clone(), clock.clone()));
+    let b = Arc::new(app(db.open().await, clock.clone()));
     declare(&a).await;
     for _ in 0..3 {
         clock.advance(Duration::minutes(31));
@@ -146,7 +149,8 @@ pub async fn two_replicas_fire_each_reminder_exactly_once(store: Arc<dyn Store>)
     assert_eq!(reminders(&*store).await.len(), 3);
 }
 
-pub async fn an_update_resets_the_reminder_and_resolve_stops_it(store: Arc<dyn Store>) {
+pub async fn an_update_resets_the_reminder_and_resolve_stops_it(db: &TestDb) {
+    let store = db.open().await;
     let clock = clock();
     let app = app(store.clone(), clock.clone());
     declare(&app).await;
@@ -179,8 +183,9 @@ pub async fn an_update_resets_the_reminder_and_resolve_stops_it(store: Arc<dyn S
 }
 
 pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors(
-    store: Arc<dyn Store>,
+    db: &TestDb,
 ) {
+    let store = db.open().await;
     let clock = clock();
     let app = app(store.clone(), clock.clone());
     declare(&app).await;
@@ -240,7 +245,8 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
     assert_eq!((counts.pending, counts.failed, counts.delivered), (0, 1, 5));
 }
 
-pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(store: Arc<dyn Store>) {
+pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(db: &TestDb) {
+    let store = db.open().await;
     let clock = clock();
     let app = app(store.clone(), clock.clone());
     declare(&app).await;
@@ -266,10 +272,11 @@ pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(store: Ar
     );
 }
 
-pub async fn concurrent_commands_on_one_incident_both_land(store: Arc<dyn Store>) {
+pub async fn concurrent_commands_on_one_incident_both_land(db: &TestDb) {
+    let store = db.open().await;
     let clock = clock();
     let a = Arc::new(app(store.clone(), clock.clone()));
-    let b = Arc::new(app(store.clone(), clock.clone()));
+    let b = Arc::new(app(db.open().await, clock.clone()));
     declare(&a).await;
     let (bob, carol) = (origin(CHANNEL, "bob"), origin(CHANNEL, "carol"));
     let (ra, rb) = tokio::join!(
@@ -284,7 +291,8 @@ pub async fn concurrent_commands_on_one_incident_both_land(store: Arc<dyn Store>
     assert_eq!(store.timeline(incident.key).await.unwrap().len(), 3);
 }
 
-pub async fn commands_outside_an_incident_channel_list_the_open_incidents(store: Arc<dyn Store>) {
+pub async fn commands_outside_an_incident_channel_list_the_open_incidents(db: &TestDb) {
+    let store = db.open().await;
     let app = app(store.clone(), clock());
     declare(&app).await;
     let reply = app
@@ -298,9 +306,8 @@ pub async fn commands_outside_an_incident_channel_list_the_open_incidents(store:
     assert!(incident.acknowledged_at.is_none(), "nothing changed");
 }
 
-pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(
-    store: Arc<dyn Store>,
-) {
+pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(db: &TestDb) {
+    let store = db.open().await;
     let app = app(store.clone(), clock());
     declare(&app).await;
     let reply = app

@@ -44,8 +44,14 @@ pub fn console(args: &[&str], env: &[(String, String)], script: &str) -> String 
     stdout
 }
 
-fn today() -> String {
-    chrono::Utc::now().format("%Y%m%d").to_string()
+/// The channel warroom named for an incident, read from the declaration reply.
+fn channel_of(output: &str, key: &str) -> String {
+    let marker = format!("Declared {key} in #");
+    let line = output
+        .lines()
+        .find_map(|l| l.split_once(&marker).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("{key} was not declared:\n{output}"));
+    line.split(". ").next().unwrap().to_string()
 }
 
 /// Lines posted in `channel`.
@@ -66,7 +72,7 @@ fn assert_has(output: &str, channel: &str, needle: &str) {
 
 const LIFECYCLE: &str = "\
 declare API returning 503s
-:channel {channel}
+:channel INC-1
 ack
 sev P0
 commander @bob
@@ -85,9 +91,13 @@ declare never read
 ";
 
 fn lifecycle(args: &[&str], env: &[(String, String)]) {
-    let channel = format!("inc-{}-api-returning-503s", today());
-    let script = LIFECYCLE.replace("{channel}", &channel);
-    let out = console(args, env, &script);
+    let out = console(args, env, LIFECYCLE);
+    let channel = channel_of(&out, "INC-1");
+    assert!(
+        channel.starts_with("inc-") && channel.ends_with("-api-returning-503s"),
+        "{channel}"
+    );
+    assert_has(&out, &channel, &format!("now in #{channel}"));
     // declare: reply, channel, alert with buttons, announcement
     assert_has(&out, "general", "(only you) Declared INC-1 in #");
     assert_has(
@@ -237,7 +247,7 @@ fn a_file_store_keeps_incidents_across_sessions() {
         "declare Search is slow\n",
     );
     assert!(first.contains("Declared INC-1"), "{first}");
-    let channel = format!("inc-{}-search-is-slow", today());
+    let channel = channel_of(&first, "INC-1");
     let second = console(
         &["--db", db, "--as", "bob", "--channel", &channel],
         &[],
@@ -251,7 +261,7 @@ fn a_file_store_keeps_incidents_across_sessions() {
 fn buttons_work_with_click_and_confirm() {
     let script = "declare Queue backlog growing\n:click 1\n:click 2\nno\n:click 2\ny\n:click 9\n";
     let out = console(&["--ephemeral", "--as", "alice"], &[], script);
-    let channel = format!("inc-{}-queue-backlog-growing", today());
+    let channel = channel_of(&out, "INC-1");
     assert_has(&out, "general", "* @alice pressed Acknowledge");
     assert_has(&out, &channel, "INC-1: @alice acknowledged");
     assert_has(
@@ -270,7 +280,7 @@ fn console_meta_commands() {
     let out = console(
         &["--ephemeral", "--as", "alice"],
         &[],
-        ":help\n:advance 5m\n:as <!here>\n:as carol\n:channel\n:frob\n:channel ops\nlist\n",
+        ":help\n:advance 5m\n:as <!here>\n:as carol\n:channel\n:channel INC-9\n:frob\n:channel ops\nlist\n",
     );
     assert_has(&out, "general", "console commands: :channel NAME");
     assert_has(
@@ -280,7 +290,8 @@ fn console_meta_commands() {
     );
     assert_has(&out, "general", "usage: :as USER");
     assert_has(&out, "general", "now acting as @carol");
-    assert_has(&out, "general", "usage: :channel NAME");
+    assert_has(&out, "general", "usage: :channel NAME or :channel INC-n");
+    assert_has(&out, "general", "INC-9 does not exist");
     assert_has(&out, "general", "unknown console command :frob");
     assert_has(&out, "ops", "No open incidents.");
 }
@@ -337,10 +348,12 @@ fn bad_input_gets_usage_and_changes_nothing() {
         "no control characters reach the terminal"
     );
     // Only punctuation: the channel slug is still valid.
-    let punct = format!("inc-{}-incident", today());
+    let punct = channel_of(&out, "INC-2");
+    assert!(punct.ends_with("-incident"), "{punct}");
     assert_has(&out, &punct, "Title: !!! ??? ...");
     // A mass mention in a title is neutralised everywhere it is shown.
-    let mention = format!("inc-{}-channel-here-look-see", today());
+    let mention = channel_of(&out, "INC-3");
+    assert!(mention.ends_with("-channel-here-look-see"), "{mention}");
     assert_has(
         &out,
         &mention,
@@ -467,28 +480,63 @@ fn migrate_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_on_postgres_never_prints_the_url() {
+async fn migrate_on_postgres_never_prints_the_password() {
     let Some(db) = PgSchema::create().await else {
         return;
     };
-    let env = db.env();
-    let out =
-        tokio::task::spawn_blocking(move || warroom().arg("migrate").envs(env).output().unwrap())
-            .await
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The test server trusts local connections, so any password works; it must never show.
+    let with_password = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        with_password.contains("s3cret-pw"),
+        "test URL has the expected shape: {}",
+        db.url
     );
+    let schema = db.schema.clone();
+    let unreachable = "postgres://postgres:s3cret-pw@127.0.0.1:1/test".to_string();
+    let (ok, failed) = tokio::task::spawn_blocking(move || {
+        let ok = warroom()
+            .arg("migrate")
+            .env("WARROOM_DATABASE__URL", &with_password)
+            .env("WARROOM_DATABASE__SCHEMA", &schema)
+            .env("WARROOM_LOG", "debug")
+            .output()
+            .unwrap();
+        let failed = warroom()
+            .args(["migrate", "--database-url", &unreachable])
+            .output()
+            .unwrap();
+        (ok, failed)
+    })
+    .await
+    .unwrap();
+    let all = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(ok.status.success(), "{}", all(&ok));
     assert!(
-        stdout.contains(&format!(
+        all(&ok).contains(&format!(
             "postgres: schema is at version 1 (schema {})",
             db.schema
         )),
-        "{stdout}"
+        "{}",
+        all(&ok)
     );
-    assert!(!stdout.contains("postgres://"));
+    assert!(!failed.status.success());
+    assert!(
+        all(&failed).contains("error connecting to server"),
+        "the cause is shown: {}",
+        all(&failed)
+    );
+    for output in [&ok, &failed] {
+        assert!(
+            !all(output).contains("s3cret-pw"),
+            "the password leaked: {}",
+            all(output)
+        );
+    }
     db.cleanup().await;
 }

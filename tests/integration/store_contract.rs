@@ -1,6 +1,6 @@
 //! The store contract: every test here runs on SQLite and on PostgreSQL.
 
-use crate::support::PgSchema;
+use crate::support::{PgSchema, TestDb};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,7 +61,8 @@ fn change(
     }
 }
 
-pub async fn stores_and_reads_back_everything(store: Arc<dyn Store>) {
+pub async fn stores_and_reads_back_everything(db: &TestDb) {
+    let store = db.open().await;
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let key = d.incident.key;
     let loaded = store.incident(key).await.unwrap().expect("stored");
@@ -92,7 +93,8 @@ pub async fn stores_and_reads_back_everything(store: Arc<dyn Store>) {
     assert_eq!(counts.pending, d.effects.len() as i64);
 }
 
-pub async fn every_field_survives_a_full_lifecycle(store: Arc<dyn Store>) {
+pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
+    let store = db.open().await;
     let p = policy();
     let d = declared(&*store, "Checkout errors", "inc-20261128-checkout-errors").await;
     let mut incident = d.incident;
@@ -145,7 +147,8 @@ pub async fn every_field_survives_a_full_lifecycle(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: Arc<dyn Store>) {
+pub async fn a_stale_version_is_a_conflict_and_writes_nothing(db: &TestDb) {
+    let store = db.open().await;
     let p = policy();
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let first = apply(&p, &d.incident, &user("bob"), &Command::Ack, t0()).unwrap();
@@ -181,7 +184,8 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: Arc<dyn Sto
     );
 }
 
-pub async fn a_taken_channel_is_refused_and_writes_nothing(store: Arc<dyn Store>) {
+pub async fn a_taken_channel_is_refused_and_writes_nothing(db: &TestDb) {
+    let store = db.open().await;
     declared(&*store, "DB down", "inc-20261128-db-down").await;
     let key = store.allocate_incident_key().await.unwrap();
     let clash = declare(
@@ -210,7 +214,8 @@ pub async fn a_taken_channel_is_refused_and_writes_nothing(store: Arc<dyn Store>
     );
 }
 
-pub async fn keys_are_unique_under_concurrency(store: Arc<dyn Store>) {
+pub async fn keys_are_unique_under_concurrency(db: &TestDb) {
+    let store = db.open().await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let store = store.clone();
@@ -228,7 +233,8 @@ pub async fn keys_are_unique_under_concurrency(store: Arc<dyn Store>) {
     assert_eq!(keys.len(), 20);
 }
 
-pub async fn lists_and_channel_prefixes(store: Arc<dyn Store>) {
+pub async fn lists_and_channel_prefixes(db: &TestDb) {
+    let store = db.open().await;
     let p = policy();
     let a = declared(&*store, "one", "inc-20261128-db").await;
     declared(&*store, "two", "inc-20261128-db-2").await;
@@ -279,7 +285,8 @@ pub async fn lists_and_channel_prefixes(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn timers_are_claimed_once_leased_and_fenced(store: Arc<dyn Store>) {
+pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
+    let store = db.open().await;
     let p = policy();
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let due = t0() + Duration::minutes(30);
@@ -387,7 +394,8 @@ pub async fn timers_are_claimed_once_leased_and_fenced(store: Arc<dyn Store>) {
     assert_eq!(store.next_timer_due().await.unwrap(), None);
 }
 
-pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
+pub async fn concurrent_claims_never_overlap(db: &TestDb) {
+    let store = db.open().await;
     for i in 0..12 {
         declared(
             &*store,
@@ -399,7 +407,8 @@ pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     let due = t0() + Duration::hours(1);
     let mut tasks = Vec::new();
     for owner in ["r1", "r2", "r3", "r4"] {
-        let store = store.clone();
+        // Each replica has its own connection (pool) to the same database.
+        let store = db.open().await;
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             loop {
@@ -423,7 +432,8 @@ pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     assert_eq!(seen.len(), 12);
 }
 
-pub async fn outbox_delivers_each_incident_in_decision_order(store: Arc<dyn Store>) {
+pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
+    let store = db.open().await;
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let now = t0();
     assert!(
@@ -462,7 +472,8 @@ pub async fn outbox_delivers_each_incident_in_decision_order(store: Arc<dyn Stor
     assert_eq!(effects, d.effects);
 }
 
-pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<dyn Store>) {
+pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb) {
+    let store = db.open().await;
     for i in 0..3 {
         declared(
             &*store,
@@ -555,7 +566,8 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(store: Arc<
     assert_eq!(store.outbox_counts().await.unwrap().delivered, 2);
 }
 
-pub async fn effects_round_trip_exactly(store: Arc<dyn Store>) {
+pub async fn effects_round_trip_exactly(db: &TestDb) {
+    let store = db.open().await;
     let mut d = declared(&*store, "x", "inc-20261128-x").await;
     let tricky = Effect::Post {
         channel: ChannelTarget::Named("ops & <friends>".into()),

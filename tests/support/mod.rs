@@ -113,16 +113,46 @@ pub async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
+/// A database for one test; `open` gives a new store on it each time (a separate SQLite
+/// connection to the same file, or a separate PostgreSQL pool), as separate replicas would have.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgSchema),
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            TestDb::Sqlite(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("warroom.db"))
+                    .await
+                    .unwrap(),
+            ),
+            TestDb::Postgres(schema) => schema.store().await,
+        }
+    }
+
+    pub async fn cleanup(self) {
+        if let TestDb::Postgres(schema) = self {
+            schema.cleanup().await;
+        }
+    }
+}
+
 /// Generate a `sqlite` and a `postgres` module, each with one `#[tokio::test]` per named
-/// `async fn(Arc<dyn Store>)` of the calling module.
+/// `async fn(&TestDb)` of the calling module.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let (store, _dir) = crate::support::sqlite_store().await;
-                    super::$name(store).await;
+                    let db = crate::support::TestDb::sqlite();
+                    super::$name(&db).await;
                 }
             )*
         }
@@ -130,8 +160,9 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = crate::support::PgSchema::create().await else { return };
-                    super::$name(db.store().await).await;
+                    let Some(schema) = crate::support::PgSchema::create().await else { return };
+                    let db = crate::support::TestDb::Postgres(schema);
+                    super::$name(&db).await;
                     db.cleanup().await;
                 }
             )*
