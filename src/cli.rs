@@ -50,6 +50,12 @@ enum Commands {
     Check,
     /// Apply the database schema migrations.
     Migrate(DatabaseArgs),
+    /// Print the escalation plan of a severity as a timeline, to check a policy.
+    Simulate {
+        /// The severity to plan for.
+        #[arg(long, value_name = "P0|P1|P2|P3")]
+        severity: crate::core::Severity,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +126,13 @@ fn init_logging(cli: &Cli) {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Check => Ok(check(cli.config.as_deref())),
+        Commands::Simulate { severity } => {
+            let config = config::load(cli.config.as_deref())?;
+            for line in crate::core::escalation::simulate(&config.policy, severity) {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Migrate(args) => {
             let config = load_config(cli.config.as_deref(), args.database_url.as_deref())?;
             let store = store::open(&config).await?;
@@ -286,9 +299,21 @@ async fn run_console(
         user,
         virtual_clock,
         prompt: std::io::stdin().is_terminal(),
+        pagerduty: pagerduty_sink(&config)?,
     };
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     console::run(&app, &sink, options, input).await
+}
+
+/// The PagerDuty sink, when any part of PagerDuty is configured.
+fn pagerduty_sink(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chat::Sink>>> {
+    let pd = &config.pagerduty;
+    if !pd.events_enabled() && !pd.rest_enabled() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(crate::pagerduty::PagerDutyClient::new(
+        pd.clone(),
+    )?)))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -303,11 +328,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let heartbeat = Arc::new(Heartbeat::default());
     let poll = config.scheduler.poll_interval;
     let scheduler = tokio::spawn(scheduler_loop(app.clone(), heartbeat.clone(), poll));
+    let dispatcher = match pagerduty_sink(&config)? {
+        Some(sink) => Some(tokio::spawn(dispatcher_loop(app.clone(), sink, poll))),
+        None => {
+            tracing::warn!(
+                "PagerDuty is not configured: nobody will be paged (see [pagerduty] in warroom.example.toml)"
+            );
+            None
+        }
+    };
     let deps = HttpDeps {
         store,
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
             + chrono::Duration::seconds(10),
+        pagerduty: Some(http::PagerDutyWebhook {
+            app: app.clone(),
+            secrets: config.pagerduty.webhook_secrets.clone(),
+            priorities: config.pagerduty.priorities.clone(),
+            open_incidents_on: config.pagerduty.open_incidents_on,
+        }),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -318,6 +358,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("the HTTP server stopped")?;
     scheduler.abort();
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -345,6 +388,32 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Deliver the outbox rows of one destination as they are written (woken by commits), and at
+/// least every `poll` for retries that came due.
+async fn dispatcher_loop(
+    app: Arc<App>,
+    sink: Arc<dyn crate::chat::Sink>,
+    poll: std::time::Duration,
+) {
+    loop {
+        match app.dispatch_outbox(sink.as_ref()).await {
+            Ok(0) => {}
+            Ok(delivered) => tracing::info!(
+                delivered,
+                destination = sink.destination(),
+                "outbox delivered"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, destination = sink.destination(), "outbox pass failed")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {},
+            _ = app.outbox_changed.notified() => {},
+        }
+    }
 }
 
 /// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new

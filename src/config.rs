@@ -76,6 +76,52 @@ struct RawConfig {
     templates: RawTemplates,
     severities: RawSeverities,
     classification: RawClassification,
+    escalation: RawEscalation,
+    pagerduty: RawPagerDuty,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    steps: Vec<RawStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(deserialize_with = "text")]
+    name: String,
+    #[serde(deserialize_with = "text")]
+    after: String,
+    #[serde(default)]
+    severities: Option<Vec<String>>,
+    #[serde(default)]
+    page: Vec<String>,
+    #[serde(default)]
+    mention: Vec<String>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPagerDuty {
+    #[serde(deserialize_with = "text")]
+    events_url: String,
+    #[serde(deserialize_with = "text")]
+    api_url: String,
+    api_token: Secret,
+    #[serde(deserialize_with = "text")]
+    from_email: String,
+    webhook_secrets: Vec<Secret>,
+    #[serde(deserialize_with = "text")]
+    source: String,
+    #[serde(deserialize_with = "text")]
+    timeout: String,
+    #[serde(deserialize_with = "text")]
+    open_incidents_on: String,
+    routing_keys: std::collections::BTreeMap<String, Secret>,
+    priorities: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +151,7 @@ struct RawIncidents {
     announce_channel: String,
     #[serde(deserialize_with = "text")]
     postmortem_due: String,
+    postmortem_reminders: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +253,36 @@ pub struct SchedulerConfig {
     pub lease: Duration,
 }
 
+/// How to reach PagerDuty.
+#[derive(Clone, Debug)]
+pub struct PagerDutyConfig {
+    pub events_url: String,
+    pub api_url: String,
+    pub api_token: Secret,
+    pub from_email: String,
+    pub webhook_secrets: Vec<Secret>,
+    pub source: String,
+    pub timeout: std::time::Duration,
+    /// Service name → routing key, for configured services only.
+    pub routing_keys: std::collections::BTreeMap<String, Secret>,
+    /// PagerDuty priority name → severity.
+    pub priorities: std::collections::BTreeMap<String, crate::core::Severity>,
+    /// Chat platform of incidents PagerDuty opens.
+    pub open_incidents_on: crate::core::Platform,
+}
+
+impl PagerDutyConfig {
+    /// Whether any service can be paged (the outbox has something to deliver to).
+    pub fn events_enabled(&self) -> bool {
+        !self.routing_keys.is_empty()
+    }
+
+    /// Whether the REST API can be used.
+    pub fn rest_enabled(&self) -> bool {
+        !self.api_token.expose().is_empty() && !self.from_email.is_empty()
+    }
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -214,6 +291,7 @@ pub struct Config {
     pub policy: Policy,
     pub scheduler: SchedulerConfig,
     pub templates_dir: Option<PathBuf>,
+    pub pagerduty: PagerDutyConfig,
 }
 
 /// One problem with the configuration: where, which key, what is wrong.
@@ -580,6 +658,150 @@ fn validate(
         &mut problem,
     );
 
+    let postmortem_reminders: Vec<Duration> = raw
+        .incidents
+        .postmortem_reminders
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            duration(
+                &format!("incidents.postmortem_reminders.{i}"),
+                text,
+                (minutes(1), days(30)),
+                &mut problem,
+            )
+        })
+        .collect();
+
+    // PagerDuty.
+    let pd = &raw.pagerduty;
+    for (key, url) in [
+        ("pagerduty.events_url", &pd.events_url),
+        ("pagerduty.api_url", &pd.api_url),
+    ] {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            problem(key, format!("`{url}` is not an http(s) URL"));
+        }
+    }
+    let mut routing_keys = std::collections::BTreeMap::new();
+    for (name, key) in &pd.routing_keys {
+        let value = key.expose().trim();
+        if value.is_empty() {
+            continue;
+        }
+        if value.len() != 32 || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
+            problem(
+                &format!("pagerduty.routing_keys.{name}"),
+                "must be a 32-character PagerDuty integration key".into(),
+            );
+        }
+        routing_keys.insert(name.to_ascii_lowercase(), Secret::new(value));
+    }
+    let mut priorities = std::collections::BTreeMap::new();
+    for (name, severity) in &pd.priorities {
+        match severity.parse::<Severity>() {
+            Ok(sev) => {
+                priorities.insert(name.clone(), sev);
+            }
+            Err(e) => problem(&format!("pagerduty.priorities.{name}"), e.to_string()),
+        }
+    }
+    let open_incidents_on = pd
+        .open_incidents_on
+        .parse::<crate::core::Platform>()
+        .unwrap_or_else(|e| {
+            problem(
+                "pagerduty.open_incidents_on",
+                format!("{e}; use console, slack or discord"),
+            );
+            crate::core::Platform::Console
+        });
+    if !pd.from_email.is_empty() && !pd.from_email.contains('@') {
+        problem(
+            "pagerduty.from_email",
+            format!("`{}` is not an email address", pd.from_email),
+        );
+    }
+    let pd_timeout = duration(
+        "pagerduty.timeout",
+        &pd.timeout,
+        (Duration::seconds(1), minutes(2)),
+        &mut problem,
+    );
+
+    // Escalation steps.
+    let mut escalation = Vec::new();
+    for (i, step) in raw.escalation.steps.iter().enumerate() {
+        let key = |field: &str| format!("escalation.steps.{i}.{field}");
+        let after = duration(
+            &key("after"),
+            &step.after,
+            (Duration::zero(), days(30)),
+            &mut problem,
+        );
+        let severities = match &step.severities {
+            None => Severity::ALL.to_vec(),
+            Some(list) => list
+                .iter()
+                .filter_map(|s| match s.parse::<Severity>() {
+                    Ok(sev) => Some(sev),
+                    Err(e) => {
+                        problem(&key("severities"), e.to_string());
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let mut page = Vec::new();
+        for target in &step.page {
+            match crate::core::PageTarget::parse(target) {
+                Ok(crate::core::PageTarget::Service(name))
+                    if !pd
+                        .routing_keys
+                        .keys()
+                        .any(|k| k.eq_ignore_ascii_case(&name)) =>
+                {
+                    problem(
+                        &key("page"),
+                        format!("service `{name}` has no entry in [pagerduty.routing_keys]"),
+                    );
+                }
+                Ok(target) => page.push(target),
+                Err(e) => problem(&key("page"), e),
+            }
+        }
+        let mut mention = Vec::new();
+        for name in &step.mention {
+            match crate::core::UserRef::parse(name) {
+                Ok(user) => mention.push(user.to_string()),
+                Err(e) => problem(&key("mention"), e.to_string()),
+            }
+        }
+        let until = match step.until.as_deref().unwrap_or("acknowledged") {
+            "acknowledged" => crate::core::StopWhen::Acknowledged,
+            "resolved" => crate::core::StopWhen::Resolved,
+            other => {
+                problem(
+                    &key("until"),
+                    format!("`{other}` is not acknowledged or resolved"),
+                );
+                crate::core::StopWhen::Acknowledged
+            }
+        };
+        if step.name.trim().is_empty() {
+            problem(&key("name"), "a step needs a name".into());
+        }
+        escalation.push(crate::core::EscalationStep {
+            name: step.name.trim().to_string(),
+            after,
+            severities,
+            page,
+            mention,
+            until,
+        });
+    }
+    escalation.sort_by_key(|step| step.after);
+
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -597,6 +819,10 @@ fn validate(
                 .trim_start_matches('#')
                 .to_string(),
             postmortem_due,
+            postmortem_reminders,
+            escalation,
+            pagerduty_services: routing_keys.keys().cloned().collect(),
+            pagerduty_rest: !pd.api_token.expose().is_empty() && !pd.from_email.is_empty(),
             lateness_note_after,
         },
         scheduler: SchedulerConfig {
@@ -604,6 +830,25 @@ fn validate(
                 .to_std()
                 .unwrap_or(std::time::Duration::from_secs(5)),
             lease,
+        },
+        pagerduty: PagerDutyConfig {
+            events_url: pd.events_url.clone(),
+            api_url: pd.api_url.trim_end_matches('/').to_string(),
+            api_token: pd.api_token.clone(),
+            from_email: pd.from_email.clone(),
+            webhook_secrets: pd
+                .webhook_secrets
+                .iter()
+                .filter(|s| !s.expose().is_empty())
+                .cloned()
+                .collect(),
+            source: pd.source.clone(),
+            timeout: pd_timeout
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            routing_keys,
+            priorities,
+            open_incidents_on,
         },
         templates_dir: (!raw.templates.dir.trim().is_empty())
             .then(|| PathBuf::from(raw.templates.dir.trim())),

@@ -1,14 +1,19 @@
-//! The HTTP edge of `warroom serve`: health and readiness for now; the Slack, Discord,
-//! PagerDuty and metrics endpoints join this router as they are built.
+//! The HTTP edge of `warroom serve`: health, readiness and PagerDuty webhooks; the Slack,
+//! Discord and metrics endpoints join this router as they are built.
 
+use crate::app::App;
+use crate::config::Secret;
+use crate::core::{Platform, Severity};
 use crate::store::Store;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -39,13 +44,77 @@ pub struct HttpDeps {
     pub scheduler: Arc<Heartbeat>,
     /// The scheduler counts as stalled when its last pass is older than this.
     pub stall_after: chrono::Duration,
+    pub pagerduty: Option<PagerDutyWebhook>,
 }
+
+/// What `POST /pagerduty/webhook` needs.
+#[derive(Clone)]
+pub struct PagerDutyWebhook {
+    pub app: Arc<App>,
+    pub secrets: Vec<Secret>,
+    pub priorities: BTreeMap<String, Severity>,
+    pub open_incidents_on: Platform,
+}
+
+/// Largest webhook body accepted; PagerDuty's are a few kilobytes.
+pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 
 pub fn router(deps: HttpDeps) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/pagerduty/webhook",
+            post(pagerduty_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
         .with_state(deps)
+}
+
+fn answer(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "status": text }))).into_response()
+}
+
+/// PagerDuty v3 webhooks: verify the signature over the raw body, then apply the event once.
+async fn pagerduty_webhook(
+    State(deps): State<HttpDeps>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(pd) = &deps.pagerduty else {
+        return answer(StatusCode::NOT_FOUND, "PagerDuty webhooks are not enabled");
+    };
+    if pd.secrets.is_empty() {
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "no webhook secret is configured (pagerduty.webhook_secrets)",
+        );
+    }
+    let Some(signature) = headers
+        .get("x-pagerduty-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return answer(StatusCode::UNAUTHORIZED, "missing X-PagerDuty-Signature");
+    };
+    if !crate::pagerduty::signature_valid(&pd.secrets, signature, &body) {
+        tracing::warn!("PagerDuty webhook with a bad signature refused");
+        return answer(StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    let event = match crate::pagerduty::parse_webhook(&body) {
+        Ok(Some(event)) => event,
+        Ok(None) => return answer(StatusCode::OK, "ignored"),
+        Err(problem) => return answer(StatusCode::BAD_REQUEST, &problem),
+    };
+    match pd
+        .app
+        .handle_pagerduty(&event, &pd.priorities, pd.open_incidents_on)
+        .await
+    {
+        Ok(what) => answer(StatusCode::OK, what),
+        Err(error) => {
+            tracing::error!(%error, event = %event.id, "PagerDuty webhook not applied; PagerDuty will retry");
+            answer(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

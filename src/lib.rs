@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod pagerduty;
 pub mod render;
 pub mod store;

@@ -30,6 +30,10 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::IncidentList => include_str!("../templates/incident_list.hbs"),
         TemplateName::Usage => include_str!("../templates/usage.hbs"),
         TemplateName::Notice => include_str!("../templates/notice.hbs"),
+        TemplateName::Escalation => include_str!("../templates/escalation.hbs"),
+        TemplateName::ResponseBreach => include_str!("../templates/response_breach.hbs"),
+        TemplateName::PostmortemReminder => include_str!("../templates/postmortem_reminder.hbs"),
+        TemplateName::DeliveryFailed => include_str!("../templates/delivery_failed.hbs"),
     }
 }
 

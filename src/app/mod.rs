@@ -3,7 +3,7 @@
 
 pub mod clock;
 
-use crate::chat::{ChatSink, DeliveryError};
+use crate::chat::{DeliveryError, Sink};
 use crate::core::command::{self, Command};
 use crate::core::decide::{self, DeclareRequest, Refusal};
 use crate::core::message::{ButtonAction, Message, Visibility};
@@ -40,6 +40,8 @@ pub struct App {
     pub lease: Duration,
     /// Woken when a timer is planned, so the scheduler can sleep less.
     pub timers_changed: Arc<Notify>,
+    /// Woken when outbox rows are written, so dispatchers deliver at once.
+    pub outbox_changed: Arc<Notify>,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -78,6 +80,7 @@ impl App {
             owner: replica_id(),
             lease,
             timers_changed: Arc::new(Notify::new()),
+            outbox_changed: Arc::new(Notify::new()),
         }
     }
 
@@ -167,6 +170,7 @@ impl App {
                     platform: origin.platform,
                     channel: name,
                     now,
+                    from_pagerduty: None,
                 },
             );
             match self.commit(&decision, None, None).await {
@@ -227,11 +231,15 @@ impl App {
                 timers: &decision.timers,
                 outbox: &decision.effects,
                 fired_timer: fired_timer.map(|id| (id, self.owner.as_str())),
+                inbound_event: None,
                 now: self.clock.now(),
             })
             .await?;
         if !decision.timers.is_empty() {
             self.timers_changed.notify_one();
+        }
+        if !decision.effects.is_empty() {
+            self.outbox_changed.notify_one();
         }
         Ok(())
     }
@@ -307,13 +315,13 @@ impl App {
     /// many were delivered. A failed row is retried with exponential backoff (2 s doubling to
     /// 256 s) or after the platform's Retry-After, and given up after
     /// `MAX_DELIVERY_ATTEMPTS` or on a permanent error.
-    pub async fn dispatch_outbox(&self, sink: &dyn ChatSink) -> Result<usize, StoreError> {
+    pub async fn dispatch_outbox(&self, sink: &dyn Sink) -> Result<usize, StoreError> {
         let mut delivered = 0;
         loop {
             let now = self.clock.now();
             let items = self
                 .store
-                .claim_outbox(sink.platform(), now, &self.owner, now + self.lease, 100)
+                .claim_outbox(sink.destination(), now, &self.owner, now + self.lease, 100)
                 .await?;
             if items.is_empty() {
                 return Ok(delivered);
@@ -343,9 +351,20 @@ impl App {
                         DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason },
                     ) => {
                         tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
-                        self.store
+                        let failed = self
+                            .store
                             .outbox_failed(item.id, &self.owner, &reason, None)
-                            .await
+                            .await;
+                        if failed.is_ok()
+                            && let crate::core::Effect::PagerDuty { action } = &item.effect
+                        {
+                            // A page that did not happen must not go unnoticed: say so in the
+                            // incident channel. (A chat post that failed is only logged: the
+                            // report would go to the same place.)
+                            self.report_failure(item.incident, &action.describe(), &reason)
+                                .await?;
+                        }
+                        failed
                     }
                 };
                 unless_lease_lost(outcome)?;
@@ -353,6 +372,211 @@ impl App {
             if retry_later == items.len() {
                 return Ok(delivered);
             }
+        }
+    }
+}
+
+impl App {
+    /// Record a permanent delivery failure in the incident's timeline and channel.
+    async fn report_failure(
+        &self,
+        key: crate::core::IncidentKey,
+        what: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(incident) = self.store.incident(key).await? else {
+                return Ok(());
+            };
+            let decision = decide::delivery_failed(&incident, what, reason, self.clock.now());
+            match self.commit(&decision, Some(incident.version), None).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(key.to_string()))
+    }
+
+    /// Handle a verified PagerDuty v3 webhook event, exactly once per event id. Returns what
+    /// happened, for the log and the HTTP answer.
+    pub async fn handle_pagerduty(
+        &self,
+        event: &crate::pagerduty::WebhookEvent,
+        priorities: &std::collections::BTreeMap<String, crate::core::Severity>,
+        open_on: Platform,
+    ) -> Result<&'static str, StoreError> {
+        use crate::core::decide::{PagerDutyChange, PagerDutyOrigin, pagerduty_change};
+        let source = crate::store::PAGERDUTY_SOURCE;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.clock.now();
+            let linked = match self
+                .store
+                .incident_by_pagerduty_id(&event.incident_id)
+                .await?
+            {
+                Some(incident) => Some(incident),
+                None => match event
+                    .incident_key
+                    .as_deref()
+                    .and_then(|k| k.parse::<crate::core::IncidentKey>().ok())
+                {
+                    Some(key)
+                        if event
+                            .incident_key
+                            .as_deref()
+                            .is_some_and(|k| k.starts_with("INC-")) =>
+                    {
+                        self.store.incident(key).await?
+                    }
+                    _ => None,
+                },
+            };
+            let change = match event.event_type.as_str() {
+                "incident.triggered" => PagerDutyChange::Linked {
+                    incident_id: event.incident_id.clone(),
+                },
+                "incident.acknowledged" => PagerDutyChange::Acknowledged,
+                "incident.resolved" => PagerDutyChange::Resolved,
+                "incident.priority_updated" => {
+                    match event.priority.as_ref().and_then(|p| priorities.get(p)) {
+                        Some(severity) => PagerDutyChange::Severity(*severity),
+                        None => return self.ignore(source, &event.id, "priority not mapped").await,
+                    }
+                }
+                _ => {
+                    return self
+                        .ignore(source, &event.id, "event type not handled")
+                        .await;
+                }
+            };
+            let (decision, expected) = match (linked, &change) {
+                (Some(incident), change) => {
+                    // Make sure the PagerDuty id is linked whatever the event.
+                    let mut incident = incident;
+                    let mut linked_now = None;
+                    if incident.pagerduty_incident_id.is_none()
+                        && !matches!(change, PagerDutyChange::Linked { .. })
+                    {
+                        linked_now = pagerduty_change(
+                            &self.policy,
+                            &incident,
+                            &PagerDutyChange::Linked {
+                                incident_id: event.incident_id.clone(),
+                            },
+                            &event.agent,
+                            now,
+                        );
+                    }
+                    let version = incident.version;
+                    if let Some(link) = &linked_now {
+                        incident = link.incident.clone();
+                    }
+                    match (
+                        pagerduty_change(&self.policy, &incident, change, &event.agent, now),
+                        linked_now,
+                    ) {
+                        (Some(mut decision), Some(link)) => {
+                            let mut events = link.events;
+                            events.append(&mut decision.events);
+                            decision.events = events;
+                            (decision, Some(version))
+                        }
+                        (Some(decision), None) => (decision, Some(version)),
+                        (None, Some(link)) => (link, Some(version)),
+                        (None, None) => {
+                            return self.ignore(source, &event.id, "nothing to change").await;
+                        }
+                    }
+                }
+                (None, PagerDutyChange::Linked { incident_id }) => {
+                    // PagerDuty opened an incident warroom does not have: declare it.
+                    let key = self.store.allocate_incident_key().await?;
+                    let title = if event.title.is_empty() {
+                        format!("PagerDuty incident {incident_id}")
+                    } else {
+                        event.title.clone()
+                    };
+                    let severity = match event.priority.as_ref().and_then(|p| priorities.get(p)) {
+                        Some(severity) => Some(*severity),
+                        None if event.urgency.as_deref() == Some("low") => {
+                            Some(crate::core::Severity::P3)
+                        }
+                        None => None,
+                    };
+                    let base = channel::channel_base(
+                        &self.policy.channel_prefix,
+                        now.date_naive(),
+                        &title,
+                    );
+                    let taken = self.store.channel_names_with_prefix(&base).await?;
+                    let name = channel::free_channel_name(&base, |n| taken.iter().any(|t| t == n));
+                    let decision = decide::declare(
+                        &self.policy,
+                        DeclareRequest {
+                            key,
+                            title,
+                            severity,
+                            actor: UserRef::parse("pagerduty").expect("valid user name"),
+                            platform: open_on,
+                            channel: name,
+                            now,
+                            from_pagerduty: Some(PagerDutyOrigin {
+                                incident_id: incident_id.clone(),
+                                agent: event.agent.clone(),
+                            }),
+                        },
+                    );
+                    (decision, None)
+                }
+                (None, _) => {
+                    return self
+                        .ignore(source, &event.id, "no incident is linked")
+                        .await;
+                }
+            };
+            let result = self
+                .store
+                .commit(Change {
+                    incident: &decision.incident,
+                    expected_version: expected,
+                    events: &decision.events,
+                    timers: &decision.timers,
+                    outbox: &decision.effects,
+                    fired_timer: None,
+                    inbound_event: Some((source, &event.id)),
+                    now,
+                })
+                .await;
+            match result {
+                Ok(_) => {
+                    self.timers_changed.notify_one();
+                    self.outbox_changed.notify_one();
+                    tracing::info!(incident = %decision.incident.key, event = %event.event_type, pagerduty_incident = %event.incident_id, "PagerDuty event applied");
+                    return Ok("applied");
+                }
+                Err(StoreError::Duplicate(_)) => return Ok("duplicate"),
+                Err(StoreError::Conflict(_) | StoreError::ChannelTaken(_)) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(event.incident_id.clone()))
+    }
+
+    async fn ignore(
+        &self,
+        source: &str,
+        id: &str,
+        why: &'static str,
+    ) -> Result<&'static str, StoreError> {
+        if self
+            .store
+            .record_inbound_event(source, id, self.clock.now())
+            .await?
+        {
+            tracing::info!(event = %id, %why, "PagerDuty event changes nothing");
+            Ok("ignored")
+        } else {
+            Ok("duplicate")
         }
     }
 }

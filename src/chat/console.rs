@@ -2,7 +2,7 @@
 //! line at a time; a line starting with `:` is a console meta-command, anything else is the
 //! text after `/incident`. Every message is printed prefixed by the channel it is posted to.
 
-use super::{ChatSink, DeliveryError};
+use super::{DeliveryError, Sink};
 use crate::app::clock::VirtualClock;
 use crate::app::{App, Origin};
 use crate::core::message::{ButtonStyle, Message, Visibility};
@@ -98,9 +98,9 @@ fn format_message(message: &RenderedMessage) -> Vec<String> {
 }
 
 #[async_trait]
-impl ChatSink for ConsoleSink {
-    fn platform(&self) -> Platform {
-        Platform::Console
+impl Sink for ConsoleSink {
+    fn destination(&self) -> &'static str {
+        Platform::Console.as_str()
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
@@ -132,6 +132,9 @@ impl ChatSink for ConsoleSink {
                 }
                 Ok(())
             }
+            Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
+                reason: format!("the console cannot {}", action.describe()),
+            }),
             Effect::SetTopic { channel, topic } => {
                 self.note(
                     channel.as_str(),
@@ -151,6 +154,8 @@ pub struct ConsoleOptions {
     pub virtual_clock: Option<Arc<VirtualClock>>,
     /// Print a prompt (when stdin is a terminal).
     pub prompt: bool,
+    /// Delivers PagerDuty calls, when PagerDuty is configured.
+    pub pagerduty: Option<Arc<dyn Sink>>,
 }
 
 /// The largest single `:advance`: far enough for any reminder, never near an overflow.
@@ -176,7 +181,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
             options.user
         ),
     );
-    catch_up(app, sink, &options.channel).await;
+    catch_up(app, sink, &options).await;
     loop {
         if options.prompt {
             let mut out = sink.output.lock().unwrap_or_else(|p| p.into_inner());
@@ -204,7 +209,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
                 show_reply(sink, &options.channel, &reply);
             }
         }
-        catch_up(app, sink, &options.channel).await;
+        catch_up(app, sink, &options).await;
     }
     Ok(())
 }
@@ -215,10 +220,17 @@ fn show_reply(sink: &ConsoleSink, channel: &str, reply: &Message) {
     }
 }
 
-/// Fire due timers and deliver pending messages; problems are printed, not fatal.
-async fn catch_up(app: &App, sink: &ConsoleSink, channel: &str) {
+/// Fire due timers, make PagerDuty calls, and print pending messages (including any report of
+/// a failed call); problems are printed, not fatal.
+async fn catch_up(app: &App, sink: &ConsoleSink, options: &ConsoleOptions) {
+    let channel = &options.channel;
     if let Err(e) = app.run_due_timers().await {
         sink.note(channel, &format!("timers could not run: {e}"));
+    }
+    if let Some(pagerduty) = &options.pagerduty
+        && let Err(e) = app.dispatch_outbox(pagerduty.as_ref()).await
+    {
+        sink.note(channel, &format!("PagerDuty calls could not be made: {e}"));
     }
     if let Err(e) = app.dispatch_outbox(sink).await {
         sink.note(channel, &format!("messages could not be delivered: {e}"));

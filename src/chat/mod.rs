@@ -2,7 +2,6 @@
 
 pub mod console;
 
-use crate::core::Platform;
 use crate::store::OutboxItem;
 use async_trait::async_trait;
 use chrono::Duration;
@@ -21,9 +20,11 @@ pub enum DeliveryError {
     Permanent { reason: String },
 }
 
-/// Something that performs outbox effects on one platform.
+/// Something that performs the outbox effects of one destination: a chat platform, or
+/// PagerDuty.
 #[async_trait]
-pub trait ChatSink: Send + Sync {
-    fn platform(&self) -> Platform;
+pub trait Sink: Send + Sync {
+    /// The outbox destination it serves (`console`, `slack`, `discord`, `pagerduty`).
+    fn destination(&self) -> &'static str;
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError>;
 }

@@ -3,6 +3,7 @@
 //! Parsing never panics and never allocates more than a bounded multiple of its input;
 //! every error carries the usage line of the command that was meant.
 
+use super::escalation::PageTarget;
 use super::incident::Status;
 use super::severity::Severity;
 use super::text::{UserRef, clean_text};
@@ -35,6 +36,8 @@ pub enum Command {
     Help {
         topic: Option<CommandName>,
     },
+    Page(PageTarget),
+    Escalate,
 }
 
 impl Command {
@@ -51,6 +54,8 @@ impl Command {
             Command::Timeline => CommandName::Timeline,
             Command::List { .. } => CommandName::List,
             Command::Help { .. } => CommandName::Help,
+            Command::Page(_) => CommandName::Page,
+            Command::Escalate => CommandName::Escalate,
         }
     }
 }
@@ -68,10 +73,12 @@ pub enum CommandName {
     Timeline,
     List,
     Help,
+    Page,
+    Escalate,
 }
 
 impl CommandName {
-    pub const ALL: [CommandName; 10] = [
+    pub const ALL: [CommandName; 12] = [
         CommandName::Declare,
         CommandName::Ack,
         CommandName::Sev,
@@ -79,6 +86,8 @@ impl CommandName {
         CommandName::Status,
         CommandName::Update,
         CommandName::Resolve,
+        CommandName::Page,
+        CommandName::Escalate,
         CommandName::Timeline,
         CommandName::List,
         CommandName::Help,
@@ -97,6 +106,8 @@ impl CommandName {
             "timeline" => CommandName::Timeline,
             "list" => CommandName::List,
             "help" => CommandName::Help,
+            "page" => CommandName::Page,
+            "escalate" => CommandName::Escalate,
             _ => return None,
         })
     }
@@ -113,6 +124,8 @@ impl CommandName {
             CommandName::Timeline => "timeline",
             CommandName::List => "list",
             CommandName::Help => "help",
+            CommandName::Page => "page",
+            CommandName::Escalate => "escalate",
         }
     }
 
@@ -129,6 +142,8 @@ impl CommandName {
             CommandName::Timeline => "timeline",
             CommandName::List => "list [--all]",
             CommandName::Help => "help [command]",
+            CommandName::Page => "page <service:NAME|user:ID|escalation_policy:ID|schedule:ID>",
+            CommandName::Escalate => "escalate",
         }
     }
 
@@ -136,9 +151,9 @@ impl CommandName {
     pub fn summary(self) -> &'static str {
         match self {
             CommandName::Declare => {
-                "Declare a new incident: opens its channel, posts the alert and announces it."
+                "Declare a new incident: opens its channel, posts the alert, announces it and starts the escalation."
             }
-            CommandName::Ack => "Acknowledge the incident of this channel: someone is on it.",
+            CommandName::Ack => "Acknowledge the incident of this channel: stops its escalation.",
             CommandName::Sev => "Change the severity of the incident of this channel.",
             CommandName::Commander => "Make someone the incident commander.",
             CommandName::Status => "Move the incident to investigating, identified or monitoring.",
@@ -147,6 +162,8 @@ impl CommandName {
             CommandName::Timeline => "Show every event of the incident with actor and time.",
             CommandName::List => "List open incidents (--all includes resolved ones).",
             CommandName::Help => "Show the commands, or the details of one.",
+            CommandName::Page => "Page an extra target through PagerDuty now.",
+            CommandName::Escalate => "Jump to the next escalation step now.",
         }
     }
 
@@ -228,6 +245,15 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
     match name {
         CommandName::Declare => parse_declare(args),
         CommandName::Ack => no_args(name, args, Command::Ack),
+        CommandName::Escalate => no_args(name, args, Command::Escalate),
+        CommandName::Page => {
+            if args.is_empty() {
+                return Err(ParseError::new(Some(name), "Whom should warroom page?"));
+            }
+            PageTarget::parse(one_word(name, args)?)
+                .map(Command::Page)
+                .map_err(|e| ParseError::new(Some(name), format!("{e}.")))
+        }
         CommandName::Timeline => no_args(name, args, Command::Timeline),
         CommandName::Sev => {
             if args.is_empty() {
@@ -549,6 +575,22 @@ mod tests {
         assert_eq!(ok("ack"), Command::Ack);
         assert_eq!(ok("ACKNOWLEDGE"), Command::Ack);
         assert_eq!(ok("timeline"), Command::Timeline);
+        assert_eq!(ok("escalate"), Command::Escalate);
+        assert_eq!(
+            ok("page user:PABC"),
+            Command::Page(PageTarget::User("PABC".into()))
+        );
+        assert_eq!(
+            ok("page db-oncall"),
+            Command::Page(PageTarget::Service("db-oncall".into()))
+        );
+        assert!(err("page").problem.contains("Whom"));
+        assert!(
+            err("page team:x")
+                .problem
+                .contains("not a kind of page target")
+        );
+        assert!(err("escalate now").problem.contains("takes no arguments"));
         assert_eq!(ok("sev p0"), Command::Sev(Severity::P0));
         assert_eq!(ok("severity P3"), Command::Sev(Severity::P3));
         assert_eq!(ok("list"), Command::List { all: false });

@@ -2,13 +2,14 @@
 //! state, the timeline events, the effects and the timers. Pure.
 
 use super::command::Command;
+use super::escalation::{self, PageTarget};
 use super::incident::{Actor, EventKind, Incident, IncidentKey, Platform, Status, TimelineEvent};
 use super::message::Message;
 use super::severity::{Severity, SeverityReason};
 use super::text::UserRef;
 use super::{
-    ChannelName, ChannelTarget, Decision, Effect, Policy, TimerKind, TimerRequest, human_duration,
-    views,
+    ChannelName, ChannelTarget, Decision, Effect, PagerDutyAction, PagerDutySeverity, Policy,
+    TimerKind, TimerRequest, human_duration, views,
 };
 use chrono::{DateTime, Utc};
 
@@ -22,6 +23,16 @@ pub struct DeclareRequest {
     pub platform: Platform,
     pub channel: ChannelName,
     pub now: DateTime<Utc>,
+    /// Set when PagerDuty opened the incident (webhook `incident.triggered`).
+    pub from_pagerduty: Option<PagerDutyOrigin>,
+}
+
+/// A PagerDuty incident that opened a warroom incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PagerDutyOrigin {
+    pub incident_id: String,
+    /// Who or what triggered it, as PagerDuty names them.
+    pub agent: String,
 }
 
 /// The severity a declaration gets, and why.
@@ -44,7 +55,8 @@ fn reason_sentence(severity: Severity, reason: &SeverityReason) -> String {
     )
 }
 
-/// Declare a new incident.
+/// Declare a new incident: channel, alert, announcement, and the escalation plan (its first
+/// step, at +0, fires as soon as the scheduler runs).
 pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
     let (severity, reason) = classify(policy, &request.title, request.severity);
     let now = request.now;
@@ -65,9 +77,18 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
         last_update_at: now,
         escalation_generation: 0,
         reminder_generation: 0,
+        escalation_level: 0,
+        paged_services: Vec::new(),
+        pagerduty_incident_id: request
+            .from_pagerduty
+            .as_ref()
+            .map(|o| o.incident_id.clone()),
         version: 0,
     };
-    let actor = Actor::User(request.actor.clone());
+    let actor = match &request.from_pagerduty {
+        Some(origin) => Actor::PagerDuty(origin.agent.clone()),
+        None => Actor::User(request.actor.clone()),
+    };
     let why = reason_sentence(severity, &reason);
     let effects = vec![
         Effect::CreateChannel {
@@ -86,24 +107,36 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
             pin: false,
         },
     ];
-    let every = policy.severity(severity).status_update_every;
-    Decision {
-        reply: Some(views::declared_reply(&incident, &why)),
-        events: vec![TimelineEvent {
+    let mut events = vec![TimelineEvent {
+        at: now,
+        actor: actor.clone(),
+        kind: EventKind::Declared {
+            title: request.title,
+            severity,
+            reason,
+        },
+    }];
+    if let Some(origin) = &request.from_pagerduty {
+        events.push(TimelineEvent {
             at: now,
             actor,
-            kind: EventKind::Declared {
-                title: request.title,
-                severity,
-                reason,
+            kind: EventKind::PagerDutyLinked {
+                incident_id: origin.incident_id.clone(),
             },
-        }],
+        });
+    }
+    let every = policy.severity(severity).status_update_every;
+    let mut timers = vec![TimerRequest {
+        kind: TimerKind::StatusReminder,
+        due_at: now + every,
+        fence: incident.reminder_generation,
+    }];
+    timers.extend(escalation::plan(policy, &incident, now));
+    Decision {
+        reply: Some(views::declared_reply(&incident, &why)),
+        events,
         effects,
-        timers: vec![TimerRequest {
-            kind: TimerKind::StatusReminder,
-            due_at: now + every,
-            fence: incident.reminder_generation,
-        }],
+        timers,
         incident,
     }
 }
@@ -114,6 +147,354 @@ pub struct Refusal(pub Message);
 
 fn refuse(text: String) -> Refusal {
     Refusal(views::refusal(text))
+}
+
+/// Work in progress on one decision.
+struct Draft {
+    next: Incident,
+    events: Vec<TimelineEvent>,
+    effects: Vec<Effect>,
+    timers: Vec<TimerRequest>,
+    now: DateTime<Utc>,
+}
+
+impl Draft {
+    fn new(current: &Incident, now: DateTime<Utc>) -> Draft {
+        Draft {
+            next: current.clone(),
+            events: Vec::new(),
+            effects: Vec::new(),
+            timers: Vec::new(),
+            now,
+        }
+    }
+
+    fn event(&mut self, actor: &Actor, kind: EventKind) {
+        self.events.push(TimelineEvent {
+            at: self.now,
+            actor: actor.clone(),
+            kind,
+        });
+    }
+
+    fn post(&mut self, message: Message) {
+        self.effects.push(Effect::Post {
+            channel: ChannelTarget::Incident(self.next.channel.clone()),
+            message,
+            pin: false,
+        });
+    }
+
+    /// Bump the escalation fence and plan what is left of the escalation.
+    fn replan_escalation(&mut self, policy: &Policy) {
+        self.next.escalation_generation += 1;
+        self.timers
+            .extend(escalation::plan(policy, &self.next, self.now));
+    }
+
+    fn finish(mut self, current: &Incident, reply: Option<Message>) -> Decision {
+        let topic = views::topic(&self.next);
+        if topic != views::topic(current) {
+            self.effects.push(Effect::SetTopic {
+                channel: self.next.channel.clone(),
+                topic,
+            });
+        }
+        Decision {
+            incident: self.next,
+            events: self.events,
+            effects: self.effects,
+            timers: self.timers,
+            reply,
+        }
+    }
+}
+
+/// Where an acknowledgement or resolution came from: chat (tell PagerDuty too) or PagerDuty
+/// itself (do not echo it back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Chat,
+    PagerDuty,
+}
+
+/// The PagerDuty calls that mirror an acknowledgement or resolution made in chat, and a note
+/// for the channel when PagerDuty could not be told.
+fn mirror_to_pagerduty(
+    policy: &Policy,
+    incident: &Incident,
+    status: Status,
+) -> (Vec<Effect>, Option<String>) {
+    let key = incident.key.to_string();
+    let mut effects: Vec<Effect> = incident
+        .paged_services
+        .iter()
+        .map(|service| {
+            let (service, dedup_key) = (service.clone(), key.clone());
+            Effect::PagerDuty {
+                action: if status == Status::Resolved {
+                    PagerDutyAction::Resolve { service, dedup_key }
+                } else {
+                    PagerDutyAction::Acknowledge { service, dedup_key }
+                },
+            }
+        })
+        .collect();
+    let mut note = None;
+    if let Some(id) = &incident.pagerduty_incident_id {
+        if policy.pagerduty_rest {
+            effects.push(Effect::PagerDuty {
+                action: PagerDutyAction::SetIncidentStatus {
+                    incident_id: id.clone(),
+                    status,
+                },
+            });
+        } else {
+            note = Some(format!(
+                "PagerDuty incident {id} was not updated: the PagerDuty REST API is not configured (pagerduty.api_token and pagerduty.from_email); update it in PagerDuty."
+            ));
+        }
+    }
+    (effects, note)
+}
+
+fn acknowledge(
+    policy: &Policy,
+    draft: &mut Draft,
+    current: &Incident,
+    who: &Actor,
+    source: Source,
+) {
+    draft.next.acknowledged_at = Some(draft.now);
+    draft.next.acknowledged_by = match who {
+        Actor::User(user) => Some(user.clone()),
+        _ => None,
+    };
+    if draft.next.status == Status::Investigating {
+        draft.next.status = Status::Acknowledged;
+    }
+    draft.event(who, EventKind::Acknowledged);
+    draft.replan_escalation(policy);
+    let target = policy.severity(current.severity).respond_within;
+    let took = draft.now - current.declared_at;
+    let verdict = if took <= target {
+        format!("within the {} target", human_duration(target))
+    } else {
+        format!("past the {} target", human_duration(target))
+    };
+    let mut change = format!(
+        "acknowledged {} after declaration ({verdict}); escalation stopped",
+        human_duration(took)
+    );
+    if source == Source::Chat {
+        let (effects, note) = mirror_to_pagerduty(policy, current, Status::Acknowledged);
+        if !effects.is_empty() {
+            change.push_str("; acknowledging in PagerDuty");
+        }
+        draft.effects.extend(effects);
+        if let Some(note) = note {
+            change.push_str(&format!(". {note}"));
+        }
+    } else {
+        change.push_str(" (in PagerDuty)");
+    }
+    let message = views::status_change(&draft.next, who, change);
+    draft.post(message);
+}
+
+fn resolve(
+    policy: &Policy,
+    draft: &mut Draft,
+    current: &Incident,
+    who: &Actor,
+    root_cause: Option<String>,
+    source: Source,
+) {
+    let now = draft.now;
+    draft.next.status = Status::Resolved;
+    draft.next.resolved_at = Some(now);
+    draft.next.root_cause = root_cause.clone();
+    draft.next.escalation_generation += 1;
+    draft.next.reminder_generation += 1;
+    draft.event(who, EventKind::Resolved { root_cause });
+    let message = views::resolved(policy, &draft.next);
+    draft.post(message);
+    if source == Source::Chat {
+        let (effects, note) = mirror_to_pagerduty(policy, current, Status::Resolved);
+        draft.effects.extend(effects);
+        if let Some(note) = note {
+            let message = views::refusal(note);
+            draft.post(Message {
+                visibility: super::message::Visibility::InChannel,
+                ..message
+            });
+        }
+    }
+    draft.effects.push(Effect::Post {
+        channel: ChannelTarget::Named(policy.announce_channel.clone()),
+        message: views::announcement(&draft.next, who),
+        pin: false,
+    });
+    // Everything stops except the postmortem reminders.
+    let fence = draft.next.escalation_generation;
+    for (reminder, after) in policy.postmortem_reminders.iter().enumerate() {
+        draft.timers.push(TimerRequest {
+            kind: TimerKind::PostmortemReminder { reminder },
+            due_at: now + *after,
+            fence,
+        });
+    }
+}
+
+fn change_severity(
+    policy: &Policy,
+    draft: &mut Draft,
+    current: &Incident,
+    who: &Actor,
+    severity: Severity,
+) {
+    draft.next.severity = severity;
+    draft.event(
+        who,
+        EventKind::SeverityChanged {
+            from: current.severity,
+            to: severity,
+        },
+    );
+    // The remaining steps and the response target are re-planned from the declaration.
+    draft.replan_escalation(policy);
+    let sev = policy.severity(severity);
+    let message = views::status_change(
+        &draft.next,
+        who,
+        format!(
+            "changed severity {} → {severity} ({}); respond within {}, updates every {}",
+            current.severity,
+            sev.name,
+            human_duration(sev.respond_within),
+            human_duration(sev.status_update_every)
+        ),
+    );
+    draft.post(message);
+    // A new cadence re-plans the next status-update reminder from the last update.
+    if sev.status_update_every != policy.severity(current.severity).status_update_every {
+        draft.next.reminder_generation += 1;
+        draft.timers.push(TimerRequest {
+            kind: TimerKind::StatusReminder,
+            due_at: (current.last_update_at + sev.status_update_every).max(draft.now),
+            fence: draft.next.reminder_generation,
+        });
+    }
+}
+
+/// The PagerDuty calls for paging `target`, or why it cannot be paged.
+fn page_effect(
+    policy: &Policy,
+    incident: &Incident,
+    target: &PageTarget,
+    why: &str,
+) -> Result<Effect, String> {
+    match target {
+        PageTarget::Service(name) => {
+            if !policy.pagerduty_services.contains(name) {
+                return Err(format!(
+                    "{target} was not paged: pagerduty.routing_keys.{name} is not configured"
+                ));
+            }
+            Ok(Effect::PagerDuty {
+                action: PagerDutyAction::Trigger {
+                    service: name.clone(),
+                    dedup_key: incident.key.to_string(),
+                    summary: super::command::truncate_chars(
+                        &format!(
+                            "[{}] {} {} — {why}",
+                            incident.key, incident.severity, incident.title
+                        ),
+                        1024,
+                    ),
+                    severity: PagerDutySeverity::of(incident.severity),
+                },
+            })
+        }
+        PageTarget::User(_) | PageTarget::EscalationPolicy(_) | PageTarget::Schedule(_) => {
+            if !policy.pagerduty_rest {
+                return Err(format!(
+                    "{target} was not paged: the PagerDuty REST API is not configured (pagerduty.api_token and pagerduty.from_email)"
+                ));
+            }
+            Ok(Effect::PagerDuty {
+                action: PagerDutyAction::RequestResponders {
+                    incident_id: incident.pagerduty_incident_id.clone(),
+                    incident_key: incident.key.to_string(),
+                    targets: vec![target.clone()],
+                    message: format!(
+                        "{} {} {}: {why}",
+                        incident.key, incident.severity, incident.title
+                    ),
+                },
+            })
+        }
+    }
+}
+
+/// Fire escalation step `index`: page its targets, mention its people, move the level on.
+fn fire_step(
+    policy: &Policy,
+    draft: &mut Draft,
+    index: usize,
+    late_by: chrono::Duration,
+    who: &Actor,
+    why: &str,
+) {
+    let Some(step) = policy.escalation.get(index) else {
+        return;
+    };
+    let mut paged = Vec::new();
+    let mut notes = Vec::new();
+    for target in &step.page {
+        if let (PageTarget::Service(_), Some(id)) = (target, &draft.next.pagerduty_incident_id) {
+            notes.push(format!(
+                "{target} not triggered: PagerDuty incident {id} opened this incident and PagerDuty escalates it"
+            ));
+            continue;
+        }
+        match page_effect(
+            policy,
+            &draft.next,
+            target,
+            &format!("escalation step {}: {}", index + 1, step.name),
+        ) {
+            Ok(effect) => {
+                if let PageTarget::Service(name) = target
+                    && !draft.next.paged_services.contains(name)
+                {
+                    draft.next.paged_services.push(name.clone());
+                }
+                paged.push(target.to_string());
+                draft.effects.push(effect);
+            }
+            Err(note) => notes.push(note),
+        }
+    }
+    draft.next.escalation_level = index as i64 + 1;
+    let late = (late_by >= policy.lateness_note_after).then(|| {
+        format!(
+            "This step is {} late: warroom was not running when it was due.",
+            human_duration(late_by)
+        )
+    });
+    let message = views::escalation(&draft.next, index, step, &paged, &notes, late, who, why);
+    draft.post(message);
+    draft.event(
+        who,
+        EventKind::Escalated {
+            step: index,
+            name: step.name.clone(),
+            paged,
+            mentioned: step.mention.clone(),
+            late_by_seconds: late_by.num_seconds().max(0),
+        },
+    );
 }
 
 /// Apply a command typed in (or a button pressed on) an incident. Commands that do not act on
@@ -136,15 +517,7 @@ pub fn apply(
         )));
     }
     let who = Actor::User(actor.clone());
-    let mut next = current.clone();
-    let mut events = Vec::new();
-    let mut effects = Vec::new();
-    let mut timers = Vec::new();
-    let event = |kind| TimelineEvent {
-        at: now,
-        actor: who.clone(),
-        kind,
-    };
+    let mut draft = Draft::new(current, now);
     match command {
         Command::Ack => {
             if let Some(at) = current.acknowledged_at {
@@ -158,57 +531,13 @@ pub fn apply(
                     views::format_time(at)
                 )));
             }
-            acknowledge(&mut next, actor, now, &mut events, &who);
-            if next.status == Status::Investigating {
-                next.status = Status::Acknowledged;
-            }
-            let target = policy.severity(current.severity).respond_within;
-            let took = now - current.declared_at;
-            let verdict = if took <= target {
-                format!("within the {} target", human_duration(target))
-            } else {
-                format!("past the {} target", human_duration(target))
-            };
-            effects.push(post_change(
-                &next,
-                &who,
-                format!(
-                    "acknowledged {} after declaration ({verdict})",
-                    human_duration(took)
-                ),
-            ));
+            acknowledge(policy, &mut draft, current, &who, Source::Chat);
         }
         Command::Sev(severity) => {
             if *severity == current.severity {
                 return Err(refuse(format!("{key} is already {severity}.")));
             }
-            next.severity = *severity;
-            next.escalation_generation += 1;
-            events.push(event(EventKind::SeverityChanged {
-                from: current.severity,
-                to: *severity,
-            }));
-            let sev = policy.severity(*severity);
-            effects.push(post_change(
-                &next,
-                &who,
-                format!(
-                    "changed severity {} → {severity} ({}); respond within {}, updates every {}",
-                    current.severity,
-                    sev.name,
-                    human_duration(sev.respond_within),
-                    human_duration(sev.status_update_every)
-                ),
-            ));
-            // A new cadence re-plans the next status-update reminder from the last update.
-            if sev.status_update_every != policy.severity(current.severity).status_update_every {
-                next.reminder_generation += 1;
-                timers.push(TimerRequest {
-                    kind: TimerKind::StatusReminder,
-                    due_at: (current.last_update_at + sev.status_update_every).max(now),
-                    fence: next.reminder_generation,
-                });
-            }
+            change_severity(policy, &mut draft, current, &who, *severity);
         }
         Command::Commander(user) => {
             if *user == current.commander {
@@ -216,16 +545,20 @@ pub fn apply(
                     "@{user} is already the commander of {key}."
                 )));
             }
-            next.commander = user.clone();
-            events.push(event(EventKind::CommanderAssigned {
-                from: current.commander.clone(),
-                to: user.clone(),
-            }));
-            effects.push(post_change(
-                &next,
+            draft.next.commander = user.clone();
+            draft.event(
+                &who,
+                EventKind::CommanderAssigned {
+                    from: current.commander.clone(),
+                    to: user.clone(),
+                },
+            );
+            let message = views::status_change(
+                &draft.next,
                 &who,
                 format!("made @{user} incident commander"),
-            ));
+            );
+            draft.post(message);
         }
         Command::Status(status) => {
             if *status == current.status {
@@ -233,53 +566,82 @@ pub fn apply(
             }
             if current.acknowledged_at.is_none() && *status != Status::Investigating {
                 // Moving the incident on means someone is on it.
-                acknowledge(&mut next, actor, now, &mut events, &who);
+                acknowledge(policy, &mut draft, current, &who, Source::Chat);
             }
-            next.status = *status;
-            events.push(event(EventKind::StatusChanged {
-                from: current.status,
-                to: *status,
-            }));
-            effects.push(post_change(
-                &next,
+            draft.next.status = *status;
+            draft.event(
+                &who,
+                EventKind::StatusChanged {
+                    from: current.status,
+                    to: *status,
+                },
+            );
+            let message = views::status_change(
+                &draft.next,
                 &who,
                 format!("moved status {} → {status}", current.status),
-            ));
+            );
+            draft.post(message);
         }
         Command::Update(text) => {
-            next.last_update_at = now;
-            next.reminder_generation += 1;
-            events.push(event(EventKind::StatusUpdate { text: text.clone() }));
-            effects.push(Effect::Post {
-                channel: ChannelTarget::Incident(next.channel.clone()),
-                message: views::status_update(policy, &next, &who, text),
-                pin: false,
-            });
-            timers.push(TimerRequest {
+            draft.next.last_update_at = now;
+            draft.next.reminder_generation += 1;
+            draft.event(&who, EventKind::StatusUpdate { text: text.clone() });
+            let message = views::status_update(policy, &draft.next, &who, text);
+            draft.post(message);
+            draft.timers.push(TimerRequest {
                 kind: TimerKind::StatusReminder,
-                due_at: now + policy.severity(next.severity).status_update_every,
-                fence: next.reminder_generation,
+                due_at: now + policy.severity(draft.next.severity).status_update_every,
+                fence: draft.next.reminder_generation,
             });
         }
         Command::Resolve { root_cause } => {
-            next.status = Status::Resolved;
-            next.resolved_at = Some(now);
-            next.root_cause = root_cause.clone();
-            next.escalation_generation += 1;
-            next.reminder_generation += 1;
-            events.push(event(EventKind::Resolved {
-                root_cause: root_cause.clone(),
-            }));
-            effects.push(Effect::Post {
-                channel: ChannelTarget::Incident(next.channel.clone()),
-                message: views::resolved(policy, &next),
-                pin: false,
-            });
-            effects.push(Effect::Post {
-                channel: ChannelTarget::Named(policy.announce_channel.clone()),
-                message: views::announcement(&next, &who),
-                pin: false,
-            });
+            resolve(
+                policy,
+                &mut draft,
+                current,
+                &who,
+                root_cause.clone(),
+                Source::Chat,
+            );
+        }
+        Command::Page(target) => {
+            let effect = page_effect(policy, current, target, &format!("paged by @{actor}"))
+                .map_err(|why| refuse(format!("{why}.")))?;
+            if let PageTarget::Service(name) = target
+                && !draft.next.paged_services.contains(name)
+            {
+                draft.next.paged_services.push(name.clone());
+            }
+            draft.effects.push(effect);
+            draft.event(
+                &who,
+                EventKind::Paged {
+                    target: target.to_string(),
+                },
+            );
+            let message = views::status_change(
+                &draft.next,
+                &who,
+                format!("paged {target} through PagerDuty"),
+            );
+            draft.post(message);
+        }
+        Command::Escalate => {
+            let Some(next) = escalation::next_step(policy, current) else {
+                return Err(refuse(format!(
+                    "{key} has no further escalation steps for {}.",
+                    current.severity
+                )));
+            };
+            fire_step(
+                policy,
+                &mut draft,
+                next,
+                chrono::Duration::zero(),
+                &who,
+                &format!("escalated by @{actor}"),
+            );
         }
         Command::Declare { .. }
         | Command::Timeline
@@ -290,49 +652,11 @@ pub fn apply(
             ));
         }
     }
-    let topic = views::topic(&next);
-    if topic != views::topic(current) {
-        effects.push(Effect::SetTopic {
-            channel: next.channel.clone(),
-            topic,
-        });
-    }
-    Ok(Decision {
-        incident: next,
-        events,
-        effects,
-        timers,
-        reply: None,
-    })
+    Ok(draft.finish(current, None))
 }
 
-fn acknowledge(
-    next: &mut Incident,
-    actor: &UserRef,
-    now: DateTime<Utc>,
-    events: &mut Vec<TimelineEvent>,
-    who: &Actor,
-) {
-    next.acknowledged_at = Some(now);
-    next.acknowledged_by = Some(actor.clone());
-    next.escalation_generation += 1;
-    events.push(TimelineEvent {
-        at: now,
-        actor: who.clone(),
-        kind: EventKind::Acknowledged,
-    });
-}
-
-fn post_change(incident: &Incident, who: &Actor, change: String) -> Effect {
-    Effect::Post {
-        channel: ChannelTarget::Incident(incident.channel.clone()),
-        message: views::status_change(incident, who, change),
-        pin: false,
-    }
-}
-
-/// A durable timer came due. Returns `None` when it is stale (its fence has moved on, or
-/// the incident is resolved): a stale timer does nothing.
+/// A durable timer came due. Returns `None` when it is stale (its fence has moved on, the step
+/// already fired, or the incident's state stops it): a stale timer does nothing.
 pub fn fire_timer(
     policy: &Policy,
     current: &Incident,
@@ -341,12 +665,13 @@ pub fn fire_timer(
     fence: i64,
     now: DateTime<Utc>,
 ) -> Option<Decision> {
+    let late_by = now - due_at;
+    let mut draft = Draft::new(current, now);
     match kind {
         TimerKind::StatusReminder => {
             if !current.status.is_open() || fence != current.reminder_generation {
                 return None;
             }
-            let late_by = now - due_at;
             let late = (late_by >= policy.lateness_note_after).then(|| {
                 format!(
                     "This reminder is {} late: warroom was not running when it was due.",
@@ -355,30 +680,169 @@ pub fn fire_timer(
             });
             let since = human_duration(now - current.last_update_at);
             let every = policy.severity(current.severity).status_update_every;
-            Some(Decision {
-                incident: current.clone(),
-                events: vec![TimelineEvent {
-                    at: now,
-                    actor: Actor::System,
-                    kind: EventKind::ReminderSent {
-                        late_by_seconds: late_by.num_seconds().max(0),
-                    },
-                }],
-                effects: vec![Effect::Post {
-                    channel: ChannelTarget::Incident(current.channel.clone()),
-                    message: views::status_reminder(current, &since, late),
-                    pin: false,
-                }],
-                timers: vec![TimerRequest {
-                    kind,
-                    // The next reminder keeps the cadence, but never lands in the past.
-                    due_at: (due_at + every).max(now + every / 2),
-                    fence,
-                }],
-                reply: None,
-            })
+            draft.event(
+                &Actor::System,
+                EventKind::ReminderSent {
+                    late_by_seconds: late_by.num_seconds().max(0),
+                },
+            );
+            draft.post(views::status_reminder(current, &since, late));
+            draft.timers.push(TimerRequest {
+                kind,
+                // The next reminder keeps the cadence, but never lands in the past.
+                due_at: (due_at + every).max(now + every / 2),
+                fence,
+            });
+        }
+        TimerKind::EscalationStep { step } => {
+            let live = current.status.is_open()
+                && fence == current.escalation_generation
+                && step as i64 >= current.escalation_level
+                && policy
+                    .escalation
+                    .get(step)
+                    .is_some_and(|s| s.applies_to(current.severity) && !s.stopped_by(current));
+            if !live {
+                return None;
+            }
+            let why = if current.acknowledged_at.is_some() {
+                "not resolved".to_string()
+            } else {
+                format!(
+                    "not acknowledged after {}",
+                    human_duration(now - current.declared_at)
+                )
+            };
+            fire_step(policy, &mut draft, step, late_by, &Actor::System, &why);
+        }
+        TimerKind::ResponseTarget => {
+            if !current.status.is_open()
+                || fence != current.escalation_generation
+                || current.acknowledged_at.is_some()
+            {
+                return None;
+            }
+            let target = policy.severity(current.severity).respond_within;
+            draft.event(
+                &Actor::System,
+                EventKind::ResponseTargetBreached {
+                    target_seconds: target.num_seconds(),
+                },
+            );
+            let next = escalation::next_step(policy, current);
+            draft.post(views::response_breach(
+                current,
+                target,
+                next.map(|i| policy.escalation[i].name.as_str()),
+            ));
+            if let Some(next) = next {
+                fire_step(
+                    policy,
+                    &mut draft,
+                    next,
+                    chrono::Duration::zero(),
+                    &Actor::System,
+                    "response target breached",
+                );
+            }
+        }
+        TimerKind::PostmortemReminder { reminder } => {
+            let after = *policy.postmortem_reminders.get(reminder)?;
+            if current.status != Status::Resolved {
+                return None;
+            }
+            draft.event(
+                &Actor::System,
+                EventKind::PostmortemReminder {
+                    after_seconds: after.num_seconds(),
+                },
+            );
+            let resolved_at = current.resolved_at.unwrap_or(due_at - after);
+            draft.post(views::postmortem_reminder(
+                current,
+                after,
+                resolved_at + policy.postmortem_due,
+            ));
         }
     }
+    Some(draft.finish(current, None))
+}
+
+/// What PagerDuty said about an incident (a v3 webhook), parsed at the edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PagerDutyChange {
+    /// `incident.triggered` for an incident warroom already has: link the two.
+    Linked { incident_id: String },
+    /// `incident.acknowledged`.
+    Acknowledged,
+    /// `incident.resolved`.
+    Resolved,
+    /// `incident.priority_updated`, mapped to a severity by configuration.
+    Severity(Severity),
+}
+
+/// Apply a change reported by PagerDuty. `None` when it changes nothing (an echo of warroom's
+/// own action, or a repeat): PagerDuty is never told what it just told warroom.
+pub fn pagerduty_change(
+    policy: &Policy,
+    current: &Incident,
+    change: &PagerDutyChange,
+    agent: &str,
+    now: DateTime<Utc>,
+) -> Option<Decision> {
+    let who = Actor::PagerDuty(agent.to_string());
+    let mut draft = Draft::new(current, now);
+    match change {
+        PagerDutyChange::Linked { incident_id } => {
+            if current.pagerduty_incident_id.as_ref() == Some(incident_id) {
+                return None;
+            }
+            draft.next.pagerduty_incident_id = Some(incident_id.clone());
+            draft.event(
+                &who,
+                EventKind::PagerDutyLinked {
+                    incident_id: incident_id.clone(),
+                },
+            );
+        }
+        _ if !current.status.is_open() => return None,
+        PagerDutyChange::Acknowledged => {
+            if current.acknowledged_at.is_some() {
+                return None;
+            }
+            acknowledge(policy, &mut draft, current, &who, Source::PagerDuty);
+        }
+        PagerDutyChange::Resolved => {
+            resolve(policy, &mut draft, current, &who, None, Source::PagerDuty);
+        }
+        PagerDutyChange::Severity(severity) => {
+            if *severity == current.severity {
+                return None;
+            }
+            change_severity(policy, &mut draft, current, &who, *severity);
+        }
+    }
+    Some(draft.finish(current, None))
+}
+
+/// An outbound call was refused for good: record it and say so in the channel, so that a
+/// person does by hand what warroom could not.
+pub fn delivery_failed(
+    current: &Incident,
+    what: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut draft = Draft::new(current, now);
+    draft.event(
+        &Actor::System,
+        EventKind::DeliveryFailed {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        },
+    );
+    draft.post(views::delivery_failed(current, what, reason));
+    draft.finish(current, None)
 }
 
 #[cfg(test)]
@@ -412,7 +876,40 @@ pub(crate) mod tests {
             channel_prefix: "inc".into(),
             announce_channel: "incidents".into(),
             postmortem_due: Duration::hours(48),
+            postmortem_reminders: vec![Duration::hours(24), Duration::hours(48)],
+            escalation: vec![
+                step("On-call engineer", 0, &Severity::ALL, "oncall"),
+                step("DevOps lead", 30, &Severity::ALL, "devops_lead"),
+                step(
+                    "Engineering manager",
+                    60,
+                    &Severity::ALL,
+                    "engineering_manager",
+                ),
+                step("CTO", 120, &[Severity::P0], "cto"),
+            ],
+            pagerduty_services: ["oncall", "devops_lead", "engineering_manager", "cto"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            pagerduty_rest: true,
             lateness_note_after: Duration::minutes(1),
+        }
+    }
+
+    fn step(
+        name: &str,
+        minutes: i64,
+        severities: &[Severity],
+        service: &str,
+    ) -> crate::core::EscalationStep {
+        crate::core::EscalationStep {
+            name: name.into(),
+            after: Duration::minutes(minutes),
+            severities: severities.to_vec(),
+            page: vec![PageTarget::Service(service.into())],
+            mention: vec![service.replace('_', "-")],
+            until: crate::core::StopWhen::Acknowledged,
         }
     }
 
@@ -435,8 +932,445 @@ pub(crate) mod tests {
                 platform: Platform::Console,
                 channel: ChannelName::parse("inc-20261128-db-down").unwrap(),
                 now: t0(),
+                from_pagerduty: None,
             },
         )
+    }
+
+    fn escalation_timers(d: &Decision) -> Vec<(TimerKind, i64)> {
+        d.timers
+            .iter()
+            .filter(|t| t.kind != TimerKind::StatusReminder)
+            .map(|t| (t.kind, (t.due_at - t0()).num_minutes()))
+            .collect()
+    }
+
+    fn step_timer(step: usize) -> TimerKind {
+        TimerKind::EscalationStep { step }
+    }
+
+    fn pagerduty_calls(d: &Decision) -> Vec<PagerDutyAction> {
+        d.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::PagerDuty { action } => Some(action.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_severity_gets_its_plan() {
+        let p0 = declared("DB down", Some(Severity::P0));
+        assert_eq!(
+            escalation_timers(&p0),
+            [
+                (step_timer(0), 0),
+                (step_timer(1), 30),
+                (step_timer(2), 60),
+                (step_timer(3), 120),
+                (TimerKind::ResponseTarget, 15)
+            ]
+        );
+        let p2 = declared("DB down", Some(Severity::P2));
+        assert_eq!(
+            escalation_timers(&p2),
+            [
+                (step_timer(0), 0),
+                (step_timer(1), 30),
+                (step_timer(2), 60),
+                (TimerKind::ResponseTarget, 240)
+            ],
+            "the CTO step is P0 only"
+        );
+        assert!(p0.timers.iter().all(|t| t.fence == 0));
+    }
+
+    #[test]
+    fn steps_page_mention_and_move_the_level_on() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let first = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0()).unwrap();
+        assert_eq!(first.incident.escalation_level, 1);
+        assert_eq!(first.incident.paged_services, ["oncall"]);
+        assert_eq!(
+            pagerduty_calls(&first),
+            [PagerDutyAction::Trigger {
+                service: "oncall".into(),
+                dedup_key: "INC-1".into(),
+                summary: "[INC-1] P0 DB down — escalation step 1: On-call engineer".into(),
+                severity: crate::core::PagerDutySeverity::Critical
+            }]
+        );
+        let text = serde_json::to_string(&first.effects).unwrap();
+        assert!(text.contains("\"mentions\":[\"oncall\"]"), "{text}");
+        assert_eq!(kinds(&first.events), ["escalated"]);
+        // A step fires once: its timer is stale once the level has moved past it.
+        assert!(fire_timer(&p, &first.incident, step_timer(0), t0(), 0, t0()).is_none());
+        let second = fire_timer(
+            &p,
+            &first.incident,
+            step_timer(1),
+            t0() + Duration::minutes(30),
+            0,
+            t0() + Duration::minutes(30),
+        )
+        .unwrap();
+        assert_eq!(second.incident.paged_services, ["oncall", "devops_lead"]);
+    }
+
+    #[test]
+    fn an_unconfigured_service_is_not_paged_and_the_channel_is_told() {
+        let mut p = policy();
+        p.pagerduty_services.remove("devops_lead");
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let d = fire_timer(
+            &p,
+            &inc,
+            step_timer(1),
+            t0() + Duration::minutes(30),
+            0,
+            t0() + Duration::minutes(30),
+        )
+        .unwrap();
+        assert!(pagerduty_calls(&d).is_empty());
+        let text = serde_json::to_string(&d.effects).unwrap();
+        assert!(text.contains("service:devops_lead was not paged: pagerduty.routing_keys.devops_lead is not configured"), "{text}");
+    }
+
+    #[test]
+    fn ack_stops_the_escalation_and_acknowledges_in_pagerduty() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let paged = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let acked = apply(
+            &p,
+            &paged,
+            &user("bob"),
+            &Command::Ack,
+            t0() + Duration::minutes(5),
+        )
+        .unwrap();
+        assert!(
+            escalation_timers(&acked).is_empty(),
+            "nothing left to plan: every step stops at acknowledgement"
+        );
+        assert_eq!(
+            pagerduty_calls(&acked),
+            [PagerDutyAction::Acknowledge {
+                service: "oncall".into(),
+                dedup_key: "INC-1".into()
+            }]
+        );
+        let inc = acked.incident;
+        for (kind, at) in [
+            (step_timer(1), 30),
+            (step_timer(3), 120),
+            (TimerKind::ResponseTarget, 15),
+        ] {
+            let at = t0() + Duration::minutes(at);
+            assert!(
+                fire_timer(&p, &inc, kind, at, 0, at).is_none(),
+                "{kind:?} is stale after ack"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_until_resolved_survives_the_ack() {
+        let mut p = policy();
+        p.escalation[2].until = crate::core::StopWhen::Resolved;
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let acked = apply(
+            &p,
+            &inc,
+            &user("bob"),
+            &Command::Ack,
+            t0() + Duration::minutes(5),
+        )
+        .unwrap();
+        assert_eq!(escalation_timers(&acked), [(step_timer(2), 60)]);
+        assert_eq!(acked.timers[0].fence, 1);
+    }
+
+    #[test]
+    fn severity_change_replans_from_the_declaration() {
+        let p = policy();
+        let mut inc = declared("DB down", Some(Severity::P2)).incident;
+        for (step, minutes) in [(0, 0), (1, 30)] {
+            let at = t0() + Duration::minutes(minutes);
+            inc = fire_timer(&p, &inc, step_timer(step), at, 0, at)
+                .unwrap()
+                .incident;
+        }
+        let now = t0() + Duration::minutes(45);
+        let d = apply(&p, &inc, &user("bob"), &Command::Sev(Severity::P0), now).unwrap();
+        assert_eq!(
+            escalation_timers(&d),
+            [
+                (step_timer(2), 60),
+                (step_timer(3), 120),
+                (TimerKind::ResponseTarget, 45)
+            ],
+            "steps already taken stay taken; the P0 target (15m) has passed, so it is checked now"
+        );
+        assert!(
+            d.timers
+                .iter()
+                .filter(|t| t.kind != TimerKind::StatusReminder)
+                .all(|t| t.fence == 1)
+        );
+        assert!(
+            fire_timer(
+                &p,
+                &d.incident,
+                step_timer(2),
+                t0() + Duration::minutes(60),
+                0,
+                now
+            )
+            .is_none(),
+            "old plan is stale"
+        );
+    }
+
+    #[test]
+    fn a_response_target_breach_is_announced_and_escalates_at_once() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let at = t0() + Duration::minutes(15);
+        let d = fire_timer(&p, &inc, TimerKind::ResponseTarget, at, 0, at).unwrap();
+        assert_eq!(kinds(&d.events), ["response_target_breached", "escalated"]);
+        assert_eq!(
+            d.incident.escalation_level, 2,
+            "the DevOps lead is paged now, not at +30m"
+        );
+        let text = serde_json::to_string(&d.effects).unwrap();
+        assert!(
+            text.contains("\"target\":\"15m\"") && text.contains("DevOps lead"),
+            "{text}"
+        );
+        // The +30m timer for that step is then a no-op.
+        let later = t0() + Duration::minutes(30);
+        assert!(fire_timer(&p, &d.incident, step_timer(1), later, 0, later).is_none());
+        let acked = apply(&p, &inc, &user("bob"), &Command::Ack, at)
+            .unwrap()
+            .incident;
+        assert!(
+            fire_timer(&p, &acked, TimerKind::ResponseTarget, at, 0, at).is_none(),
+            "no breach once acknowledged"
+        );
+    }
+
+    #[test]
+    fn resolve_cancels_everything_but_the_postmortem_reminders() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let at = t0() + Duration::minutes(10);
+        let d = apply(
+            &p,
+            &inc,
+            &user("bob"),
+            &Command::Resolve { root_cause: None },
+            at,
+        )
+        .unwrap();
+        assert_eq!(
+            pagerduty_calls(&d),
+            [PagerDutyAction::Resolve {
+                service: "oncall".into(),
+                dedup_key: "INC-1".into()
+            }]
+        );
+        assert_eq!(
+            d.timers
+                .iter()
+                .map(|t| (t.kind, t.due_at - at))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    TimerKind::PostmortemReminder { reminder: 0 },
+                    Duration::hours(24)
+                ),
+                (
+                    TimerKind::PostmortemReminder { reminder: 1 },
+                    Duration::hours(48)
+                )
+            ]
+        );
+        let resolved = d.incident;
+        for kind in [
+            step_timer(1),
+            step_timer(3),
+            TimerKind::ResponseTarget,
+            TimerKind::StatusReminder,
+        ] {
+            assert!(
+                fire_timer(&p, &resolved, kind, at, 0, at).is_none(),
+                "{kind:?}"
+            );
+        }
+        let reminder = fire_timer(
+            &p,
+            &resolved,
+            TimerKind::PostmortemReminder { reminder: 0 },
+            at + Duration::hours(24),
+            resolved.escalation_generation,
+            at + Duration::hours(24),
+        )
+        .unwrap();
+        assert_eq!(kinds(&reminder.events), ["postmortem_reminder"]);
+        assert!(
+            serde_json::to_string(&reminder.effects)
+                .unwrap()
+                .contains("resolved 24h ago")
+                || serde_json::to_string(&reminder.effects)
+                    .unwrap()
+                    .contains("\"after\":\"24h\"")
+        );
+    }
+
+    #[test]
+    fn page_and_escalate_commands() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P2)).incident;
+        let paged = apply(
+            &p,
+            &inc,
+            &user("bob"),
+            &Command::Page(PageTarget::User("PUSER1".into())),
+            t0(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&pagerduty_calls(&paged)[..], [PagerDutyAction::RequestResponders { incident_key, targets, .. }] if incident_key == "INC-1" && targets == &[PageTarget::User("PUSER1".into())])
+        );
+        assert_eq!(kinds(&paged.events), ["paged"]);
+        let mut no_rest = p.clone();
+        no_rest.pagerduty_rest = false;
+        let refused = apply(
+            &no_rest,
+            &inc,
+            &user("bob"),
+            &Command::Page(PageTarget::User("PUSER1".into())),
+            t0(),
+        )
+        .unwrap_err();
+        assert!(format!("{refused:?}").contains("REST API is not configured"));
+        let refused = apply(
+            &p,
+            &inc,
+            &user("bob"),
+            &Command::Page(PageTarget::Service("nope".into())),
+            t0(),
+        )
+        .unwrap_err();
+        assert!(format!("{refused:?}").contains("pagerduty.routing_keys.nope is not configured"));
+
+        let mut inc = inc;
+        for expected in [1, 2, 3] {
+            let d = apply(&p, &inc, &user("bob"), &Command::Escalate, t0()).unwrap();
+            assert_eq!(d.incident.escalation_level, expected);
+            inc = d.incident;
+        }
+        let done = apply(&p, &inc, &user("bob"), &Command::Escalate, t0()).unwrap_err();
+        assert!(
+            format!("{done:?}").contains("no further escalation steps for P2"),
+            "the CTO step is P0 only"
+        );
+    }
+
+    #[test]
+    fn pagerduty_changes_are_applied_once_and_never_echoed_back() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let acked =
+            pagerduty_change(&p, &inc, &PagerDutyChange::Acknowledged, "Jane Doe", t0()).unwrap();
+        assert!(
+            pagerduty_calls(&acked).is_empty(),
+            "PagerDuty is not told what it just said"
+        );
+        assert!(acked.incident.acknowledged_at.is_some());
+        assert_eq!(acked.events[0].actor, Actor::PagerDuty("Jane Doe".into()));
+        assert!(
+            pagerduty_change(
+                &p,
+                &acked.incident,
+                &PagerDutyChange::Acknowledged,
+                "Jane Doe",
+                t0()
+            )
+            .is_none(),
+            "a repeat changes nothing"
+        );
+        // An ack made in chat comes back from PagerDuty as an echo: nothing happens twice.
+        let chat_ack = apply(&p, &inc, &user("bob"), &Command::Ack, t0())
+            .unwrap()
+            .incident;
+        assert!(
+            pagerduty_change(&p, &chat_ack, &PagerDutyChange::Acknowledged, "bob", t0()).is_none()
+        );
+        let sev = pagerduty_change(
+            &p,
+            &inc,
+            &PagerDutyChange::Severity(Severity::P1),
+            "Jane",
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(sev.incident.severity, Severity::P1);
+        let linked = pagerduty_change(
+            &p,
+            &inc,
+            &PagerDutyChange::Linked {
+                incident_id: "PXYZ".into(),
+            },
+            "PagerDuty",
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(
+            linked.incident.pagerduty_incident_id.as_deref(),
+            Some("PXYZ")
+        );
+        let resolved = pagerduty_change(
+            &p,
+            &linked.incident,
+            &PagerDutyChange::Resolved,
+            "Jane",
+            t0(),
+        )
+        .unwrap();
+        assert!(pagerduty_calls(&resolved).is_empty());
+        assert!(
+            pagerduty_change(
+                &p,
+                &resolved.incident,
+                &PagerDutyChange::Resolved,
+                "Jane",
+                t0()
+            )
+            .is_none()
+        );
+        // A chat ack of a PagerDuty-linked incident updates it by id through the REST API.
+        let chat = apply(&p, &linked.incident, &user("bob"), &Command::Ack, t0()).unwrap();
+        assert!(
+            pagerduty_calls(&chat).contains(&PagerDutyAction::SetIncidentStatus {
+                incident_id: "PXYZ".into(),
+                status: Status::Acknowledged
+            })
+        );
     }
 
     fn kinds(events: &[TimelineEvent]) -> Vec<&'static str> {
@@ -457,14 +1391,12 @@ pub(crate) mod tests {
         assert!(
             matches!(&d.effects[2], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
         );
-        assert_eq!(
-            d.timers,
-            vec![TimerRequest {
-                kind: TimerKind::StatusReminder,
-                due_at: t0() + Duration::minutes(30),
-                fence: 0
-            }]
-        );
+        let reminder = TimerRequest {
+            kind: TimerKind::StatusReminder,
+            due_at: t0() + Duration::minutes(30),
+            fence: 0,
+        };
+        assert_eq!(d.timers[0], reminder);
         let reply = serde_json::to_string(&d.reply).unwrap();
         assert!(reply.contains("because the title mentions"), "{reply}");
         assert!(reply.contains("/incident sev P1"), "{reply}");
@@ -586,11 +1518,22 @@ pub(crate) mod tests {
         p.severities[0].status_update_every = Duration::minutes(15);
         let inc = declared("DB down", Some(Severity::P2)).incident;
         let same = apply(&p, &inc, &user("bob"), &Command::Sev(Severity::P1), t0()).unwrap();
-        assert!(same.timers.is_empty(), "same cadence, same plan");
+        assert!(
+            !same
+                .timers
+                .iter()
+                .any(|t| t.kind == TimerKind::StatusReminder),
+            "same cadence, same reminder"
+        );
         let now = t0() + Duration::minutes(5);
         let faster = apply(&p, &inc, &user("bob"), &Command::Sev(Severity::P0), now).unwrap();
         assert_eq!(
-            faster.timers,
+            faster
+                .timers
+                .iter()
+                .filter(|t| t.kind == TimerKind::StatusReminder)
+                .cloned()
+                .collect::<Vec<_>>(),
             vec![TimerRequest {
                 kind: TimerKind::StatusReminder,
                 due_at: t0() + Duration::minutes(15),
@@ -618,7 +1561,11 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(
-            late.timers[0].due_at,
+            late.timers
+                .iter()
+                .find(|t| t.kind == TimerKind::StatusReminder)
+                .unwrap()
+                .due_at,
             t0() + Duration::hours(1),
             "overdue at the new cadence: due now"
         );

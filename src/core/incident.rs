@@ -133,6 +133,12 @@ pub struct Incident {
     pub escalation_generation: i64,
     /// Fencing token for status-update reminders: bumped by every update and by resolve.
     pub reminder_generation: i64,
+    /// Index of the next escalation step: steps before it have fired (or were skipped).
+    pub escalation_level: i64,
+    /// PagerDuty services triggered for this incident (acknowledged and resolved with it).
+    pub paged_services: Vec<String>,
+    /// The linked PagerDuty incident, when known (from a webhook).
+    pub pagerduty_incident_id: Option<String>,
     /// Optimistic-concurrency version; the store bumps it on every write.
     pub version: i64,
 }
@@ -143,6 +149,8 @@ pub struct Incident {
 pub enum Actor {
     User(UserRef),
     System,
+    /// Someone acting in PagerDuty (the webhook's agent), by display name.
+    PagerDuty(String),
 }
 
 impl fmt::Display for Actor {
@@ -150,6 +158,7 @@ impl fmt::Display for Actor {
         match self {
             Actor::User(u) => write!(f, "@{u}"),
             Actor::System => f.write_str("warroom"),
+            Actor::PagerDuty(name) => write!(f, "{name} (PagerDuty)"),
         }
     }
 }
@@ -185,6 +194,35 @@ pub enum EventKind {
     ReminderSent {
         late_by_seconds: i64,
     },
+    /// An escalation step fired.
+    Escalated {
+        step: usize,
+        name: String,
+        paged: Vec<String>,
+        mentioned: Vec<String>,
+        late_by_seconds: i64,
+    },
+    /// Nobody acknowledged within the severity's response target.
+    ResponseTargetBreached {
+        target_seconds: i64,
+    },
+    /// Someone paged an extra target with `page`.
+    Paged {
+        target: String,
+    },
+    /// A postmortem reminder was posted.
+    PostmortemReminder {
+        after_seconds: i64,
+    },
+    /// An outbound call was refused for good.
+    DeliveryFailed {
+        what: String,
+        reason: String,
+    },
+    /// The incident was linked to a PagerDuty incident.
+    PagerDutyLinked {
+        incident_id: String,
+    },
 }
 
 impl EventKind {
@@ -199,6 +237,12 @@ impl EventKind {
             EventKind::StatusUpdate { .. } => "status_update",
             EventKind::Resolved { .. } => "resolved",
             EventKind::ReminderSent { .. } => "reminder_sent",
+            EventKind::Escalated { .. } => "escalated",
+            EventKind::ResponseTargetBreached { .. } => "response_target_breached",
+            EventKind::Paged { .. } => "paged",
+            EventKind::PostmortemReminder { .. } => "postmortem_reminder",
+            EventKind::DeliveryFailed { .. } => "delivery_failed",
+            EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
         }
     }
 
@@ -224,6 +268,44 @@ impl EventKind {
                 super::human_duration(chrono::Duration::seconds(*late_by_seconds))
             ),
             EventKind::ReminderSent { .. } => "status-update reminder sent".to_string(),
+            EventKind::Escalated {
+                step,
+                name,
+                paged,
+                mentioned,
+                late_by_seconds,
+            } => {
+                let mut parts = vec![format!("escalated to step {} ({name})", step + 1)];
+                if !paged.is_empty() {
+                    parts.push(format!("paged {}", paged.join(", ")));
+                }
+                if !mentioned.is_empty() {
+                    let names: Vec<String> = mentioned.iter().map(|m| format!("@{m}")).collect();
+                    parts.push(format!("mentioned {}", names.join(", ")));
+                }
+                if *late_by_seconds >= 60 {
+                    parts.push(format!(
+                        "{} late",
+                        super::human_duration(chrono::Duration::seconds(*late_by_seconds))
+                    ));
+                }
+                parts.join("; ")
+            }
+            EventKind::ResponseTargetBreached { target_seconds } => format!(
+                "response target of {} breached",
+                super::human_duration(chrono::Duration::seconds(*target_seconds))
+            ),
+            EventKind::Paged { target } => format!("paged {target}"),
+            EventKind::PostmortemReminder { after_seconds } => format!(
+                "postmortem reminder, {} after resolution",
+                super::human_duration(chrono::Duration::seconds(*after_seconds))
+            ),
+            EventKind::DeliveryFailed { what, reason } => {
+                format!("could not {what}: {reason}")
+            }
+            EventKind::PagerDutyLinked { incident_id } => {
+                format!("linked to PagerDuty incident {incident_id}")
+            }
         }
     }
 }

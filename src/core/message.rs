@@ -33,10 +33,14 @@ pub enum TemplateName {
     IncidentList,
     Usage,
     Notice,
+    Escalation,
+    ResponseBreach,
+    PostmortemReminder,
+    DeliveryFailed,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 12] = [
+    pub const ALL: [TemplateName; 16] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -49,6 +53,10 @@ impl TemplateName {
         TemplateName::IncidentList,
         TemplateName::Usage,
         TemplateName::Notice,
+        TemplateName::Escalation,
+        TemplateName::ResponseBreach,
+        TemplateName::PostmortemReminder,
+        TemplateName::DeliveryFailed,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -66,6 +74,10 @@ impl TemplateName {
             TemplateName::IncidentList => "incident_list",
             TemplateName::Usage => "usage",
             TemplateName::Notice => "notice",
+            TemplateName::Escalation => "escalation",
+            TemplateName::ResponseBreach => "response_breach",
+            TemplateName::PostmortemReminder => "postmortem_reminder",
+            TemplateName::DeliveryFailed => "delivery_failed",
         }
     }
 }

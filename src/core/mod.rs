@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod command;
 pub mod decide;
+pub mod escalation;
 pub mod incident;
 pub mod message;
 pub mod severity;
@@ -12,9 +13,11 @@ pub mod views;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 pub use channel::ChannelName;
 pub use command::{Command, CommandName, ParseError};
+pub use escalation::{EscalationStep, PageTarget, StopWhen};
 pub use incident::{Actor, EventKind, Incident, IncidentKey, Platform, Status, TimelineEvent};
 pub use message::Message;
 pub use severity::{ClassificationRules, Severity, SeverityReason};
@@ -45,6 +48,15 @@ pub struct Policy {
     pub announce_channel: String,
     /// A postmortem is due this long after resolution.
     pub postmortem_due: Duration,
+    /// Reminders about the postmortem, this long after resolution.
+    pub postmortem_reminders: Vec<Duration>,
+    /// The escalation steps, ordered by their offset.
+    pub escalation: Vec<EscalationStep>,
+    /// PagerDuty services that have a routing key: only these can be paged.
+    pub pagerduty_services: BTreeSet<String>,
+    /// Whether the PagerDuty REST API is configured (token and From address): needed to
+    /// acknowledge or resolve PagerDuty incidents by id and to request responders.
+    pub pagerduty_rest: bool,
     /// A reminder this much later than its due time says how late it is.
     pub lateness_note_after: Duration,
 }
@@ -92,6 +104,72 @@ pub enum Effect {
         channel: ChannelName,
         topic: String,
     },
+    /// A call to PagerDuty.
+    PagerDuty {
+        action: PagerDutyAction,
+    },
+}
+
+impl Effect {
+    /// Who delivers it: the incident's chat platform, or PagerDuty.
+    pub fn destination(&self, platform: Platform) -> &'static str {
+        match self {
+            Effect::PagerDuty { .. } => PAGERDUTY,
+            _ => platform.as_str(),
+        }
+    }
+}
+
+/// The outbox destination of PagerDuty calls.
+pub const PAGERDUTY: &str = "pagerduty";
+
+/// PagerDuty's severities for the Events API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PagerDutySeverity {
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl PagerDutySeverity {
+    /// P0 critical, P1 error, P2 warning, P3 info.
+    pub fn of(severity: Severity) -> PagerDutySeverity {
+        match severity {
+            Severity::P0 => PagerDutySeverity::Critical,
+            Severity::P1 => PagerDutySeverity::Error,
+            Severity::P2 => PagerDutySeverity::Warning,
+            Severity::P3 => PagerDutySeverity::Info,
+        }
+    }
+}
+
+/// One PagerDuty call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum PagerDutyAction {
+    /// Events API v2 `trigger` on a service's routing key; `dedup_key` is the incident key.
+    Trigger {
+        service: String,
+        dedup_key: String,
+        summary: String,
+        severity: PagerDutySeverity,
+    },
+    /// Events API v2 `acknowledge`.
+    Acknowledge { service: String, dedup_key: String },
+    /// Events API v2 `resolve`.
+    Resolve { service: String, dedup_key: String },
+    /// REST `PUT /incidents/{id}` to `acknowledged` or `resolved`.
+    SetIncidentStatus { incident_id: String, status: Status },
+    /// REST responder request on the PagerDuty incident (found by id, or by the incident key
+    /// as `incident_key`), for users, escalation policies and schedules' on-call users.
+    RequestResponders {
+        incident_id: Option<String>,
+        incident_key: String,
+        targets: Vec<PageTarget>,
+        message: String,
+    },
 }
 
 /// Kinds of durable timers.
@@ -100,18 +178,40 @@ pub enum Effect {
 pub enum TimerKind {
     /// "No status update for 30 minutes."
     StatusReminder,
+    /// Escalation step `step` of the policy.
+    EscalationStep { step: usize },
+    /// The severity's response target: fires a breach if nobody acknowledged.
+    ResponseTarget,
+    /// Postmortem reminder `reminder` of the policy, after resolution.
+    PostmortemReminder { reminder: usize },
 }
 
 impl TimerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TimerKind::StatusReminder => "status_reminder",
+            TimerKind::EscalationStep { .. } => "escalation_step",
+            TimerKind::ResponseTarget => "response_target",
+            TimerKind::PostmortemReminder { .. } => "postmortem_reminder",
         }
     }
 
-    pub fn parse(text: &str) -> Option<TimerKind> {
+    /// The step or reminder number stored beside the kind.
+    pub fn index(self) -> i64 {
+        match self {
+            TimerKind::EscalationStep { step } => step as i64,
+            TimerKind::PostmortemReminder { reminder } => reminder as i64,
+            _ => 0,
+        }
+    }
+
+    pub fn parse(text: &str, index: i64) -> Option<TimerKind> {
+        let index = usize::try_from(index).ok()?;
         match text {
             "status_reminder" => Some(TimerKind::StatusReminder),
+            "escalation_step" => Some(TimerKind::EscalationStep { step: index }),
+            "response_target" => Some(TimerKind::ResponseTarget),
+            "postmortem_reminder" => Some(TimerKind::PostmortemReminder { reminder: index }),
             _ => None,
         }
     }
@@ -155,6 +255,29 @@ pub fn human_duration(duration: Duration) -> String {
         (0, h, m) => format!("{h}h {m}m"),
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+impl PagerDutyAction {
+    /// What the call does, for people: "page PagerDuty service oncall".
+    pub fn describe(&self) -> String {
+        match self {
+            PagerDutyAction::Trigger { service, .. } => format!("page PagerDuty service {service}"),
+            PagerDutyAction::Acknowledge { service, .. } => {
+                format!("acknowledge in PagerDuty (service {service})")
+            }
+            PagerDutyAction::Resolve { service, .. } => {
+                format!("resolve in PagerDuty (service {service})")
+            }
+            PagerDutyAction::SetIncidentStatus {
+                incident_id,
+                status,
+            } => format!("set PagerDuty incident {incident_id} to {status}"),
+            PagerDutyAction::RequestResponders { targets, .. } => {
+                let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+                format!("request PagerDuty responders {}", targets.join(", "))
+            }
+        }
     }
 }
 

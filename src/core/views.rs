@@ -1,6 +1,7 @@
 //! The messages warroom posts: which template, with which data, with which buttons.
 
 use super::command::{CommandName, ParseError};
+use super::escalation::EscalationStep;
 use super::incident::{Actor, Incident, TimelineEvent};
 use super::message::{
     Button, ButtonAction, ButtonStyle, ConfirmDialog, Field, Message, TemplateName, Visibility,
@@ -181,6 +182,83 @@ pub fn status_reminder(incident: &Incident, since: &str, late: Option<String>) -
     )
 }
 
+/// An escalation step fired (by its timer, a breach, or `escalate`).
+#[allow(clippy::too_many_arguments)]
+pub fn escalation(
+    incident: &Incident,
+    index: usize,
+    step: &EscalationStep,
+    paged: &[String],
+    notes: &[String],
+    late: Option<String>,
+    actor: &Actor,
+    why: &str,
+) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::Escalation,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "step": index + 1,
+            "name": step.name,
+            "why": why,
+            "actor": actor.to_string(),
+            "paged": paged,
+            "mentions": step.mention,
+            "notes": notes,
+            "late": late,
+        }),
+    )
+    .with_buttons(incident_buttons(incident))
+}
+
+/// Nobody acknowledged within the response target.
+pub fn response_breach(
+    incident: &Incident,
+    target: chrono::Duration,
+    next: Option<&str>,
+) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::ResponseBreach,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "target": human_duration(target),
+            "next": next,
+        }),
+    )
+}
+
+/// "The postmortem is due."
+pub fn postmortem_reminder(
+    incident: &Incident,
+    after: chrono::Duration,
+    due_at: DateTime<Utc>,
+) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::PostmortemReminder,
+        json!({
+            "key": incident.key.to_string(),
+            "title": incident.title,
+            "after": human_duration(after),
+            "due": format_time(due_at),
+            "commander": incident.commander.to_string(),
+        }),
+    )
+}
+
+/// An outbound call failed for good.
+pub fn delivery_failed(incident: &Incident, what: &str, reason: &str) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::DeliveryFailed,
+        json!({ "key": incident.key.to_string(), "what": what, "reason": reason }),
+    )
+}
+
 /// `help` and `help <command>`.
 pub fn help(topic: Option<CommandName>) -> Message {
     let commands: Vec<_> = match topic {
@@ -292,6 +370,7 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
             channel: ChannelName::parse("inc-20261128-api-returning-503s")
                 .expect("valid sample channel"),
             now,
+            from_pagerduty: None,
         },
     );
     let mut messages: Vec<Message> = Vec::new();
@@ -303,6 +382,28 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         }
     };
     take(&declared.effects);
+    // The first escalation step and a response-target breach, if the policy has steps.
+    if let Some(fired) = fire_timer(
+        policy,
+        &declared.incident,
+        TimerKind::EscalationStep { step: 0 },
+        now,
+        0,
+        now,
+    ) {
+        take(&fired.effects);
+    }
+    let breach_at = now + policy.severity(declared.incident.severity).respond_within;
+    if let Some(breach) = fire_timer(
+        policy,
+        &declared.incident,
+        TimerKind::ResponseTarget,
+        breach_at,
+        0,
+        breach_at,
+    ) {
+        take(&breach.effects);
+    }
     let later = now + chrono::Duration::minutes(12);
     let acked = apply(
         policy,
@@ -343,6 +444,23 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
     )
     .expect("sample resolve");
     take(&resolved.effects);
+    if let Some(postmortem) = fire_timer(
+        policy,
+        &resolved.incident,
+        TimerKind::PostmortemReminder { reminder: 0 },
+        later + chrono::Duration::hours(24),
+        resolved.incident.escalation_generation,
+        later + chrono::Duration::hours(24),
+    ) {
+        take(&postmortem.effects);
+    }
+    let failed = super::decide::delivery_failed(
+        &resolved.incident,
+        "page PagerDuty service oncall",
+        "PagerDuty answered 400 Bad Request",
+        later,
+    );
+    take(&failed.effects);
     let events = [
         declared.events,
         acked.events,

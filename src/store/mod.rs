@@ -12,6 +12,9 @@ use crate::core::{
     Actor, Effect, EventKind, Incident, IncidentKey, Platform, Severity, Status, TimelineEvent,
     TimerKind, TimerRequest, UserRef,
 };
+
+/// Source name of PagerDuty webhook events in the inbound-event log.
+pub const PAGERDUTY_SOURCE: &str = "pagerduty";
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -25,6 +28,9 @@ pub enum StoreError {
     /// The channel name is already used by another incident.
     #[error("the channel name {0} is already taken")]
     ChannelTaken(String),
+    /// The inbound event (a webhook delivery) was already processed.
+    #[error("event {0} was already processed")]
+    Duplicate(String),
     /// A claimed timer or outbox row is no longer ours (its lease expired and another replica
     /// took it).
     #[error("lost the lease on {0}")]
@@ -54,7 +60,8 @@ pub struct Timer {
 pub struct OutboxItem {
     pub id: i64,
     pub incident: IncidentKey,
-    pub platform: Platform,
+    /// Who delivers it: a chat platform's name, or `pagerduty`.
+    pub destination: String,
     pub effect: Effect,
     /// Unique per decided effect: lets remote calls be made idempotent.
     pub idempotency_key: String,
@@ -81,6 +88,9 @@ pub struct Change<'a> {
     /// The timer this change fires: marked fired in the same transaction, only if still
     /// leased by this owner.
     pub fired_timer: Option<(i64, &'a str)>,
+    /// The inbound event (source, id) this change handles: recorded in the same transaction,
+    /// and the whole change is refused as `Duplicate` if it was seen before.
+    pub inbound_event: Option<(&'a str, &'a str)>,
     pub now: DateTime<Utc>,
 }
 
@@ -101,6 +111,16 @@ pub trait Store: Send + Sync {
     async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>>;
 
     async fn incident_by_channel(&self, channel: &str) -> StoreResult<Option<Incident>>;
+
+    async fn incident_by_pagerduty_id(&self, id: &str) -> StoreResult<Option<Incident>>;
+
+    /// Record an inbound event that changes nothing; `false` if it was seen before.
+    async fn record_inbound_event(
+        &self,
+        source: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 
     /// Newest first; open ones only unless `include_resolved`.
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>>;
@@ -127,13 +147,14 @@ pub trait Store: Send + Sync {
     /// When the next pending timer is due.
     async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
-    /// Claim up to `limit` deliverable outbox rows of one platform, oldest first. Only the
-    /// oldest pending row of each incident can be claimed, so an incident's effects are
-    /// delivered in the order they were decided (a channel exists before posts to it), and a
-    /// row waiting for a retry holds back the rows after it.
+    /// Claim up to `limit` deliverable outbox rows of one destination (a chat platform's name
+    /// or `pagerduty`), oldest first. Only the oldest pending row of each incident for that
+    /// destination can be claimed, so an incident's effects reach each destination in the
+    /// order they were decided (a channel exists before posts to it), and a row waiting for a
+    /// retry holds back the rows after it; destinations do not wait for each other.
     async fn claim_outbox(
         &self,
-        platform: Platform,
+        destination: &str,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,
@@ -193,12 +214,17 @@ pub(crate) struct IncidentRow {
     pub escalation_generation: i64,
     pub reminder_generation: i64,
     pub version: i64,
+    pub escalation_level: i64,
+    /// JSON array of service names.
+    pub paged_services: String,
+    pub pagerduty_incident_id: Option<String>,
 }
 
 /// Column list matching `IncidentRow`'s field order.
 pub(crate) const INCIDENT_COLUMNS: &str = "number, title, severity, status, platform, channel, \
     commander, declared_by, declared_at, acknowledged_at, acknowledged_by, resolved_at, \
-    root_cause, last_update_at, escalation_generation, reminder_generation, version";
+    root_cause, last_update_at, escalation_generation, reminder_generation, version, \
+    escalation_level, paged_services, pagerduty_incident_id";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -238,16 +264,29 @@ impl IncidentRow {
             escalation_generation: self.escalation_generation,
             reminder_generation: self.reminder_generation,
             version: self.version,
+            escalation_level: self.escalation_level,
+            paged_services: serde_json::from_str(&self.paged_services)
+                .map_err(|_| corrupt("paged services", &self.paged_services))?,
+            pagerduty_incident_id: self.pagerduty_incident_id,
         })
     }
 }
 
-/// The stored form of an actor: the user name, or NULL for warroom itself.
-pub(crate) fn actor_column(actor: &Actor) -> Option<&str> {
+/// Prefix of PagerDuty actors in the actor column (user names cannot contain `:`).
+const PAGERDUTY_ACTOR: &str = "pagerduty:";
+
+/// The stored form of an actor: the user name, `pagerduty:<name>`, or NULL for warroom itself.
+pub(crate) fn actor_column(actor: &Actor) -> Option<String> {
     match actor {
-        Actor::User(u) => Some(u.as_str()),
+        Actor::User(u) => Some(u.as_str().to_string()),
+        Actor::PagerDuty(name) => Some(format!("{PAGERDUTY_ACTOR}{name}")),
         Actor::System => None,
     }
+}
+
+/// The stored JSON of an incident's paged services.
+pub(crate) fn paged_services_column(incident: &Incident) -> String {
+    serde_json::to_string(&incident.paged_services).expect("strings serialize")
 }
 
 pub(crate) fn event_from_columns(
@@ -258,7 +297,10 @@ pub(crate) fn event_from_columns(
     let kind: EventKind = serde_json::from_str(detail)
         .map_err(|e| StoreError::Corrupt(format!("timeline event: {e}")))?;
     let actor = match actor {
-        Some(name) => Actor::User(user(&name)?),
+        Some(name) => match name.strip_prefix(PAGERDUTY_ACTOR) {
+            Some(agent) => Actor::PagerDuty(agent.to_string()),
+            None => Actor::User(user(&name)?),
+        },
         None => Actor::System,
     };
     Ok(TimelineEvent { at, actor, kind })
@@ -276,8 +318,8 @@ pub(crate) fn effect_from_json(text: &str) -> StoreResult<Effect> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("outbox effect: {e}")))
 }
 
-pub(crate) fn timer_kind(text: &str) -> StoreResult<TimerKind> {
-    TimerKind::parse(text).ok_or_else(|| corrupt("timer kind", text))
+pub(crate) fn timer_kind(text: &str, index: i64) -> StoreResult<TimerKind> {
+    TimerKind::parse(text, index).ok_or_else(|| corrupt("timer kind", &format!("{text}/{index}")))
 }
 
 /// Idempotency key of the `index`-th effect decided by the change that took `incident` to
@@ -287,4 +329,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;

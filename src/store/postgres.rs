@@ -5,18 +5,19 @@
 use super::{
     Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
     StoreError, StoreResult, Timer, actor_column, effect_from_json, event_from_columns,
-    idempotency_key, timer_kind,
+    idempotency_key, paged_services_column, timer_kind,
 };
-use crate::core::{Incident, IncidentKey, Platform, TimelineEvent};
+use crate::core::{Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE SEQUENCE incident_numbers;
 CREATE TABLE incidents (
     number BIGINT PRIMARY KEY,
@@ -77,7 +78,25 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_ready ON outbox (platform, next_attempt_at) WHERE state = 'pending';
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE incidents ADD COLUMN escalation_level BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN paged_services TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE incidents ADD COLUMN pagerduty_incident_id TEXT;
+CREATE UNIQUE INDEX incidents_pagerduty ON incidents (pagerduty_incident_id);
+ALTER TABLE timers ADD COLUMN step BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX outbox_incident_pending ON outbox (incident, platform, id) WHERE state = 'pending';
+CREATE TABLE inbound_events (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (source, id)
+);
+"#,
+    ),
+];
 
 /// Arbitrary constant for `pg_advisory_xact_lock`: one migrator at a time.
 const MIGRATION_LOCK: i64 = 0x7761_7272_6f6f_6d31;
@@ -125,6 +144,9 @@ fn incident_from_row(row: &Row) -> StoreResult<Incident> {
             escalation_generation: row.try_get(14)?,
             reminder_generation: row.try_get(15)?,
             version: row.try_get(16)?,
+            escalation_level: row.try_get(17)?,
+            paged_services: row.try_get(18)?,
+            pagerduty_incident_id: row.try_get(19)?,
         })
     };
     get()
@@ -310,6 +332,27 @@ impl Store for PostgresStore {
         self.incident_where("channel = $1", &channel).await
     }
 
+    async fn incident_by_pagerduty_id(&self, id: &str) -> StoreResult<Option<Incident>> {
+        self.incident_where("pagerduty_incident_id = $1", &id).await
+    }
+
+    async fn record_inbound_event(
+        &self,
+        source: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let inserted = client
+            .execute(
+                "INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&source, &id, &now],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(inserted == 1)
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let filter = if include_resolved {
@@ -344,7 +387,8 @@ impl Store for PostgresStore {
         let version = change.expected_version.map_or(1, |v| v + 1);
         let severity = i.severity.to_string();
         let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
-        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+        let paged_services = paged_services_column(i);
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 20] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -362,13 +406,16 @@ impl Store for PostgresStore {
             &i.escalation_generation,
             &i.reminder_generation,
             &version,
+            &i.escalation_level,
+            &paged_services,
+            &i.pagerduty_incident_id,
         ];
         match change.expected_version {
             None => {
                 let inserted = tx
                     .execute(
                         &format!(
-                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
                              ON CONFLICT (channel) DO NOTHING"
                         ),
                         &values,
@@ -388,8 +435,9 @@ impl Store for PostgresStore {
                         "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
                          commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
                          acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
-                         escalation_generation = $15, reminder_generation = $16, version = $17 \
-                         WHERE number = $1 AND version = $18",
+                         escalation_generation = $15, reminder_generation = $16, version = $17, \
+                         escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20 \
+                         WHERE number = $1 AND version = $21",
                         &with_expected,
                     )
                     .await
@@ -399,11 +447,23 @@ impl Store for PostgresStore {
                 }
             }
         }
+        if let Some((source, id)) = change.inbound_event {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&source, &id, &change.now],
+                )
+                .await
+                .map_err(db_error)?;
+            if inserted != 1 {
+                return Err(StoreError::Duplicate(format!("{source}/{id}")));
+            }
+        }
         for event in change.events {
             let detail = serde_json::to_value(&event.kind).expect("timeline events serialize");
             tx.execute(
                 "INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
-                &[&i.key.0, &event.at, &actor_column(&event.actor), &event.kind.name(), &detail],
+                &[&i.key.0, &event.at, &actor_column(&event.actor).as_deref(), &event.kind.name(), &detail],
             )
             .await
             .map_err(db_error)?;
@@ -429,8 +489,8 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
             tx.execute(
-                "INSERT INTO timers (incident, kind, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&i.key.0, &timer.kind.as_str(), &timer.due_at, &timer.fence, &change.now],
+                "INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&i.key.0, &timer.kind.as_str(), &timer.kind.index(), &timer.due_at, &timer.fence, &change.now],
             )
             .await
             .map_err(db_error)?;
@@ -440,7 +500,7 @@ impl Store for PostgresStore {
             tx.execute(
                 "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $5)",
-                &[&i.key.0, &i.platform.as_str(), &json, &idempotency_key(i.key, version, index), &change.now],
+                &[&i.key.0, &effect.destination(i.platform), &json, &idempotency_key(i.key, version, index), &change.now],
             )
             .await
             .map_err(db_error)?;
@@ -463,7 +523,7 @@ impl Store for PostgresStore {
                     SELECT id FROM timers WHERE state = 'pending' AND due_at <= $3
                       AND (lease_until IS NULL OR lease_until < $3)
                     ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, incident, kind, due_at, fence",
+                 RETURNING id, incident, kind, due_at, fence, step",
                 &[&owner, &lease_until, &now, &limit],
             )
             .await
@@ -474,7 +534,7 @@ impl Store for PostgresStore {
                 Ok(Timer {
                     id: r.get(0),
                     incident: IncidentKey(r.get(1)),
-                    kind: timer_kind(r.get::<_, &str>(2))?,
+                    kind: timer_kind(r.get::<_, &str>(2), r.get(5))?,
                     due_at: r.get(3),
                     fence: r.get(4),
                 })
@@ -507,7 +567,7 @@ impl Store for PostgresStore {
 
     async fn claim_outbox(
         &self,
-        platform: Platform,
+        destination: &str,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,
@@ -518,12 +578,12 @@ impl Store for PostgresStore {
             .query(
                 "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
                     SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = $3 AND next_attempt_at <= $4
-                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident
+                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
                                               AND earlier.state = 'pending' AND earlier.id < head.id)
                       AND (lease_until IS NULL OR lease_until < $4)
                     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
                  RETURNING id, incident, effect::text, idempotency_key, attempts",
-                &[&owner, &lease_until, &platform.as_str(), &now, &limit],
+                &[&owner, &lease_until, &destination, &now, &limit],
             )
             .await
             .map_err(db_error)?;
@@ -533,7 +593,7 @@ impl Store for PostgresStore {
                 Ok(OutboxItem {
                     id: r.get(0),
                     incident: IncidentKey(r.get(1)),
-                    platform,
+                    destination: destination.to_string(),
                     effect: effect_from_json(r.get::<_, &str>(2))?,
                     idempotency_key: r.get(3),
                     attempts: r.get(4),

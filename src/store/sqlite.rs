@@ -5,18 +5,19 @@
 use super::{
     Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
     StoreError, StoreResult, Timer, actor_column, effect_from_json, effect_json, event_detail,
-    event_from_columns, idempotency_key, timer_kind,
+    event_from_columns, idempotency_key, paged_services_column, timer_kind,
 };
-use crate::core::{Incident, IncidentKey, Platform, TimelineEvent};
+use crate::core::{Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE incident_numbers (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
 INSERT INTO incident_numbers (id, last) VALUES (1, 0);
 CREATE TABLE incidents (
@@ -78,7 +79,25 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_ready ON outbox (state, platform, next_attempt_at);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE incidents ADD COLUMN escalation_level INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE incidents ADD COLUMN paged_services TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE incidents ADD COLUMN pagerduty_incident_id TEXT;
+CREATE UNIQUE INDEX incidents_pagerduty ON incidents (pagerduty_incident_id);
+ALTER TABLE timers ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_incident_pending ON outbox (incident, platform, state, id);
+CREATE TABLE inbound_events (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+);
+"#,
+    ),
+];
 
 /// Fixed-width UTC text so that string order is time order.
 fn ts(at: DateTime<Utc>) -> String {
@@ -125,6 +144,9 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         escalation_generation: row.get(14)?,
         reminder_generation: row.get(15)?,
         version: row.get(16)?,
+        escalation_level: row.get(17)?,
+        paged_services: row.get(18)?,
+        pagerduty_incident_id: row.get(19)?,
     })
 }
 
@@ -288,6 +310,31 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn incident_by_pagerduty_id(&self, id: &str) -> StoreResult<Option<Incident>> {
+        let id = id.to_string();
+        self.with(move |conn| select_incident(conn, "pagerduty_incident_id = ?1", &id))
+            .await
+    }
+
+    async fn record_inbound_event(
+        &self,
+        source: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (source, id) = (source.to_string(), id.to_string());
+        self.with(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO inbound_events (source, id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![source, id, ts(now)],
+                )
+                .map_err(db_error)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
             let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
@@ -336,7 +383,14 @@ impl Store for SqliteStore {
         let expected = change.expected_version;
         let events = change.events.to_vec();
         let timers = change.timers.to_vec();
-        let outbox: Vec<String> = change.outbox.iter().map(effect_json).collect();
+        let outbox: Vec<(String, &'static str)> = change
+            .outbox
+            .iter()
+            .map(|e| (effect_json(e), e.destination(change.incident.platform)))
+            .collect();
+        let inbound = change
+            .inbound_event
+            .map(|(source, id)| (source.to_string(), id.to_string()));
         let fired = change
             .fired_timer
             .map(|(id, owner)| (id, owner.to_string()));
@@ -353,6 +407,7 @@ impl Store for SqliteStore {
                 i.acknowledged_at.map(ts),
                 i.resolved_at.map(ts),
                 ts(i.last_update_at),
+                paged_services_column(i),
             );
             let values = params![
                 i.key.0,
@@ -372,6 +427,9 @@ impl Store for SqliteStore {
                 i.escalation_generation,
                 i.reminder_generation,
                 version,
+                i.escalation_level,
+                owned.5,
+                i.pagerduty_incident_id,
             ];
             match expected {
                 None => {
@@ -382,7 +440,7 @@ impl Store for SqliteStore {
                         return Err(StoreError::ChannelTaken(i.channel.to_string()));
                     }
                     tx.execute(
-                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
                         values,
                     )
                     .map_err(db_error)?;
@@ -393,14 +451,26 @@ impl Store for SqliteStore {
                             "UPDATE incidents SET title = ?2, severity = ?3, status = ?4, platform = ?5, channel = ?6, \
                              commander = ?7, declared_by = ?8, declared_at = ?9, acknowledged_at = ?10, \
                              acknowledged_by = ?11, resolved_at = ?12, root_cause = ?13, last_update_at = ?14, \
-                             escalation_generation = ?15, reminder_generation = ?16, version = ?17 \
-                             WHERE number = ?1 AND version = ?18",
+                             escalation_generation = ?15, reminder_generation = ?16, version = ?17, \
+                             escalation_level = ?18, paged_services = ?19, pagerduty_incident_id = ?20 \
+                             WHERE number = ?1 AND version = ?21",
                             rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
                         )
                         .map_err(db_error)?;
                     if updated != 1 {
                         return Err(StoreError::Conflict(i.key.to_string()));
                     }
+                }
+            }
+            if let Some((source, id)) = &inbound {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO inbound_events (source, id, received_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                        params![source, id, now],
+                    )
+                    .map_err(db_error)?;
+                if inserted != 1 {
+                    return Err(StoreError::Duplicate(format!("{source}/{id}")));
                 }
             }
             for event in &events {
@@ -430,16 +500,16 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
                 tx.execute(
-                    "INSERT INTO timers (incident, kind, due_at, fence, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![i.key.0, timer.kind.as_str(), ts(timer.due_at), timer.fence, now],
+                    "INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![i.key.0, timer.kind.as_str(), timer.kind.index(), ts(timer.due_at), timer.fence, now],
                 )
                 .map_err(db_error)?;
             }
-            for (index, effect) in outbox.iter().enumerate() {
+            for (index, (effect, destination)) in outbox.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![i.key.0, i.platform.as_str(), effect, idempotency_key(i.key, version, index), now],
+                    params![i.key.0, destination, effect, idempotency_key(i.key, version, index), now],
                 )
                 .map_err(db_error)?;
             }
@@ -468,7 +538,7 @@ impl Store for SqliteStore {
                             SELECT id FROM timers WHERE state = 'pending' AND due_at <= ?3
                               AND (lease_until IS NULL OR lease_until < ?3)
                             ORDER BY due_at, id LIMIT ?4)
-                         RETURNING id, incident, kind, due_at, fence",
+                         RETURNING id, incident, kind, due_at, fence, step",
                     )
                     .map_err(db_error)?;
                 stmt.query_map(params![owner, ts(lease_until), ts(now), limit], |r| {
@@ -478,6 +548,7 @@ impl Store for SqliteStore {
                         r.get::<_, String>(2)?,
                         parse_ts(&r.get::<_, String>(3)?)?,
                         r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
                     ))
                 })
                 .map_err(db_error)?
@@ -487,11 +558,11 @@ impl Store for SqliteStore {
             tx.commit().map_err(db_error)?;
             let mut timers = rows
                 .into_iter()
-                .map(|(id, incident, kind, due_at, fence)| {
+                .map(|(id, incident, kind, due_at, fence, step)| {
                     Ok(Timer {
                         id,
                         incident: IncidentKey(incident),
-                        kind: timer_kind(&kind)?,
+                        kind: timer_kind(&kind, step)?,
                         due_at,
                         fence,
                     })
@@ -534,13 +605,14 @@ impl Store for SqliteStore {
 
     async fn claim_outbox(
         &self,
-        platform: Platform,
+        destination: &str,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
         let owner = owner.to_string();
+        let destination = destination.to_string();
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -550,14 +622,14 @@ impl Store for SqliteStore {
                     .prepare(
                         "UPDATE outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 WHERE id IN (
                             SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = ?3 AND next_attempt_at <= ?4
-                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident
+                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
                                               AND earlier.state = 'pending' AND earlier.id < head.id)
                               AND (lease_until IS NULL OR lease_until < ?4)
                             ORDER BY id LIMIT ?5)
                          RETURNING id, incident, effect, idempotency_key, attempts",
                     )
                     .map_err(db_error)?;
-                stmt.query_map(params![owner, ts(lease_until), platform.as_str(), ts(now), limit], |r| {
+                stmt.query_map(params![owner, ts(lease_until), destination, ts(now), limit], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i32>(4)?))
                 })
                 .map_err(db_error)?
@@ -568,7 +640,7 @@ impl Store for SqliteStore {
             let mut items = rows
                 .into_iter()
                 .map(|(id, incident, effect, idempotency_key, attempts)| {
-                    Ok(OutboxItem { id, incident: IncidentKey(incident), platform, effect: effect_from_json(&effect)?, idempotency_key, attempts })
+                    Ok(OutboxItem { id, incident: IncidentKey(incident), destination: destination.clone(), effect: effect_from_json(&effect)?, idempotency_key, attempts })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             items.sort_by_key(|i| i.id);

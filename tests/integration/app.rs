@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use warroom::app::clock::VirtualClock;
+use warroom::app::clock::{Clock, VirtualClock};
 use warroom::app::{App, Origin};
-use warroom::chat::{ChatSink, DeliveryError};
+use warroom::chat::{DeliveryError, Sink};
 use warroom::core::{ChannelTarget, Effect, EventKind, Platform, Severity, UserRef};
 use warroom::store::{OutboxItem, Store};
 
@@ -24,9 +24,9 @@ pub struct RecordingSink {
 }
 
 #[async_trait]
-impl ChatSink for RecordingSink {
-    fn platform(&self) -> Platform {
-        Platform::Console
+impl Sink for RecordingSink {
+    fn destination(&self) -> &'static str {
+        "console"
     }
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
         if let Some(failure) = self.failures.lock().unwrap().pop_front() {
@@ -36,13 +36,7 @@ impl ChatSink for RecordingSink {
         if let Some((store, clock)) = steal {
             let now = clock.advance(Duration::minutes(2));
             let stolen = store
-                .claim_outbox(
-                    Platform::Console,
-                    now,
-                    "thief",
-                    now + Duration::minutes(5),
-                    1,
-                )
+                .claim_outbox("console", now, "thief", now + Duration::minutes(5), 1)
                 .await
                 .unwrap();
             assert_eq!(stolen.iter().map(|s| s.id).collect::<Vec<_>>(), [item.id]);
@@ -63,8 +57,14 @@ impl RecordingSink {
     }
 }
 
+/// The default policy without escalation steps, and with response targets out of reach: the
+/// tests using it are about reminders, delivery and concurrency. Escalation has its own tests.
 fn app(store: Arc<dyn Store>, clock: Arc<VirtualClock>) -> App {
-    let policy = warroom::config::load(None).unwrap().policy;
+    let mut policy = warroom::config::load(None).unwrap().policy;
+    policy.escalation.clear();
+    for severity in &mut policy.severities {
+        severity.respond_within = Duration::days(30);
+    }
     App::new(store, policy, clock, Duration::seconds(60))
 }
 
@@ -179,7 +179,12 @@ pub async fn an_update_resets_the_reminder_and_resolve_stops_it(db: &TestDb) {
         0,
         "no reminders for a resolved incident"
     );
-    assert_eq!(store.next_timer_due().await.unwrap(), None);
+    let resolved_at = clock.now() - Duration::hours(3);
+    assert_eq!(
+        store.next_timer_due().await.unwrap(),
+        Some(resolved_at + Duration::hours(24)),
+        "only the postmortem reminders are left"
+    );
 }
 
 pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors(

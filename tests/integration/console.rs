@@ -123,7 +123,7 @@ fn lifecycle(args: &[&str], env: &[(String, String)]) {
     assert_has(
         &out,
         &channel,
-        "INC-1: @alice acknowledged 0s after declaration (within the 1h target).",
+        "INC-1: @alice acknowledged 0s after declaration (within the 1h target); escalation stopped.",
     );
     assert_has(
         &out,
@@ -180,10 +180,11 @@ fn lifecycle(args: &[&str], env: &[(String, String)]) {
         .into_iter()
         .skip_while(|l| !l.contains("Timeline of INC-1"))
         .skip(1)
-        .take(9)
+        .take(10)
         .collect();
     let expected = [
         "@alice: declared \"API returning 503s\" (P1 because the title mentions \"503\")",
+        "warroom: escalated to step 1 (On-call engineer); mentioned @oncall",
         "@alice: acknowledged",
         "@alice: severity P1 → P0",
         "@alice: commander @alice → @bob",
@@ -469,7 +470,10 @@ fn migrate_on_sqlite() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("sqlite: schema is at version 1"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "sqlite: schema is at version {}",
+            warroom::store::SCHEMA_VERSION
+        )));
     }
     let bad = warroom()
         .args(["migrate", "--database-url", "mysql://x"])
@@ -519,7 +523,8 @@ async fn migrate_on_postgres_never_prints_the_password() {
     assert!(ok.status.success(), "{}", all(&ok));
     assert!(
         all(&ok).contains(&format!(
-            "postgres: schema is at version 1 (schema {})",
+            "postgres: schema is at version {} (schema {})",
+            warroom::store::SCHEMA_VERSION,
             db.schema
         )),
         "{}",

@@ -27,6 +27,7 @@ async fn readiness_needs_the_store_and_a_live_scheduler() {
         store,
         scheduler: heartbeat.clone(),
         stall_after: chrono::Duration::seconds(20),
+        pagerduty: None,
     };
 
     let (status, body) = get(deps.clone(), "/healthz").await;
@@ -69,6 +70,7 @@ async fn unknown_routes_are_404() {
         store,
         scheduler: Arc::new(Heartbeat::default()),
         stall_after: chrono::Duration::seconds(20),
+        pagerduty: None,
     };
     let response = router(deps)
         .oneshot(Request::get("/nope").body(Body::empty()).unwrap())

@@ -36,11 +36,16 @@ async fn declared(store: &dyn Store, title: &str, channel: &str) -> warroom::cor
             platform: Platform::Console,
             channel: ChannelName::parse(channel).unwrap(),
             now: t0(),
+            from_pagerduty: None,
         },
     );
+    // These tests are about the store: keep the status reminder, drop the escalation plan.
+    let mut decision = decision;
+    decision
+        .timers
+        .retain(|t| t.kind == TimerKind::StatusReminder);
     let version = store.commit(change(&decision, None, t0())).await.unwrap();
     assert_eq!(version, 1);
-    let mut decision = decision;
     decision.incident.version = version;
     decision
 }
@@ -57,6 +62,7 @@ fn change(
         timers: &decision.timers,
         outbox: &decision.effects,
         fired_timer: None,
+        inbound_event: None,
         now,
     }
 }
@@ -198,6 +204,7 @@ pub async fn a_taken_channel_is_refused_and_writes_nothing(db: &TestDb) {
             platform: Platform::Console,
             channel: ChannelName::parse("inc-20261128-db-down").unwrap(),
             now: t0(),
+            from_pagerduty: None,
         },
     );
     let err = store.commit(change(&clash, None, t0())).await.unwrap_err();
@@ -438,7 +445,7 @@ pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
     let now = t0();
     assert!(
         store
-            .claim_outbox(Platform::Slack, now, "a", now + Duration::minutes(1), 10)
+            .claim_outbox("slack", now, "a", now + Duration::minutes(1), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -447,7 +454,7 @@ pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
     let mut effects = Vec::new();
     loop {
         let items = store
-            .claim_outbox(Platform::Console, now, "a", now + Duration::minutes(1), 10)
+            .claim_outbox("console", now, "a", now + Duration::minutes(1), 10)
             .await
             .unwrap();
         if items.is_empty() {
@@ -460,7 +467,7 @@ pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
         );
         assert!(
             store
-                .claim_outbox(Platform::Console, now, "b", now + Duration::minutes(1), 10)
+                .claim_outbox("console", now, "b", now + Duration::minutes(1), 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -484,7 +491,7 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb
     }
     let now = t0();
     let items = store
-        .claim_outbox(Platform::Console, now, "a", now + Duration::minutes(1), 10)
+        .claim_outbox("console", now, "a", now + Duration::minutes(1), 10)
         .await
         .unwrap();
     assert_eq!(items.len(), 3, "one head per incident");
@@ -502,7 +509,7 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb
     assert_eq!(keys.len(), 3);
     assert!(
         store
-            .claim_outbox(Platform::Console, now, "b", now + Duration::minutes(1), 10)
+            .claim_outbox("console", now, "b", now + Duration::minutes(1), 10)
             .await
             .unwrap()
             .is_empty(),
@@ -533,7 +540,7 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb
     // The delivered and the given-up incidents move on; the retrying one waits its turn.
     let next = store
         .claim_outbox(
-            Platform::Console,
+            "console",
             now + Duration::seconds(29),
             "b",
             now + Duration::minutes(2),
@@ -548,7 +555,7 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb
     );
     let retry = store
         .claim_outbox(
-            Platform::Console,
+            "console",
             now + Duration::seconds(31),
             "c",
             now + Duration::minutes(2),
@@ -584,13 +591,7 @@ pub async fn effects_round_trip_exactly(db: &TestDb) {
     let mut last = None;
     loop {
         let items = store
-            .claim_outbox(
-                Platform::Console,
-                t0(),
-                "a",
-                t0() + Duration::minutes(1),
-                10,
-            )
+            .claim_outbox("console", t0(), "a", t0() + Duration::minutes(1), 10)
             .await
             .unwrap();
         let Some(item) = items.into_iter().next() else {
