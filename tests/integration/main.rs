@@ -7,5 +7,7 @@ mod support;
 mod app;
 mod console;
 mod http;
+mod pagerduty;
 mod render;
+mod replicas;
 mod store_contract;

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod pagerduty;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use warroom::store::Store;

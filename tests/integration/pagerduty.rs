@@ -1,0 +1,758 @@
+//! PagerDuty end to end against the fake PagerDuty server: pages, acknowledgements and
+//! resolutions with the documented bodies and headers, retries, permanent failures, REST calls,
+//! webhooks, and escalation across downtime and replicas.
+
+use crate::support::pagerduty::{API_TOKEN, FROM, FakePagerDuty, Fault, REQUESTER_ID};
+use crate::support::{PgSchema, TestDb};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{Duration, TimeZone, Utc};
+use std::io::Write;
+use std::sync::Arc;
+use tower::ServiceExt;
+use warroom::app::clock::VirtualClock;
+use warroom::app::{App, Origin};
+use warroom::config::Config;
+use warroom::core::{EventKind, Platform, UserRef};
+use warroom::pagerduty::{PagerDutyClient, sign};
+use warroom::store::Store;
+
+pub const SECRET: &str = "webhook-secret-one";
+
+/// A 32-character routing key for a service name.
+pub fn routing_key(service: &str) -> String {
+    format!("{:0<32}", service.replace('_', ""))
+}
+
+/// A configuration file pointing every PagerDuty URL at the fake, with all four services and
+/// the REST API configured. `extra` is appended.
+pub fn config_text(fake_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[pagerduty]
+events_url = "{fake_url}/v2/enqueue"
+api_url = "{fake_url}"
+api_token = "{API_TOKEN}"
+from_email = "{FROM}"
+webhook_secrets = ["{SECRET}"]
+timeout = "1s"
+
+[pagerduty.routing_keys]
+oncall = "{}"
+devops_lead = "{}"
+engineering_manager = "{}"
+cto = "{}"
+
+[pagerduty.priorities]
+P1 = "P0"
+{extra}"#,
+        routing_key("oncall"),
+        routing_key("devops_lead"),
+        routing_key("engineering_manager"),
+        routing_key("cto"),
+    )
+}
+
+pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("warroom.toml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+fn config(fake: &FakePagerDuty) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&fake.url, ""));
+    warroom::config::load(Some(&path)).unwrap()
+}
+
+struct Setup {
+    app: App,
+    client: PagerDutyClient,
+    clock: Arc<VirtualClock>,
+    store: Arc<dyn Store>,
+    config: Config,
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+}
+
+fn setup(store: Arc<dyn Store>, fake: &FakePagerDuty) -> Setup {
+    let config = config(fake);
+    let clock = Arc::new(VirtualClock::starting_at(t0()));
+    let app = App::new(
+        store.clone(),
+        config.policy.clone(),
+        clock.clone(),
+        Duration::seconds(60),
+    );
+    let client = PagerDutyClient::new(config.pagerduty.clone()).unwrap();
+    Setup {
+        app,
+        client,
+        clock,
+        store,
+        config,
+    }
+}
+
+fn origin(channel: &str, user: &str) -> Origin {
+    Origin {
+        platform: Platform::Console,
+        channel: channel.into(),
+        actor: UserRef::parse(user).unwrap(),
+    }
+}
+
+const CHANNEL: &str = "inc-20261128-payments-down";
+
+impl Setup {
+    /// Fire due timers and make the PagerDuty calls, as a scheduler pass would.
+    async fn pass(&self) {
+        self.app.run_due_timers().await.unwrap();
+        self.app.dispatch_outbox(&self.client).await.unwrap();
+    }
+
+    async fn events(&self, kind: &str) -> Vec<EventKind> {
+        let incident = self
+            .store
+            .incident_by_channel(CHANNEL)
+            .await
+            .unwrap()
+            .unwrap();
+        self.store
+            .timeline(incident.key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .filter(|k| k.name() == kind)
+            .collect()
+    }
+}
+
+fn services(fake: &FakePagerDuty, action: &str) -> Vec<String> {
+    fake.events(action)
+        .iter()
+        .map(|e| {
+            let key = e["routing_key"].as_str().unwrap();
+            ["oncall", "devops_lead", "engineering_manager", "cto"]
+                .into_iter()
+                .find(|s| routing_key(s) == key)
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    s.pass().await;
+    let triggers = fake.events("trigger");
+    assert_eq!(triggers.len(), 1);
+    let trigger = &triggers[0];
+    assert_eq!(trigger["routing_key"], routing_key("oncall"));
+    assert_eq!(trigger["dedup_key"], "INC-1");
+    assert_eq!(trigger["payload"]["source"], "warroom");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(
+        trigger["payload"]["summary"],
+        "[INC-1] P0 Payments down — escalation step 1: On-call engineer"
+    );
+    let headers = &fake.requests()[0].headers;
+    assert_eq!(headers["content-type"], "application/json");
+
+    // +15m: the response target is breached: announced, and the DevOps lead is paged at once.
+    s.clock.advance(Duration::minutes(16));
+    s.pass().await;
+    assert_eq!(services(&fake, "trigger"), ["oncall", "devops_lead"]);
+    assert_eq!(s.events("response_target_breached").await.len(), 1);
+    // +30m: that step's own timer is now a no-op.
+    s.clock.advance(Duration::minutes(15));
+    s.pass().await;
+    assert_eq!(services(&fake, "trigger"), ["oncall", "devops_lead"]);
+    // +1h: the engineering manager.
+    s.clock.advance(Duration::minutes(30));
+    s.pass().await;
+    assert_eq!(
+        services(&fake, "trigger"),
+        ["oncall", "devops_lead", "engineering_manager"]
+    );
+    // An ack in chat stops it all and acknowledges every paged service in PagerDuty.
+    assert!(
+        s.app
+            .handle_command(&origin(CHANNEL, "bob"), "ack")
+            .await
+            .is_none()
+    );
+    s.pass().await;
+    assert_eq!(
+        services(&fake, "acknowledge"),
+        ["oncall", "devops_lead", "engineering_manager"]
+    );
+    assert!(
+        fake.events("acknowledge")
+            .iter()
+            .all(|e| e["dedup_key"] == "INC-1" && e.get("payload").is_none())
+    );
+    s.clock.advance(Duration::hours(3));
+    s.pass().await;
+    assert_eq!(
+        services(&fake, "trigger").len(),
+        3,
+        "the CTO is never paged once acknowledged"
+    );
+    assert!(
+        s.app
+            .handle_command(&origin(CHANNEL, "bob"), "resolve fixed")
+            .await
+            .is_none()
+    );
+    s.pass().await;
+    assert_eq!(
+        services(&fake, "resolve"),
+        ["oncall", "devops_lead", "engineering_manager"]
+    );
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 9, "nothing is sent twice");
+}
+
+pub async fn a_p0_reaches_the_cto_and_a_p2_never_does(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Report export slow --sev P2",
+        )
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        s.clock.advance(Duration::minutes(30));
+        s.pass().await;
+    }
+    let keys: Vec<(String, String)> = fake
+        .events("trigger")
+        .iter()
+        .map(|e| {
+            (
+                e["dedup_key"].as_str().unwrap().to_string(),
+                e["routing_key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(keys.contains(&("INC-1".into(), routing_key("cto"))));
+    assert!(
+        !keys.contains(&("INC-2".into(), routing_key("cto"))),
+        "the CTO step is P0 only"
+    );
+    assert_eq!(keys.iter().filter(|(k, _)| k == "INC-1").count(), 4);
+    assert_eq!(keys.iter().filter(|(k, _)| k == "INC-2").count(), 3);
+}
+
+pub async fn retries_honour_retry_after_and_stop(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    fake.fail_next([Fault::Status(429, Some(7))]);
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 1);
+    s.clock.advance(Duration::seconds(6));
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 1, "Retry-After: 7 is honoured");
+    fake.fail_next([
+        Fault::Status(500, None),
+        Fault::Hang(std::time::Duration::from_secs(3)),
+    ]);
+    s.clock.advance(Duration::seconds(2));
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 2, "a 500 is retried later");
+    s.clock.advance(Duration::seconds(10));
+    s.pass().await;
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "a hung request times out and is retried later"
+    );
+    s.clock.advance(Duration::seconds(60));
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 4);
+    assert_eq!(
+        fake.state.lock().unwrap().incidents.len(),
+        1,
+        "the fourth attempt paged"
+    );
+    for _ in 0..3 {
+        s.clock.advance(Duration::seconds(60));
+        s.pass().await;
+    }
+    assert_eq!(fake.requests().len(), 4, "and nothing more is sent");
+    let counts = s.store.outbox_counts().await.unwrap();
+    assert_eq!(counts.failed, 0);
+}
+
+pub async fn a_refused_page_is_reported_in_the_channel(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    fake.fail_next([Fault::Status(400, None)]);
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    s.pass().await;
+    let failed = s.events("delivery_failed").await;
+    assert!(
+        matches!(&failed[..], [EventKind::DeliveryFailed { what, reason }] if what == "page PagerDuty service oncall" && reason.contains("400")),
+        "{failed:?}"
+    );
+    assert_eq!(s.store.outbox_counts().await.unwrap().failed, 1);
+    s.clock.advance(Duration::minutes(5));
+    s.pass().await;
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "a permanent failure is not retried"
+    );
+}
+
+pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    let app = Arc::new(App::new(
+        s.store.clone(),
+        s.config.policy.clone(),
+        s.clock.clone(),
+        Duration::seconds(60),
+    ));
+    let deps = warroom::http::HttpDeps {
+        store: s.store.clone(),
+        scheduler: Arc::new(warroom::http::Heartbeat::default()),
+        stall_after: Duration::seconds(20),
+        pagerduty: Some(warroom::http::PagerDutyWebhook {
+            app: app.clone(),
+            secrets: vec![
+                warroom::config::Secret::new("rotated-out"),
+                warroom::config::Secret::new(SECRET),
+            ],
+            priorities: s.config.pagerduty.priorities.clone(),
+            open_incidents_on: Platform::Console,
+        }),
+    };
+    let post = |body: String, signature: Option<String>| {
+        let deps = deps.clone();
+        async move {
+            let mut request =
+                Request::post("/pagerduty/webhook").header("content-type", "application/json");
+            if let Some(signature) = signature {
+                request = request.header("x-pagerduty-signature", signature);
+            }
+            let response = warroom::http::router(deps)
+                .oneshot(request.body(Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    let event = |id: &str,
+                 kind: &str,
+                 incident: &str,
+                 key: Option<&str>,
+                 priority: Option<&str>| {
+        serde_json::json!({ "event": {
+            "id": id, "event_type": kind, "resource_type": "incident", "occurred_at": "2026-11-28T10:00:00Z",
+            "agent": { "summary": "Jane Doe", "type": "user_reference" },
+            "data": { "id": incident, "type": "incident", "incident_key": key, "title": "Checkout down in EU",
+                      "urgency": "high", "priority": priority.map(|p| serde_json::json!({ "summary": p })) }
+        }})
+        .to_string()
+    };
+
+    // Signatures: missing, bad, good, and a second signature during rotation.
+    let opened = event("E1", "incident.triggered", "PEXT1", None, None);
+    assert_eq!(post(opened.clone(), None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(opened.clone(), Some(sign("wrong", opened.as_bytes()))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(opened.clone(), Some("v1=nothex".into())).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        s.store.incidents(true, 10).await.unwrap().is_empty(),
+        "nothing was applied"
+    );
+    let rotated = format!(
+        "{},{}",
+        sign("some-other-secret", opened.as_bytes()),
+        sign(SECRET, opened.as_bytes())
+    );
+    assert_eq!(post(opened.clone(), Some(rotated)).await, StatusCode::OK);
+    // PagerDuty retries the same delivery: a no-op.
+    assert_eq!(
+        post(opened.clone(), Some(sign(SECRET, opened.as_bytes()))).await,
+        StatusCode::OK
+    );
+    let incidents = s.store.incidents(true, 10).await.unwrap();
+    assert_eq!(incidents.len(), 1, "one incident, opened once");
+    let incident = &incidents[0];
+    assert_eq!(incident.pagerduty_incident_id.as_deref(), Some("PEXT1"));
+    assert_eq!(incident.title, "Checkout down in EU");
+    assert!(incident.channel.as_str().ends_with("-checkout-down-in-eu"));
+
+    // Its escalation mentions people but does not trigger PagerDuty again: PagerDuty owns it.
+    s.pass().await;
+    assert!(fake.events("trigger").is_empty(), "{:?}", fake.requests());
+
+    // A priority change maps to a severity; an acknowledgement stops the timers.
+    let priority = event("E2", "incident.priority_updated", "PEXT1", None, Some("P1"));
+    assert_eq!(
+        post(priority.clone(), Some(sign(SECRET, priority.as_bytes()))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.store
+            .incident(incident.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .severity,
+        warroom::core::Severity::P0
+    );
+    let ack = event("E3", "incident.acknowledged", "PEXT1", None, None);
+    assert_eq!(
+        post(ack.clone(), Some(sign(SECRET, ack.as_bytes()))).await,
+        StatusCode::OK
+    );
+    let acked = s.store.incident(incident.key).await.unwrap().unwrap();
+    assert!(acked.acknowledged_at.is_some());
+    let pending_steps = s.app.run_due_timers().await.unwrap();
+    s.clock.advance(Duration::hours(3));
+    let after = s.app.run_due_timers().await.unwrap();
+    let timeline = s.store.timeline(incident.key).await.unwrap();
+    let escalations = timeline
+        .iter()
+        .filter(|e| e.kind.name() == "escalated")
+        .count();
+    assert_eq!(
+        escalations, 1,
+        "only the first step ran: the ack stopped the rest ({pending_steps}, {after})"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.actor == warroom::core::Actor::PagerDuty("Jane Doe".into()))
+    );
+    s.pass().await;
+    assert!(
+        fake.requests().iter().all(|r| r.method != "PUT"),
+        "PagerDuty's own ack is not sent back"
+    );
+
+    // A resolution from PagerDuty resolves; a duplicate delivery changes nothing.
+    let resolved = event("E4", "incident.resolved", "PEXT1", None, None);
+    for _ in 0..2 {
+        assert_eq!(
+            post(resolved.clone(), Some(sign(SECRET, resolved.as_bytes()))).await,
+            StatusCode::OK
+        );
+    }
+    let timeline = s.store.timeline(incident.key).await.unwrap();
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|e| e.kind.name() == "resolved")
+            .count(),
+        1
+    );
+
+    // PagerDuty's own echo of a warroom-declared incident links it instead of opening another.
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P1",
+        )
+        .await
+        .unwrap();
+    let echo = event("E5", "incident.triggered", "PECHO", Some("INC-2"), None);
+    assert_eq!(
+        post(echo.clone(), Some(sign(SECRET, echo.as_bytes()))).await,
+        StatusCode::OK
+    );
+    assert_eq!(s.store.incidents(true, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        s.store
+            .incident_by_pagerduty_id("PECHO")
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .0,
+        2
+    );
+
+    // Malformed and oversized bodies.
+    let junk = "{\"event\":1}".to_string();
+    assert_eq!(
+        post(junk.clone(), Some(sign(SECRET, junk.as_bytes()))).await,
+        StatusCode::BAD_REQUEST
+    );
+    let huge = "x".repeat(warroom::http::MAX_WEBHOOK_BYTES + 1);
+    assert_eq!(
+        post(huge.clone(), Some(sign(SECRET, huge.as_bytes()))).await,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+pub async fn rest_calls_carry_the_documented_headers_and_bodies(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    fake.add_rest_incident("PREST1", Some("INC-1"));
+    fake.set_on_call("PSCHED", &["PONCALL1", "PONCALL2"]);
+    s.app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P1",
+        )
+        .await
+        .unwrap();
+    s.pass().await;
+    for target in ["user:PUSER9", "escalation_policy:PEP1", "schedule:PSCHED"] {
+        assert!(
+            s.app
+                .handle_command(&origin(CHANNEL, "bob"), &format!("page {target}"))
+                .await
+                .is_none()
+        );
+    }
+    s.pass().await;
+    let requests = fake.requests();
+    let responder: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/incidents/PREST1/responder_requests")
+        .collect();
+    assert_eq!(responder.len(), 3, "{requests:#?}");
+    for r in &responder {
+        assert_eq!(
+            r.headers["authorization"],
+            format!("Token token={API_TOKEN}")
+        );
+        assert_eq!(
+            r.headers["accept"],
+            "application/vnd.pagerduty+json;version=2"
+        );
+        assert_eq!(r.headers["from"], FROM);
+        assert_eq!(r.body["requester_id"], REQUESTER_ID);
+    }
+    let targets = |i: usize| responder[i].body["responder_request_targets"].clone();
+    assert_eq!(
+        targets(0),
+        serde_json::json!([{ "responder_request_target": { "id": "PUSER9", "type": "user_reference" } }])
+    );
+    assert_eq!(
+        targets(1),
+        serde_json::json!([{ "responder_request_target": { "id": "PEP1", "type": "escalation_policy_reference" } }])
+    );
+    assert_eq!(
+        targets(2),
+        serde_json::json!([
+            { "responder_request_target": { "id": "PONCALL1", "type": "user_reference" } },
+            { "responder_request_target": { "id": "PONCALL2", "type": "user_reference" } }
+        ])
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path == "/incidents" && r.query == "incident_key=INC-1")
+    );
+    assert_eq!(
+        requests.iter().filter(|r| r.path == "/users").count(),
+        1,
+        "the requester is looked up once"
+    );
+
+    // An incident PagerDuty opened is acknowledged by id through the REST API.
+    let event = warroom::pagerduty::WebhookEvent {
+        id: "E1".into(),
+        event_type: "incident.triggered".into(),
+        incident_id: "PREST2".into(),
+        incident_key: None,
+        title: "Queue stuck".into(),
+        urgency: Some("high".into()),
+        priority: None,
+        agent: "PagerDuty".into(),
+    };
+    fake.add_rest_incident("PREST2", None);
+    s.app
+        .handle_pagerduty(&event, &Default::default(), Platform::Console)
+        .await
+        .unwrap();
+    let channel = s
+        .store
+        .incident_by_pagerduty_id("PREST2")
+        .await
+        .unwrap()
+        .unwrap()
+        .channel;
+    assert!(
+        s.app
+            .handle_command(&origin(channel.as_str(), "bob"), "ack")
+            .await
+            .is_none()
+    );
+    s.pass().await;
+    let put = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("a PUT");
+    assert_eq!(put.path, "/incidents/PREST2");
+    assert_eq!(
+        put.body,
+        serde_json::json!({ "incident": { "type": "incident_reference", "status": "acknowledged" } })
+    );
+    assert_eq!(put.headers["from"], FROM);
+    assert_eq!(
+        fake.state.lock().unwrap().rest_incidents["PREST2"].0,
+        "acknowledged"
+    );
+}
+
+pub async fn overdue_escalation_fires_once_after_downtime(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let first = setup(db.open().await, &fake);
+    first
+        .app
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    // The process stops before any timer runs and comes back three hours later.
+    first.clock.advance(Duration::hours(3));
+    let restarted = App::new(
+        db.open().await,
+        first.config.policy.clone(),
+        first.clock.clone(),
+        Duration::seconds(60),
+    );
+    restarted.run_due_timers().await.unwrap();
+    assert_eq!(
+        restarted.run_due_timers().await.unwrap(),
+        0,
+        "everything overdue fired once"
+    );
+    restarted.dispatch_outbox(&first.client).await.unwrap();
+    assert_eq!(
+        services(&fake, "trigger"),
+        ["oncall", "devops_lead", "engineering_manager", "cto"]
+    );
+    let escalated = first.events("escalated").await;
+    assert_eq!(escalated.len(), 4);
+    assert!(escalated.iter().any(|e| matches!(e, EventKind::Escalated { late_by_seconds, .. } if *late_by_seconds >= 3 * 3600)), "{escalated:?}");
+}
+
+on_both_stores!(
+    a_p0_escalates_step_by_step_until_acknowledged,
+    a_p0_reaches_the_cto_and_a_p2_never_does,
+    retries_honour_retry_after_and_stop,
+    a_refused_page_is_reported_in_the_channel,
+    webhooks_open_link_acknowledge_and_resolve_once,
+    rest_calls_carry_the_documented_headers_and_bodies,
+    overdue_escalation_fires_once_after_downtime,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_fire_a_thousand_due_timers_exactly_once_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let db = TestDb::Postgres(schema);
+    let store = db.open().await;
+    let mut policy = warroom::config::load(None).unwrap().policy;
+    policy.escalation.clear();
+    for severity in &mut policy.severities {
+        severity.respond_within = Duration::days(30);
+    }
+    // 1,000 incidents, each with its status reminder due at +30m.
+    for n in 1..=1_000i64 {
+        let key = store.allocate_incident_key().await.unwrap();
+        let decision = warroom::core::decide::declare(
+            &policy,
+            warroom::core::decide::DeclareRequest {
+                key,
+                title: format!("incident {n}"),
+                severity: None,
+                actor: UserRef::parse("alice").unwrap(),
+                platform: Platform::Console,
+                channel: warroom::core::ChannelName::parse(&format!("inc-20261128-n{n}")).unwrap(),
+                now: t0(),
+                from_pagerduty: None,
+            },
+        );
+        store
+            .commit(warroom::store::Change {
+                incident: &decision.incident,
+                expected_version: None,
+                events: &decision.events,
+                timers: &decision.timers,
+                outbox: &[],
+                fired_timer: None,
+                inbound_event: None,
+                now: t0(),
+            })
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(VirtualClock::starting_at(t0() + Duration::minutes(31)));
+    let a = App::new(
+        db.open().await,
+        policy.clone(),
+        clock.clone(),
+        Duration::seconds(60),
+    );
+    let b = App::new(db.open().await, policy, clock, Duration::seconds(60));
+    let (fa, fb) = tokio::join!(a.run_due_timers(), b.run_due_timers());
+    let (fa, fb) = (fa.unwrap(), fb.unwrap());
+    assert_eq!(fa + fb, 1_000, "a fired {fa}, b fired {fb}");
+    let mut fired = 0;
+    for n in 1..=1_000i64 {
+        let timeline = store.timeline(warroom::core::IncidentKey(n)).await.unwrap();
+        let reminders = timeline
+            .iter()
+            .filter(|e| e.kind.name() == "reminder_sent")
+            .count();
+        assert_eq!(reminders, 1, "INC-{n} got {reminders} reminders");
+        fired += reminders;
+    }
+    assert_eq!(fired, 1_000);
+    db.cleanup().await;
+}

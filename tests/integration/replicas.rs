@@ -1,0 +1,231 @@
+//! Escalation through the binary: console sessions with a virtual clock against the fake
+//! PagerDuty, and two `warroom serve` replicas on PostgreSQL with one killed mid-escalation.
+
+use crate::console::{console, warroom};
+use crate::pagerduty::{config_text, routing_key, write_config};
+use crate::support::PgSchema;
+use crate::support::pagerduty::FakePagerDuty;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn lines_with<'a>(out: &'a str, needle: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_each_escalation_step_as_the_virtual_clock_moves() {
+    let fake = FakePagerDuty::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text(&fake.url, ""));
+    let config = config.to_str().unwrap().to_string();
+    let run = move |script: &'static str| {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                console(
+                    &[
+                        "--ephemeral",
+                        "--virtual-clock",
+                        "--as",
+                        "alice",
+                        "--config",
+                        &config,
+                    ],
+                    &[],
+                    script,
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // A P0: the on-call now, the DevOps lead at +30m, the CTO at +2h.
+    let out = run("declare Payments down --sev P0\n:advance 31m\n:advance 2h\n").await;
+    assert_eq!(
+        lines_with(&out, "Paged through PagerDuty: service:oncall").len(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        lines_with(&out, "escalation step 2: DevOps lead").len(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        lines_with(&out, "Paged through PagerDuty: service:devops_lead").len(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        lines_with(
+            &out,
+            "has not been acknowledged within its 15m response target"
+        )
+        .len(),
+        1,
+        "{out}"
+    );
+    assert_eq!(lines_with(&out, "escalation step 4: CTO").len(), 1, "{out}");
+    let before_advance = out.split("clock advanced by 31m").next().unwrap();
+    assert!(
+        !before_advance.contains("DevOps lead"),
+        "the DevOps lead is paged only after the clock moved"
+    );
+
+    // A P2 never pages the CTO.
+    let out = run("declare Report export slow --sev P2\n:advance 31m\n:advance 6h\n").await;
+    assert_eq!(
+        lines_with(&out, "escalation step 3: Engineering manager").len(),
+        1,
+        "{out}"
+    );
+    assert!(!out.contains("CTO"), "{out}");
+
+    // An ack before +30m stops it all, in warroom and in PagerDuty.
+    let out =
+        run("declare Payments down --sev P0\n:channel INC-1\n:advance 10m\nack\n:advance 3h\n")
+            .await;
+    assert!(
+        out.contains("escalation stopped; acknowledging in PagerDuty"),
+        "{out}"
+    );
+    assert!(!out.contains("escalation step 2"), "{out}");
+    assert!(!out.contains("response target"), "{out}");
+
+    let triggers = fake.events("trigger");
+    let cto = triggers
+        .iter()
+        .filter(|e| e["routing_key"] == routing_key("cto"))
+        .count();
+    assert_eq!(cto, 1, "only the first session's P0 reached the CTO");
+    assert_eq!(fake.events("acknowledge").len(), 1);
+}
+
+/// Kills the child when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    for _ in 0..seconds * 10 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {seconds} s waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_escalation_leaves_the_other_to_finish_it_exactly_once() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let fake = FakePagerDuty::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = r#"
+[scheduler]
+poll_interval = "200ms"
+lease = "5s"
+
+[[escalation.steps]]
+name = "On-call engineer"
+after = "0s"
+page = ["service:oncall"]
+
+[[escalation.steps]]
+name = "DevOps lead"
+after = "3s"
+page = ["service:devops_lead"]
+
+[[escalation.steps]]
+name = "Engineering manager"
+after = "6s"
+page = ["service:engineering_manager"]
+"#;
+    let config = write_config(dir.path(), &config_text(&fake.url, steps));
+    let mut env = schema.env();
+    env.push(("WARROOM_CONFIG".into(), config.display().to_string()));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = warroom()
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        replicas.push((Child(child), port));
+    }
+    let client = reqwest::Client::new();
+    for (_, port) in &replicas {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        let mut ready = false;
+        for _ in 0..100 {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "replica on port {port} did not become ready");
+    }
+
+    // Declare from a console on the same database and configuration: it is one more process
+    // that may take timers and outbox rows, and exactly-once must hold for all of them.
+    let console_env = env.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        console(
+            &["--as", "alice"],
+            &console_env,
+            "declare Payments down --sev P0\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("Declared INC-1"), "{out}");
+
+    let triggered = |service: &str| {
+        fake.events("trigger")
+            .iter()
+            .filter(|e| e["routing_key"] == routing_key(service))
+            .count()
+    };
+    wait_for("the first page", 10, || triggered("oncall") >= 1).await;
+    // Kill one replica with SIGKILL mid-escalation: its leases expire and the other takes over.
+    let (mut killed, _) = replicas.remove(0);
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    wait_for("the last page", 30, || {
+        triggered("engineering_manager") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for service in ["oncall", "devops_lead", "engineering_manager"] {
+        assert_eq!(
+            triggered(service),
+            1,
+            "{service} was paged {} times",
+            triggered(service)
+        );
+    }
+    drop(replicas);
+    schema.cleanup().await;
+}
