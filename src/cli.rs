@@ -2,10 +2,11 @@
 
 use crate::app::App;
 use crate::app::clock::{Clock, SystemClock, VirtualClock};
+use crate::app::runner::{self, Heartbeat};
 use crate::chat::console::{self, ConsoleOptions, ConsoleSink, Output};
 use crate::config::{self, Config, DatabaseTarget};
 use crate::core::{UserRef, views};
-use crate::http::{self, Heartbeat, HttpDeps};
+use crate::http::{self, HttpDeps};
 use crate::render::Renderer;
 use crate::store;
 use anyhow::{Context, bail};
@@ -327,9 +328,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let heartbeat = Arc::new(Heartbeat::default());
     let poll = config.scheduler.poll_interval;
-    let scheduler = tokio::spawn(scheduler_loop(app.clone(), heartbeat.clone(), poll));
+    store.watch(app.timers_changed.clone(), app.outbox_changed.clone());
+    let scheduler = tokio::spawn(runner::scheduler_loop(app.clone(), heartbeat.clone(), poll));
     let dispatcher = match pagerduty_sink(&config)? {
-        Some(sink) => Some(tokio::spawn(dispatcher_loop(app.clone(), sink, poll))),
+        Some(sink) => Some(tokio::spawn(runner::dispatcher_loop(
+            app.clone(),
+            sink,
+            poll,
+        ))),
         None => {
             tracing::warn!(
                 "PagerDuty is not configured: nobody will be paged (see [pagerduty] in warroom.example.toml)"
@@ -388,56 +394,4 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Deliver the outbox rows of one destination as they are written (woken by commits), and at
-/// least every `poll` for retries that came due.
-async fn dispatcher_loop(
-    app: Arc<App>,
-    sink: Arc<dyn crate::chat::Sink>,
-    poll: std::time::Duration,
-) {
-    loop {
-        match app.dispatch_outbox(sink.as_ref()).await {
-            Ok(0) => {}
-            Ok(delivered) => tracing::info!(
-                delivered,
-                destination = sink.destination(),
-                "outbox delivered"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, destination = sink.destination(), "outbox pass failed")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {},
-            _ = app.outbox_changed.notified() => {},
-        }
-    }
-}
-
-/// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
-/// timer is planned. Store errors are logged and retried on the next pass.
-async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
-    loop {
-        match app.run_due_timers().await {
-            Ok(0) => {}
-            Ok(fired) => tracing::info!(fired, "timers fired"),
-            Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
-        }
-        let now = app.clock.now();
-        heartbeat.beat(now);
-        let sleep = match app.store.next_timer_due().await {
-            Ok(Some(due)) => (due - now).to_std().unwrap_or_default().min(poll),
-            Ok(None) => poll,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the next timer");
-                poll
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {},
-            _ = app.timers_changed.notified() => {},
-        }
-    }
 }

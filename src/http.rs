@@ -11,31 +11,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-/// The scheduler loop's heartbeat: when it last completed a pass.
-#[derive(Debug, Default)]
-pub struct Heartbeat {
-    last_millis: AtomicI64,
-}
-
-impl Heartbeat {
-    pub fn beat(&self, at: DateTime<Utc>) {
-        self.last_millis
-            .store(at.timestamp_millis(), Ordering::Relaxed);
-    }
-
-    pub fn last(&self) -> Option<DateTime<Utc>> {
-        match self.last_millis.load(Ordering::Relaxed) {
-            0 => None,
-            ms => DateTime::from_timestamp_millis(ms),
-        }
-    }
-}
+pub use crate::app::runner::Heartbeat;
 
 /// What the router needs.
 #[derive(Clone)]

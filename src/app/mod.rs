@@ -2,6 +2,7 @@
 //! decision (state, events, timers, outbox) in one transaction, then dispatch.
 
 pub mod clock;
+pub mod runner;
 
 use crate::chat::{DeliveryError, Sink};
 use crate::core::command::{self, Command};

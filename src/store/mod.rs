@@ -174,6 +174,13 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
 
     async fn outbox_counts(&self) -> StoreResult<OutboxCounts>;
+
+    /// Wake `timers` when any process commits a new timer and `outbox` when it commits outbox
+    /// rows, so a sleeping scheduler or dispatcher starts at once instead of at its next poll.
+    /// PostgreSQL does this with LISTEN/NOTIFY; SQLite has no such channel, and polling does.
+    fn watch(&self, timers: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
+        let _ = (timers, outbox);
+    }
 }
 
 /// Open the configured store and apply pending migrations.

@@ -11,6 +11,7 @@ use crate::core::{Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
@@ -98,6 +99,10 @@ CREATE TABLE inbound_events (
     ),
 ];
 
+/// NOTIFY channels: a commit planned timers, or wrote outbox rows.
+const TIMERS_CHANNEL: &str = "warroom_timers";
+const OUTBOX_CHANNEL: &str = "warroom_outbox";
+
 /// Arbitrary constant for `pg_advisory_xact_lock`: one migrator at a time.
 const MIGRATION_LOCK: i64 = 0x7761_7272_6f6f_6d31;
 
@@ -157,6 +162,8 @@ fn incident_from_row(row: &Row) -> StoreResult<Incident> {
 /// The PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    /// For the LISTEN connection of `watch`, which must not come from the pool.
+    config: tokio_postgres::Config,
 }
 
 impl PostgresStore {
@@ -174,7 +181,7 @@ impl PostgresStore {
             config.options(format!("-c search_path={schema}"));
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -187,7 +194,7 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, config };
         store.migrate(schema).await?;
         Ok(store)
     }
@@ -495,6 +502,17 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         }
+        // Delivered to listeners when (and only if) the transaction commits.
+        if !change.timers.is_empty() {
+            tx.execute("SELECT pg_notify($1, '')", &[&TIMERS_CHANNEL])
+                .await
+                .map_err(db_error)?;
+        }
+        if !change.outbox.is_empty() {
+            tx.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL])
+                .await
+                .map_err(db_error)?;
+        }
         for (index, effect) in change.outbox.iter().enumerate() {
             let json = serde_json::to_value(effect).expect("effects serialize");
             tx.execute(
@@ -641,6 +659,21 @@ impl Store for PostgresStore {
         }
     }
 
+    fn watch(&self, timers: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = listen(&config, &timers, &outbox).await {
+                    tracing::warn!(error = %with_causes(&error), "LISTEN connection lost; polling until it is back");
+                }
+                // Anything may have happened while not listening.
+                timers.notify_one();
+                outbox.notify_one();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     async fn outbox_counts(&self) -> StoreResult<OutboxCounts> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
@@ -655,5 +688,45 @@ impl Store for PostgresStore {
             failed: row.get(1),
             delivered: row.get(2),
         })
+    }
+}
+
+/// Hold one connection that LISTENs to both channels and turn notifications into wake-ups.
+/// Returns when the connection fails.
+async fn listen(
+    config: &tokio_postgres::Config,
+    timers: &tokio::sync::Notify,
+    outbox: &tokio::sync::Notify,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
+                    if sender.send(note.channel().to_string()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {TIMERS_CHANNEL}; LISTEN {OUTBOX_CHANNEL}"))
+        .await?;
+    while let Some(channel) = receiver.recv().await {
+        match channel.as_str() {
+            TIMERS_CHANNEL => timers.notify_one(),
+            OUTBOX_CHANNEL => outbox.notify_one(),
+            _ => {}
+        }
+    }
+    drop(client);
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
     }
 }

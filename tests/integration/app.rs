@@ -336,3 +336,69 @@ on_both_stores!(
     commands_outside_an_incident_channel_list_the_open_incidents,
     a_second_declaration_with_the_same_title_gets_a_suffixed_channel,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_committed_by_another_replica_wakes_a_sleeping_scheduler_on_postgres() {
+    let Some(schema) = crate::support::PgSchema::create().await else {
+        return;
+    };
+    let db = TestDb::Postgres(schema);
+    let policy = warroom::config::load(None).unwrap().policy;
+    let system =
+        || -> Arc<dyn warroom::app::clock::Clock> { Arc::new(warroom::app::clock::SystemClock) };
+    let sleeper = Arc::new(App::new(
+        db.open().await,
+        policy.clone(),
+        system(),
+        Duration::seconds(60),
+    ));
+    sleeper.store.watch(
+        sleeper.timers_changed.clone(),
+        sleeper.outbox_changed.clone(),
+    );
+    let heartbeat = Arc::new(warroom::app::runner::Heartbeat::default());
+    // It polls only once a minute: anything sooner is the NOTIFY.
+    let task = tokio::spawn(warroom::app::runner::scheduler_loop(
+        sleeper.clone(),
+        heartbeat.clone(),
+        std::time::Duration::from_secs(60),
+    ));
+    while heartbeat.last().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let other = App::new(db.open().await, policy, system(), Duration::seconds(60));
+    other
+        .handle_command(&origin("general", "alice"), "declare Payments down")
+        .await
+        .unwrap();
+    let store = db.open().await;
+    let mut escalated = false;
+    for _ in 0..50 {
+        let incident = store
+            .incident_by_channel(&format!(
+                "inc-{}-payments-down",
+                chrono::Utc::now().format("%Y%m%d")
+            ))
+            .await
+            .unwrap();
+        if let Some(incident) = incident
+            && store
+                .timeline(incident.key)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.kind.name() == "escalated")
+        {
+            escalated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    task.abort();
+    assert!(
+        escalated,
+        "the sleeping scheduler was not woken by the other replica's commit"
+    );
+    db.cleanup().await;
+}

@@ -1,0 +1,75 @@
+//! The long-running loops of `warroom serve`: the timer scheduler and the outbox dispatchers.
+
+use super::App;
+use crate::chat::Sink;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// The scheduler loop's heartbeat: when it last completed a pass.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    last_millis: AtomicI64,
+}
+
+impl Heartbeat {
+    pub fn beat(&self, at: DateTime<Utc>) {
+        self.last_millis
+            .store(at.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> Option<DateTime<Utc>> {
+        match self.last_millis.load(Ordering::Relaxed) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
+    }
+}
+
+/// Deliver the outbox rows of one destination as they are written (woken by commits), and at
+/// least every `poll` for retries that came due.
+pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time::Duration) {
+    loop {
+        match app.dispatch_outbox(sink.as_ref()).await {
+            Ok(0) => {}
+            Ok(delivered) => tracing::info!(
+                delivered,
+                destination = sink.destination(),
+                "outbox delivered"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, destination = sink.destination(), "outbox pass failed")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {},
+            _ = app.outbox_changed.notified() => {},
+        }
+    }
+}
+
+/// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
+/// timer is planned. Store errors are logged and retried on the next pass.
+pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
+    loop {
+        match app.run_due_timers().await {
+            Ok(0) => {}
+            Ok(fired) => tracing::info!(fired, "timers fired"),
+            Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
+        }
+        let now = app.clock.now();
+        heartbeat.beat(now);
+        let sleep = match app.store.next_timer_due().await {
+            Ok(Some(due)) => (due - now).to_std().unwrap_or_default().min(poll),
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the next timer");
+                poll
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {},
+            _ = app.timers_changed.notified() => {},
+        }
+    }
+}
