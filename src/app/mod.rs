@@ -9,7 +9,7 @@ use crate::core::command::{self, Command};
 use crate::core::decide::{self, DeclareRequest, Refusal};
 use crate::core::message::{ButtonAction, Message, Visibility};
 use crate::core::{Decision, Incident, Platform, Policy, UserRef, channel, views};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Store, StoreError, Timer};
 use chrono::Duration;
 use clock::Clock;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 
 /// How many times a command is re-decided when another writer got there first.
 const CONFLICT_RETRIES: usize = 5;
+/// How many incidents' timers one scheduler pass fires at the same time.
+const TIMER_CONCURRENCY: usize = 16;
 /// An outbox row that failed this many times is given up and reported.
 const MAX_DELIVERY_ATTEMPTS: i32 = 10;
 /// How many open incidents `list` and the "not an incident channel" answer show.
@@ -248,6 +250,7 @@ impl App {
     /// Fire every timer due now. Each fires in its own transaction with the change it causes;
     /// a stale one (its fence moved on) is closed without effect. Returns how many fired.
     pub async fn run_due_timers(&self) -> Result<usize, StoreError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
         let mut fired = 0;
         loop {
             let now = self.clock.now();
@@ -258,58 +261,75 @@ impl App {
             if timers.is_empty() {
                 return Ok(fired);
             }
+            // Incidents in parallel (their commits share the database's group commit); each
+            // incident's timers in due order, so no step overtakes an earlier one.
+            let mut by_incident: Vec<Vec<Timer>> = Vec::new();
             for timer in timers {
-                let mut done = false;
-                for _ in 0..CONFLICT_RETRIES {
-                    let now = self.clock.now();
-                    let Some(incident) = self.store.incident(timer.incident).await? else {
-                        unless_lease_lost(
-                            self.store.discard_timer(timer.id, &self.owner, now).await,
-                        )?;
-                        done = true;
-                        break;
-                    };
-                    let Some(decision) = decide::fire_timer(
-                        &self.policy,
-                        &incident,
-                        timer.kind,
-                        timer.due_at,
-                        timer.fence,
-                        now,
-                    ) else {
-                        unless_lease_lost(
-                            self.store.discard_timer(timer.id, &self.owner, now).await,
-                        )?;
-                        done = true;
-                        break;
-                    };
-                    match self
-                        .commit(&decision, Some(incident.version), Some(timer.id))
-                        .await
-                    {
-                        Ok(()) => {
-                            tracing::info!(incident = %incident.key, timer = timer.kind.as_str(), late_seconds = (now - timer.due_at).num_seconds(), "timer fired");
-                            fired += 1;
-                            done = true;
-                            break;
-                        }
-                        Err(StoreError::Conflict(_)) => continue,
-                        Err(lost @ StoreError::LeaseLost(_)) => {
-                            unless_lease_lost(Err(lost))?;
-                            done = true;
-                            break;
-                        }
-                        Err(other) => return Err(other),
-                    }
-                }
-                if !done {
-                    tracing::warn!(
-                        timer = timer.id,
-                        "timer kept conflicting; it will be retried when its lease expires"
-                    );
+                match by_incident
+                    .iter_mut()
+                    .find(|group| group[0].incident == timer.incident)
+                {
+                    Some(group) => group.push(timer),
+                    None => by_incident.push(vec![timer]),
                 }
             }
+            let counts: Vec<usize> = stream::iter(by_incident)
+                .map(|group| async move {
+                    let mut fired = 0;
+                    for timer in group {
+                        if self.fire_one(&timer).await? {
+                            fired += 1;
+                        }
+                    }
+                    Ok::<usize, StoreError>(fired)
+                })
+                .buffer_unordered(TIMER_CONCURRENCY)
+                .try_collect()
+                .await?;
+            fired += counts.iter().sum::<usize>();
         }
+    }
+
+    /// Fire one claimed timer in its own transaction (or close it if stale). `true` if it fired.
+    async fn fire_one(&self, timer: &Timer) -> Result<bool, StoreError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.clock.now();
+            let Some(incident) = self.store.incident(timer.incident).await? else {
+                unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+                return Ok(false);
+            };
+            let Some(decision) = decide::fire_timer(
+                &self.policy,
+                &incident,
+                timer.kind,
+                timer.due_at,
+                timer.fence,
+                now,
+            ) else {
+                unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+                return Ok(false);
+            };
+            match self
+                .commit(&decision, Some(incident.version), Some(timer.id))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(incident = %incident.key, timer = timer.kind.as_str(), late_seconds = (now - timer.due_at).num_seconds(), "timer fired");
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(lost @ StoreError::LeaseLost(_)) => {
+                    unless_lease_lost(Err(lost))?;
+                    return Ok(false);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        tracing::warn!(
+            timer = timer.id,
+            "timer kept conflicting; it will be retried when its lease expires"
+        );
+        Ok(false)
     }
 
     /// Deliver pending outbox rows of `sink`'s platform, each incident's in order. Returns how

@@ -88,6 +88,7 @@ ALTER TABLE incidents ADD COLUMN paged_services TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE incidents ADD COLUMN pagerduty_incident_id TEXT;
 CREATE UNIQUE INDEX incidents_pagerduty ON incidents (pagerduty_incident_id);
 ALTER TABLE timers ADD COLUMN step BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX timers_incident_pending ON timers (incident, kind) WHERE state = 'pending';
 CREATE INDEX outbox_incident_pending ON outbox (incident, platform, id) WHERE state = 'pending';
 CREATE TABLE inbound_events (
     source TEXT NOT NULL,
@@ -204,9 +205,14 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         // One migrator at a time, schema creation included: two replicas starting together
         // would otherwise race on CREATE SCHEMA IF NOT EXISTS.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(db_error)?;
+        tx.execute(
+            &tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                .await
+                .map_err(db_error)?,
+            &[&MIGRATION_LOCK],
+        )
+        .await
+        .map_err(db_error)?;
         if let Some(schema) = schema {
             // The name was validated as a plain identifier by the configuration.
             tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
@@ -220,7 +226,9 @@ impl PostgresStore {
         .map_err(db_error)?;
         let current: i64 = tx
             .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                    .await
+                    .map_err(db_error)?,
                 &[],
             )
             .await
@@ -236,7 +244,9 @@ impl PostgresStore {
                 .await
                 .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
             tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &tx.prepare_cached("INSERT INTO schema_migrations (version) VALUES ($1)")
+                    .await
+                    .map_err(db_error)?,
                 &[version],
             )
             .await
@@ -253,7 +263,12 @@ impl PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
             .query_opt(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {clause}"),
+                &client
+                    .prepare_cached(&format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {clause}"
+                    ))
+                    .await
+                    .map_err(db_error)?,
                 &[param],
             )
             .await
@@ -273,7 +288,10 @@ impl PostgresStore {
     ) -> StoreResult<()> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let n = client
-            .execute(sql, &[&id, &owner, extra])
+            .execute(
+                &client.prepare_cached(sql).await.map_err(db_error)?,
+                &[&id, &owner, extra],
+            )
             .await
             .map_err(db_error)?;
         if n == 1 {
@@ -294,7 +312,10 @@ impl Store for PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let version: i64 = client
             .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &client
+                    .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                    .await
+                    .map_err(db_error)?,
                 &[],
             )
             .await
@@ -312,7 +333,13 @@ impl Store for PostgresStore {
     async fn allocate_incident_key(&self) -> StoreResult<IncidentKey> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let n: i64 = client
-            .query_one("SELECT nextval('incident_numbers')", &[])
+            .query_one(
+                &client
+                    .prepare_cached("SELECT nextval('incident_numbers')")
+                    .await
+                    .map_err(db_error)?,
+                &[],
+            )
             .await
             .map_err(db_error)?
             .get(0);
@@ -323,7 +350,12 @@ impl Store for PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                "SELECT channel FROM incidents WHERE left(channel, length($1)) = $1",
+                &client
+                    .prepare_cached(
+                        "SELECT channel FROM incidents WHERE left(channel, length($1)) = $1",
+                    )
+                    .await
+                    .map_err(db_error)?,
                 &[&prefix],
             )
             .await
@@ -351,8 +383,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<bool> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let inserted = client
-            .execute(
-                "INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            .execute(&client.prepare_cached("INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await.map_err(db_error)?,
                 &[&source, &id, &now],
             )
             .await
@@ -368,7 +399,7 @@ impl Store for PostgresStore {
             "WHERE status <> 'resolved'"
         };
         client
-            .query(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY number DESC LIMIT $1"), &[&limit])
+            .query(&client.prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY number DESC LIMIT $1")).await.map_err(db_error)?, &[&limit])
             .await
             .map_err(db_error)?
             .iter()
@@ -379,7 +410,7 @@ impl Store for PostgresStore {
     async fn timeline(&self, key: IncidentKey) -> StoreResult<Vec<TimelineEvent>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         client
-            .query("SELECT at, actor, detail::text FROM timeline_events WHERE incident = $1 ORDER BY id", &[&key.0])
+            .query(&client.prepare_cached("SELECT at, actor, detail::text FROM timeline_events WHERE incident = $1 ORDER BY id").await.map_err(db_error)?, &[&key.0])
             .await
             .map_err(db_error)?
             .iter()
@@ -420,11 +451,10 @@ impl Store for PostgresStore {
         match change.expected_version {
             None => {
                 let inserted = tx
-                    .execute(
-                        &format!(
+                    .execute(&tx.prepare_cached(&format!(
                             "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
                              ON CONFLICT (channel) DO NOTHING"
-                        ),
+                        )).await.map_err(db_error)?,
                         &values,
                     )
                     .await
@@ -438,13 +468,12 @@ impl Store for PostgresStore {
                     values.to_vec();
                 with_expected.push(&expected);
                 let updated = tx
-                    .execute(
-                        "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
+                    .execute(&tx.prepare_cached("UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
                          commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
                          acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
                          escalation_generation = $15, reminder_generation = $16, version = $17, \
                          escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20 \
-                         WHERE number = $1 AND version = $21",
+                         WHERE number = $1 AND version = $21").await.map_err(db_error)?,
                         &with_expected,
                     )
                     .await
@@ -456,8 +485,7 @@ impl Store for PostgresStore {
         }
         if let Some((source, id)) = change.inbound_event {
             let inserted = tx
-                .execute(
-                    "INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                .execute(&tx.prepare_cached("INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await.map_err(db_error)?,
                     &[&source, &id, &change.now],
                 )
                 .await
@@ -468,8 +496,7 @@ impl Store for PostgresStore {
         }
         for event in change.events {
             let detail = serde_json::to_value(&event.kind).expect("timeline events serialize");
-            tx.execute(
-                "INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+            tx.execute(&tx.prepare_cached("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await.map_err(db_error)?,
                 &[&i.key.0, &event.at, &actor_column(&event.actor).as_deref(), &event.kind.name(), &detail],
             )
             .await
@@ -477,9 +504,8 @@ impl Store for PostgresStore {
         }
         if let Some((id, owner)) = change.fired_timer {
             let closed = tx
-                .execute(
-                    "UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                .execute(&tx.prepare_cached("UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
                     &[&id, &owner, &change.now],
                 )
                 .await
@@ -489,14 +515,12 @@ impl Store for PostgresStore {
             }
         }
         for timer in change.timers {
-            tx.execute(
-                "UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'",
+            tx.execute(&tx.prepare_cached("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await.map_err(db_error)?,
                 &[&i.key.0, &timer.kind.as_str(), &timer.fence],
             )
             .await
             .map_err(db_error)?;
-            tx.execute(
-                "INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            tx.execute(&tx.prepare_cached("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(db_error)?,
                 &[&i.key.0, &timer.kind.as_str(), &timer.kind.index(), &timer.due_at, &timer.fence, &change.now],
             )
             .await
@@ -504,20 +528,29 @@ impl Store for PostgresStore {
         }
         // Delivered to listeners when (and only if) the transaction commits.
         if !change.timers.is_empty() {
-            tx.execute("SELECT pg_notify($1, '')", &[&TIMERS_CHANNEL])
-                .await
-                .map_err(db_error)?;
+            tx.execute(
+                &tx.prepare_cached("SELECT pg_notify($1, '')")
+                    .await
+                    .map_err(db_error)?,
+                &[&TIMERS_CHANNEL],
+            )
+            .await
+            .map_err(db_error)?;
         }
         if !change.outbox.is_empty() {
-            tx.execute("SELECT pg_notify($1, '')", &[&OUTBOX_CHANNEL])
-                .await
-                .map_err(db_error)?;
+            tx.execute(
+                &tx.prepare_cached("SELECT pg_notify($1, '')")
+                    .await
+                    .map_err(db_error)?,
+                &[&OUTBOX_CHANNEL],
+            )
+            .await
+            .map_err(db_error)?;
         }
         for (index, effect) in change.outbox.iter().enumerate() {
             let json = serde_json::to_value(effect).expect("effects serialize");
-            tx.execute(
-                "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5)",
+            tx.execute(&tx.prepare_cached("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5)").await.map_err(db_error)?,
                 &[&i.key.0, &effect.destination(i.platform), &json, &idempotency_key(i.key, version, index), &change.now],
             )
             .await
@@ -537,11 +570,16 @@ impl Store for PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (
+                &client
+                    .prepare_cached(
+                        "UPDATE timers SET lease_owner = $1, lease_until = $2 WHERE id IN (
                     SELECT id FROM timers WHERE state = 'pending' AND due_at <= $3
                       AND (lease_until IS NULL OR lease_until < $3)
                     ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
                  RETURNING id, incident, kind, due_at, fence, step",
+                    )
+                    .await
+                    .map_err(db_error)?,
                 &[&owner, &lease_until, &now, &limit],
             )
             .await
@@ -575,7 +613,10 @@ impl Store for PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         Ok(client
             .query_one(
-                "SELECT MIN(due_at) FROM timers WHERE state = 'pending'",
+                &client
+                    .prepare_cached("SELECT MIN(due_at) FROM timers WHERE state = 'pending'")
+                    .await
+                    .map_err(db_error)?,
                 &[],
             )
             .await
@@ -593,14 +634,13 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<OutboxItem>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
-            .query(
-                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
+            .query(&client.prepare_cached("UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
                     SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = $3 AND next_attempt_at <= $4
                               AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
                                               AND earlier.state = 'pending' AND earlier.id < head.id)
                       AND (lease_until IS NULL OR lease_until < $4)
                     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, incident, effect::text, idempotency_key, attempts",
+                 RETURNING id, incident, effect::text, idempotency_key, attempts").await.map_err(db_error)?,
                 &[&owner, &lease_until, &destination, &now, &limit],
             )
             .await
@@ -640,14 +680,12 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let n = match retry_at {
-            Some(at) => client.execute(
-                "UPDATE outbox SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            Some(at) => client.execute(&client.prepare_cached("UPDATE outbox SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
                 &[&id, &owner, &error, &at],
             ).await,
-            None => client.execute(
-                "UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+            None => client.execute(&client.prepare_cached("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
                 &[&id, &owner, &error],
             ).await,
         }
@@ -677,8 +715,7 @@ impl Store for PostgresStore {
     async fn outbox_counts(&self) -> StoreResult<OutboxCounts> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'delivered') FROM outbox",
+            .query_one(&client.prepare_cached("SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'delivered') FROM outbox").await.map_err(db_error)?,
                 &[],
             )
             .await

@@ -88,6 +88,7 @@ ALTER TABLE incidents ADD COLUMN paged_services TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE incidents ADD COLUMN pagerduty_incident_id TEXT;
 CREATE UNIQUE INDEX incidents_pagerduty ON incidents (pagerduty_incident_id);
 ALTER TABLE timers ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX timers_incident_pending ON timers (incident, kind, state);
 CREATE INDEX outbox_incident_pending ON outbox (incident, platform, state, id);
 CREATE TABLE inbound_events (
     source TEXT NOT NULL,
