@@ -229,3 +229,85 @@ page = ["service:engineering_manager"]
     drop(replicas);
     schema.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_due_while_nothing_runs_fires_once_when_serve_starts() {
+    let fake = FakePagerDuty::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = r#"
+[scheduler]
+poll_interval = "200ms"
+
+[[escalation.steps]]
+name = "On-call engineer"
+after = "0s"
+page = ["service:oncall"]
+
+[[escalation.steps]]
+name = "DevOps lead"
+after = "2s"
+page = ["service:devops_lead"]
+"#;
+    let config = write_config(dir.path(), &config_text(&fake.url, steps));
+    let db = dir.path().join("warroom.db");
+    let env: Vec<(String, String)> = vec![
+        ("WARROOM_CONFIG".into(), config.display().to_string()),
+        ("WARROOM_DATABASE__PATH".into(), db.display().to_string()),
+    ];
+    // The console declares (and pages the on-call), then exits: nothing runs for 3 s.
+    let console_env = env.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        console(
+            &["--as", "alice"],
+            &console_env,
+            "declare Payments down --sev P0\n",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.contains("Paged through PagerDuty: service:oncall"),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        fake.events("trigger")
+            .iter()
+            .all(|e| e["routing_key"] != routing_key("devops_lead"))
+    );
+
+    let triggered = |service: &str| {
+        fake.events("trigger")
+            .iter()
+            .filter(|e| e["routing_key"] == routing_key(service))
+            .count()
+    };
+    for start in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Child(
+            warroom()
+                .arg("serve")
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        if start == 0 {
+            wait_for("the overdue step", 10, || triggered("devops_lead") >= 1).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(child);
+    }
+    assert_eq!(triggered("oncall"), 1);
+    assert_eq!(
+        triggered("devops_lead"),
+        1,
+        "fired once, not again on the second start"
+    );
+}
