@@ -801,6 +801,28 @@ fn validate(
         });
     }
     escalation.sort_by_key(|step| step.after);
+    // Responder requests attach to a PagerDuty incident; warroom creates one only by paging a
+    // service, so such a step needs a service paged at it or before it.
+    for (i, step) in escalation.iter().enumerate() {
+        let responders = step
+            .page
+            .iter()
+            .any(|t| !matches!(t, crate::core::PageTarget::Service(_)));
+        let service_by_then = escalation[..=i].iter().any(|s| {
+            s.page
+                .iter()
+                .any(|t| matches!(t, crate::core::PageTarget::Service(_)))
+        });
+        if responders && !service_by_then {
+            problem(
+                &format!("escalation.steps.{i}.page"),
+                format!(
+                    "step \"{}\" requests responders (user, escalation_policy or schedule), which need a PagerDuty incident: page a service at this step or an earlier one",
+                    step.name
+                ),
+            );
+        }
+    }
 
     if !problems.is_empty() {
         return Err(ConfigError(problems));
@@ -1032,6 +1054,23 @@ mod tests {
             assert_eq!(config.policy.announce_channel, "42");
             Ok(())
         });
+    }
+
+    #[test]
+    fn responder_targets_need_a_service_paged_first() {
+        let f =
+            file("[[escalation.steps]]\nname = \"Lead\"\nafter = \"0m\"\npage = [\"user:PABC\"]\n");
+        let err = load_with_env(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("escalation.steps.0.page: step \"Lead\" requests responders"),
+            "{err}"
+        );
+        let f = file(
+            "[[escalation.steps]]\nname = \"On-call\"\nafter = \"0m\"\npage = [\"service:oncall\"]\n\n[[escalation.steps]]\nname = \"Lead\"\nafter = \"30m\"\npage = [\"user:PABC\"]\n",
+        );
+        assert!(load_with_env(Some(f.path()), no_env()).is_ok());
     }
 
     #[test]

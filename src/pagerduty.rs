@@ -424,13 +424,24 @@ struct RawIncident {
     priority: Option<Summary>,
 }
 
-/// Parse a webhook body. Events about other resources than incidents are `Ok(None)`.
+/// The incident events warroom acts on.
+pub const HANDLED_EVENTS: [&str; 4] = [
+    "incident.triggered",
+    "incident.acknowledged",
+    "incident.resolved",
+    "incident.priority_updated",
+];
+
+/// Parse a webhook body. Any other event (other resources, responder and annotation events,
+/// whatever PagerDuty adds) is `Ok(None)`: answered with a 2xx, since PagerDuty drops events
+/// refused with a 4xx and disables a subscription that keeps refusing.
 pub fn parse_webhook(body: &[u8]) -> Result<Option<WebhookEvent>, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    if value["event"]["resource_type"]
-        .as_str()
-        .is_some_and(|r| r != "incident")
-    {
+    let handled = value["event"]["resource_type"].as_str() == Some("incident")
+        && value["event"]["event_type"]
+            .as_str()
+            .is_some_and(|t| HANDLED_EVENTS.contains(&t));
+    if !handled {
         return Ok(None);
     }
     let envelope: Envelope = serde_json::from_value(value)
@@ -507,6 +518,18 @@ mod tests {
         let other = br#"{"event":{"id":"E2","event_type":"service.updated","resource_type":"service","data":{"id":"S"}}}"#;
         assert_eq!(parse_webhook(other), Ok(None));
         assert!(parse_webhook(b"nope").is_err());
-        assert!(parse_webhook(br#"{"event":{"resource_type":"incident"}}"#).is_err());
+        let incomplete =
+            br#"{"event":{"id":"E3","event_type":"incident.resolved","resource_type":"incident"}}"#;
+        assert!(
+            parse_webhook(incomplete).is_err(),
+            "a handled event without its incident"
+        );
+        let responder = br#"{"event":{"id":"E4","event_type":"incident.responder.added","resource_type":"incident",
+            "data":{"incident":{"id":"PABC"},"user":{"id":"PU"}}}}"#;
+        assert_eq!(
+            parse_webhook(responder),
+            Ok(None),
+            "unhandled incident events are accepted and ignored"
+        );
     }
 }

@@ -234,6 +234,7 @@ impl App {
                 timers: &decision.timers,
                 outbox: &decision.effects,
                 fired_timer: fired_timer.map(|id| (id, self.owner.as_str())),
+                failed_outbox: None,
                 inbound_event: None,
                 now: self.clock.now(),
             })
@@ -349,6 +350,16 @@ impl App {
             }
             let mut retry_later = 0;
             for item in &items {
+                // A fresh lease for each delivery, so that a slow batch cannot let another
+                // process take (and send again) rows this one is about to send.
+                let renewed = self
+                    .store
+                    .renew_outbox_lease(item.id, &self.owner, self.clock.now() + self.lease)
+                    .await?;
+                if !renewed {
+                    tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
+                    continue;
+                }
                 let outcome = match sink.deliver(item).await {
                     Ok(()) => {
                         delivered += 1;
@@ -372,20 +383,21 @@ impl App {
                         DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason },
                     ) => {
                         tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
-                        let failed = self
-                            .store
-                            .outbox_failed(item.id, &self.owner, &reason, None)
-                            .await;
-                        if failed.is_ok()
-                            && let crate::core::Effect::PagerDuty { action } = &item.effect
-                        {
-                            // A page that did not happen must not go unnoticed: say so in the
-                            // incident channel. (A chat post that failed is only logged: the
-                            // report would go to the same place.)
-                            self.report_failure(item.incident, &action.describe(), &reason)
-                                .await?;
+                        match &item.effect {
+                            // A page that did not happen must not go unnoticed: give up on the
+                            // row and say so in the incident channel, in one transaction.
+                            crate::core::Effect::PagerDuty { action } => {
+                                self.give_up_and_report(item, &action.describe(), &reason)
+                                    .await
+                            }
+                            // A chat post that failed is only logged: a report would go to the
+                            // same place.
+                            _ => {
+                                self.store
+                                    .outbox_failed(item.id, &self.owner, &reason, None)
+                                    .await
+                            }
                         }
-                        failed
                     }
                 };
                 unless_lease_lost(outcome)?;
@@ -398,28 +410,54 @@ impl App {
 }
 
 impl App {
-    /// Record a permanent delivery failure in the incident's timeline and channel.
-    async fn report_failure(
+    /// Give up on an outbox row and record the failure in the incident's timeline and channel,
+    /// in one transaction: the report cannot be lost between the two.
+    async fn give_up_and_report(
         &self,
-        key: crate::core::IncidentKey,
+        item: &crate::store::OutboxItem,
         what: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
         for _ in 0..CONFLICT_RETRIES {
-            let Some(incident) = self.store.incident(key).await? else {
-                return Ok(());
+            let Some(incident) = self.store.incident(item.incident).await? else {
+                return self
+                    .store
+                    .outbox_failed(item.id, &self.owner, reason, None)
+                    .await;
             };
-            let decision = decide::delivery_failed(&incident, what, reason, self.clock.now());
-            match self.commit(&decision, Some(incident.version), None).await {
+            let now = self.clock.now();
+            let decision = decide::delivery_failed(&incident, what, reason, now);
+            let result = self
+                .store
+                .commit(Change {
+                    incident: &decision.incident,
+                    expected_version: Some(incident.version),
+                    events: &decision.events,
+                    timers: &decision.timers,
+                    outbox: &decision.effects,
+                    fired_timer: None,
+                    failed_outbox: Some((item.id, &self.owner, reason)),
+                    inbound_event: None,
+                    now,
+                })
+                .await;
+            match result {
                 Err(StoreError::Conflict(_)) => continue,
-                other => return other,
+                Ok(_) => {
+                    self.outbox_changed.notify_one();
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
             }
         }
-        Err(StoreError::Conflict(key.to_string()))
+        Err(StoreError::Conflict(item.incident.to_string()))
     }
 
     /// Handle a verified PagerDuty v3 webhook event, exactly once per event id. Returns what
     /// happened, for the log and the HTTP answer.
+    ///
+    /// The warroom incident is the one PagerDuty opened (found by PagerDuty's incident id), or
+    /// the one warroom paged for (PagerDuty's `incident_key` is warroom's dedup key, `INC-n`).
     pub async fn handle_pagerduty(
         &self,
         event: &crate::pagerduty::WebhookEvent,
@@ -428,92 +466,36 @@ impl App {
     ) -> Result<&'static str, StoreError> {
         use crate::core::decide::{PagerDutyChange, PagerDutyOrigin, pagerduty_change};
         let source = crate::store::PAGERDUTY_SOURCE;
+        let own_key = event
+            .incident_key
+            .as_deref()
+            .filter(|k| k.starts_with("INC-"))
+            .and_then(|k| k.parse::<crate::core::IncidentKey>().ok());
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
-            let linked = match self
+            let incident = match self
                 .store
                 .incident_by_pagerduty_id(&event.incident_id)
                 .await?
             {
                 Some(incident) => Some(incident),
-                None => match event
-                    .incident_key
-                    .as_deref()
-                    .and_then(|k| k.parse::<crate::core::IncidentKey>().ok())
-                {
-                    Some(key)
-                        if event
-                            .incident_key
-                            .as_deref()
-                            .is_some_and(|k| k.starts_with("INC-")) =>
-                    {
-                        self.store.incident(key).await?
-                    }
-                    _ => None,
+                None => match own_key {
+                    Some(key) => self.store.incident(key).await?,
+                    None => None,
                 },
             };
-            let change = match event.event_type.as_str() {
-                "incident.triggered" => PagerDutyChange::Linked {
-                    incident_id: event.incident_id.clone(),
-                },
-                "incident.acknowledged" => PagerDutyChange::Acknowledged,
-                "incident.resolved" => PagerDutyChange::Resolved,
-                "incident.priority_updated" => {
-                    match event.priority.as_ref().and_then(|p| priorities.get(p)) {
-                        Some(severity) => PagerDutyChange::Severity(*severity),
-                        None => return self.ignore(source, &event.id, "priority not mapped").await,
-                    }
-                }
-                _ => {
+            let (decision, expected) = match (incident, event.event_type.as_str()) {
+                (Some(_), "incident.triggered") => {
+                    // PagerDuty's copy of a page warroom sent (or a repeat): nothing to do.
                     return self
-                        .ignore(source, &event.id, "event type not handled")
+                        .ignore(source, &event.id, "warroom already has this incident")
                         .await;
                 }
-            };
-            let (decision, expected) = match (linked, &change) {
-                (Some(incident), change) => {
-                    // Make sure the PagerDuty id is linked whatever the event.
-                    let mut incident = incident;
-                    let mut linked_now = None;
-                    if incident.pagerduty_incident_id.is_none()
-                        && !matches!(change, PagerDutyChange::Linked { .. })
-                    {
-                        linked_now = pagerduty_change(
-                            &self.policy,
-                            &incident,
-                            &PagerDutyChange::Linked {
-                                incident_id: event.incident_id.clone(),
-                            },
-                            &event.agent,
-                            now,
-                        );
-                    }
-                    let version = incident.version;
-                    if let Some(link) = &linked_now {
-                        incident = link.incident.clone();
-                    }
-                    match (
-                        pagerduty_change(&self.policy, &incident, change, &event.agent, now),
-                        linked_now,
-                    ) {
-                        (Some(mut decision), Some(link)) => {
-                            let mut events = link.events;
-                            events.append(&mut decision.events);
-                            decision.events = events;
-                            (decision, Some(version))
-                        }
-                        (Some(decision), None) => (decision, Some(version)),
-                        (None, Some(link)) => (link, Some(version)),
-                        (None, None) => {
-                            return self.ignore(source, &event.id, "nothing to change").await;
-                        }
-                    }
-                }
-                (None, PagerDutyChange::Linked { incident_id }) => {
+                (None, "incident.triggered") => {
                     // PagerDuty opened an incident warroom does not have: declare it.
                     let key = self.store.allocate_incident_key().await?;
                     let title = if event.title.is_empty() {
-                        format!("PagerDuty incident {incident_id}")
+                        format!("PagerDuty incident {}", event.incident_id)
                     } else {
                         event.title.clone()
                     };
@@ -542,16 +524,41 @@ impl App {
                             channel: name,
                             now,
                             from_pagerduty: Some(PagerDutyOrigin {
-                                incident_id: incident_id.clone(),
+                                incident_id: event.incident_id.clone(),
                                 agent: event.agent.clone(),
                             }),
                         },
                     );
                     (decision, None)
                 }
+                (Some(incident), kind) => {
+                    let change = match kind {
+                        "incident.acknowledged" => PagerDutyChange::Acknowledged,
+                        "incident.resolved" => PagerDutyChange::Resolved,
+                        "incident.priority_updated" => {
+                            match event.priority.as_ref().and_then(|p| priorities.get(p)) {
+                                Some(severity) => PagerDutyChange::Severity(*severity),
+                                None => {
+                                    return self
+                                        .ignore(source, &event.id, "priority not mapped")
+                                        .await;
+                                }
+                            }
+                        }
+                        _ => {
+                            return self
+                                .ignore(source, &event.id, "event type not handled")
+                                .await;
+                        }
+                    };
+                    match pagerduty_change(&self.policy, &incident, &change, &event.agent, now) {
+                        Some(decision) => (decision, Some(incident.version)),
+                        None => return self.ignore(source, &event.id, "nothing to change").await,
+                    }
+                }
                 (None, _) => {
                     return self
-                        .ignore(source, &event.id, "no incident is linked")
+                        .ignore(source, &event.id, "no warroom incident for it")
                         .await;
                 }
             };
@@ -564,6 +571,7 @@ impl App {
                     timers: &decision.timers,
                     outbox: &decision.effects,
                     fired_timer: None,
+                    failed_outbox: None,
                     inbound_event: Some((source, &event.id)),
                     now,
                 })

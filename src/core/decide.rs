@@ -218,12 +218,15 @@ enum Source {
     PagerDuty,
 }
 
-/// The PagerDuty calls that mirror an acknowledgement or resolution made in chat, and a note
-/// for the channel when PagerDuty could not be told.
+/// The PagerDuty calls that mirror an acknowledgement or resolution, and a note for the channel
+/// when PagerDuty could not be told. Every service warroom paged gets an Events API call (a
+/// repeat is harmless: PagerDuty deduplicates by key); the incident PagerDuty opened is
+/// updated by id through the REST API, unless the change came from PagerDuty itself.
 fn mirror_to_pagerduty(
     policy: &Policy,
     incident: &Incident,
     status: Status,
+    source: Source,
 ) -> (Vec<Effect>, Option<String>) {
     let key = incident.key.to_string();
     let mut effects: Vec<Effect> = incident
@@ -241,7 +244,7 @@ fn mirror_to_pagerduty(
         })
         .collect();
     let mut note = None;
-    if let Some(id) = &incident.pagerduty_incident_id {
+    if let (Some(id), Source::Chat) = (&incident.pagerduty_incident_id, source) {
         if policy.pagerduty_rest {
             effects.push(Effect::PagerDuty {
                 action: PagerDutyAction::SetIncidentStatus {
@@ -286,17 +289,16 @@ fn acknowledge(
         "acknowledged {} after declaration ({verdict}); escalation stopped",
         human_duration(took)
     );
-    if source == Source::Chat {
-        let (effects, note) = mirror_to_pagerduty(policy, current, Status::Acknowledged);
-        if !effects.is_empty() {
-            change.push_str("; acknowledging in PagerDuty");
-        }
-        draft.effects.extend(effects);
-        if let Some(note) = note {
-            change.push_str(&format!(". {note}"));
-        }
-    } else {
+    if source == Source::PagerDuty {
         change.push_str(" (in PagerDuty)");
+    }
+    let (effects, note) = mirror_to_pagerduty(policy, current, Status::Acknowledged, source);
+    if !effects.is_empty() {
+        change.push_str("; acknowledging in PagerDuty");
+    }
+    draft.effects.extend(effects);
+    if let Some(note) = note {
+        change.push_str(&format!(". {note}"));
     }
     let message = views::status_change(&draft.next, who, change);
     draft.post(message);
@@ -319,16 +321,14 @@ fn resolve(
     draft.event(who, EventKind::Resolved { root_cause });
     let message = views::resolved(policy, &draft.next);
     draft.post(message);
-    if source == Source::Chat {
-        let (effects, note) = mirror_to_pagerduty(policy, current, Status::Resolved);
-        draft.effects.extend(effects);
-        if let Some(note) = note {
-            let message = views::refusal(note);
-            draft.post(Message {
-                visibility: super::message::Visibility::InChannel,
-                ..message
-            });
-        }
+    let (effects, note) = mirror_to_pagerduty(policy, current, Status::Resolved, source);
+    draft.effects.extend(effects);
+    if let Some(note) = note {
+        let message = views::refusal(note);
+        draft.post(Message {
+            visibility: super::message::Visibility::InChannel,
+            ..message
+        });
     }
     draft.effects.push(Effect::Post {
         channel: ChannelTarget::Named(policy.announce_channel.clone()),
@@ -713,7 +713,16 @@ pub fn fire_timer(
                     human_duration(now - current.declared_at)
                 )
             };
-            fire_step(policy, &mut draft, step, late_by, &Actor::System, &why);
+            // Earlier steps whose timers another replica holds, or has not fired yet, go first:
+            // a step is never skipped because a later one got there first.
+            let level = usize::try_from(current.escalation_level).unwrap_or(0);
+            for index in level..=step {
+                let due = policy.escalation[index].applies_to(current.severity)
+                    && !policy.escalation[index].stopped_by(&draft.next);
+                if due {
+                    fire_step(policy, &mut draft, index, late_by, &Actor::System, &why);
+                }
+            }
         }
         TimerKind::ResponseTarget => {
             if !current.status.is_open()
@@ -771,8 +780,6 @@ pub fn fire_timer(
 /// What PagerDuty said about an incident (a v3 webhook), parsed at the edge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PagerDutyChange {
-    /// `incident.triggered` for an incident warroom already has: link the two.
-    Linked { incident_id: String },
     /// `incident.acknowledged`.
     Acknowledged,
     /// `incident.resolved`.
@@ -793,18 +800,6 @@ pub fn pagerduty_change(
     let who = Actor::PagerDuty(agent.to_string());
     let mut draft = Draft::new(current, now);
     match change {
-        PagerDutyChange::Linked { incident_id } => {
-            if current.pagerduty_incident_id.as_ref() == Some(incident_id) {
-                return None;
-            }
-            draft.next.pagerduty_incident_id = Some(incident_id.clone());
-            draft.event(
-                &who,
-                EventKind::PagerDutyLinked {
-                    incident_id: incident_id.clone(),
-                },
-            );
-        }
         _ if !current.status.is_open() => return None,
         PagerDutyChange::Acknowledged => {
             if current.acknowledged_at.is_some() {
@@ -1033,7 +1028,9 @@ pub(crate) mod tests {
             t0() + Duration::minutes(30),
         )
         .unwrap();
-        assert!(pagerduty_calls(&d).is_empty());
+        assert!(!pagerduty_calls(&d).iter().any(
+            |c| matches!(c, PagerDutyAction::Trigger { service, .. } if service == "devops_lead")
+        ));
         let text = serde_json::to_string(&d.effects).unwrap();
         assert!(text.contains("service:devops_lead was not paged: pagerduty.routing_keys.devops_lead is not configured"), "{text}");
     }
@@ -1297,9 +1294,13 @@ pub(crate) mod tests {
             .incident;
         let acked =
             pagerduty_change(&p, &inc, &PagerDutyChange::Acknowledged, "Jane Doe", t0()).unwrap();
-        assert!(
-            pagerduty_calls(&acked).is_empty(),
-            "PagerDuty is not told what it just said"
+        assert_eq!(
+            pagerduty_calls(&acked),
+            [PagerDutyAction::Acknowledge {
+                service: "oncall".into(),
+                dedup_key: "INC-1".into()
+            }],
+            "every paged service is acknowledged (a repeat for the one that reported it is harmless)"
         );
         assert!(acked.incident.acknowledged_at.is_some());
         assert_eq!(acked.events[0].actor, Actor::PagerDuty("Jane Doe".into()));
@@ -1330,29 +1331,19 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(sev.incident.severity, Severity::P1);
-        let linked = pagerduty_change(
-            &p,
-            &inc,
-            &PagerDutyChange::Linked {
-                incident_id: "PXYZ".into(),
-            },
-            "PagerDuty",
-            t0(),
-        )
-        .unwrap();
+        // An incident PagerDuty opened: a resolution from PagerDuty is not sent back by id, but
+        // the services warroom paged are resolved too; a chat ack updates it by id (REST).
+        let mut opened = inc.clone();
+        opened.pagerduty_incident_id = Some("PXYZ".into());
+        let resolved =
+            pagerduty_change(&p, &opened, &PagerDutyChange::Resolved, "Jane", t0()).unwrap();
         assert_eq!(
-            linked.incident.pagerduty_incident_id.as_deref(),
-            Some("PXYZ")
+            pagerduty_calls(&resolved),
+            [PagerDutyAction::Resolve {
+                service: "oncall".into(),
+                dedup_key: "INC-1".into()
+            }]
         );
-        let resolved = pagerduty_change(
-            &p,
-            &linked.incident,
-            &PagerDutyChange::Resolved,
-            "Jane",
-            t0(),
-        )
-        .unwrap();
-        assert!(pagerduty_calls(&resolved).is_empty());
         assert!(
             pagerduty_change(
                 &p,
@@ -1363,8 +1354,7 @@ pub(crate) mod tests {
             )
             .is_none()
         );
-        // A chat ack of a PagerDuty-linked incident updates it by id through the REST API.
-        let chat = apply(&p, &linked.incident, &user("bob"), &Command::Ack, t0()).unwrap();
+        let chat = apply(&p, &opened, &user("bob"), &Command::Ack, t0()).unwrap();
         assert!(
             pagerduty_calls(&chat).contains(&PagerDutyAction::SetIncidentStatus {
                 incident_id: "PXYZ".into(),
@@ -1375,6 +1365,25 @@ pub(crate) mod tests {
 
     fn kinds(events: &[TimelineEvent]) -> Vec<&'static str> {
         events.iter().map(|e| e.kind.name()).collect()
+    }
+
+    #[test]
+    fn a_later_step_firing_first_fires_the_earlier_ones_before_it() {
+        // Another replica holds step 1's timer; step 2's comes due and fires first.
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let at = t0() + Duration::minutes(31);
+        let d = fire_timer(&p, &inc, step_timer(1), at, 0, at).unwrap();
+        assert_eq!(kinds(&d.events), ["escalated", "escalated"]);
+        assert_eq!(
+            d.incident.paged_services,
+            ["oncall", "devops_lead"],
+            "no step is skipped"
+        );
+        assert!(
+            fire_timer(&p, &d.incident, step_timer(0), t0(), 0, at).is_none(),
+            "and none fires twice"
+        );
     }
 
     #[test]

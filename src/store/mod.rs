@@ -88,6 +88,9 @@ pub struct Change<'a> {
     /// The timer this change fires: marked fired in the same transaction, only if still
     /// leased by this owner.
     pub fired_timer: Option<(i64, &'a str)>,
+    /// An outbox row given up for good in this change (id, owner, reason): marked failed in the
+    /// same transaction that reports it, only if still leased by this owner.
+    pub failed_outbox: Option<(i64, &'a str, &'a str)>,
     /// The inbound event (source, id) this change handles: recorded in the same transaction,
     /// and the whole change is refused as `Duplicate` if it was seen before.
     pub inbound_event: Option<(&'a str, &'a str)>,
@@ -144,7 +147,8 @@ pub trait Store: Send + Sync {
     /// Close a claimed timer that turned out to be stale (nothing to change).
     async fn discard_timer(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
 
-    /// When the next pending timer is due.
+    /// When the next pending timer can be claimed: its due time, or the end of the lease
+    /// another process holds on it.
     async fn next_timer_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Claim up to `limit` deliverable outbox rows of one destination (a chat platform's name
@@ -160,6 +164,15 @@ pub trait Store: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>>;
+
+    /// Extend this owner's lease on a claimed row just before delivering it; `false` if the
+    /// row is no longer ours (its lease expired and another process took it).
+    async fn renew_outbox_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 
     /// The remote side accepted the row; it is never sent again.
     async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;

@@ -514,6 +514,23 @@ impl Store for PostgresStore {
                 return Err(StoreError::LeaseLost(format!("timer {id}")));
             }
         }
+        if let Some((id, owner, reason)) = change.failed_outbox {
+            let closed = tx
+                .execute(
+                    &tx.prepare_cached(
+                        "UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                    &[&id, &owner, &reason],
+                )
+                .await
+                .map_err(db_error)?;
+            if closed != 1 {
+                return Err(StoreError::LeaseLost(format!("outbox row {id}")));
+            }
+        }
         for timer in change.timers {
             tx.execute(&tx.prepare_cached("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await.map_err(db_error)?,
                 &[&i.key.0, &timer.kind.as_str(), &timer.fence],
@@ -614,7 +631,7 @@ impl Store for PostgresStore {
         Ok(client
             .query_one(
                 &client
-                    .prepare_cached("SELECT MIN(due_at) FROM timers WHERE state = 'pending'")
+                    .prepare_cached("SELECT MIN(GREATEST(due_at, COALESCE(lease_until, due_at))) FROM timers WHERE state = 'pending'")
                     .await
                     .map_err(db_error)?,
                 &[],
@@ -660,6 +677,26 @@ impl Store for PostgresStore {
             .collect::<StoreResult<Vec<_>>>()?;
         items.sort_by_key(|i| i.id);
         Ok(items)
+    }
+
+    async fn renew_outbox_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n = client
+            .execute(
+                &client
+                    .prepare_cached("UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'")
+                    .await
+                    .map_err(db_error)?,
+                &[&id, &owner, &lease_until],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(n == 1)
     }
 
     async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {

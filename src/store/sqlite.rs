@@ -395,6 +395,9 @@ impl Store for SqliteStore {
         let fired = change
             .fired_timer
             .map(|(id, owner)| (id, owner.to_string()));
+        let failed = change
+            .failed_outbox
+            .map(|(id, owner, reason)| (id, owner.to_string(), reason.to_string()));
         let now = ts(change.now);
         self.with(move |conn| {
             let tx = conn
@@ -491,6 +494,18 @@ impl Store for SqliteStore {
                     .map_err(db_error)?;
                 if closed != 1 {
                     return Err(StoreError::LeaseLost(format!("timer {id}")));
+                }
+            }
+            if let Some((id, owner, reason)) = &failed {
+                let closed = tx
+                    .execute(
+                        "UPDATE outbox SET state = 'failed', last_error = ?3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                        params![id, owner, reason],
+                    )
+                    .map_err(db_error)?;
+                if closed != 1 {
+                    return Err(StoreError::LeaseLost(format!("outbox row {id}")));
                 }
             }
             for timer in &timers {
@@ -594,7 +609,7 @@ impl Store for SqliteStore {
         self.with(|conn| {
             let next: Option<String> = conn
                 .query_row(
-                    "SELECT MIN(due_at) FROM timers WHERE state = 'pending'",
+                    "SELECT MIN(MAX(due_at, COALESCE(lease_until, due_at))) FROM timers WHERE state = 'pending'",
                     [],
                     |r| r.get(0),
                 )
@@ -646,6 +661,25 @@ impl Store for SqliteStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             items.sort_by_key(|i| i.id);
             Ok(items)
+        })
+        .await
+    }
+
+    async fn renew_outbox_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE outbox SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                    params![id, owner, ts(lease_until)],
+                )
+                .map_err(db_error)?;
+            Ok(n == 1)
         })
         .await
     }

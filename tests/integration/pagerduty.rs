@@ -493,7 +493,8 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
         1
     );
 
-    // PagerDuty's own echo of a warroom-declared incident links it instead of opening another.
+    // PagerDuty's own copy of a page warroom sent (incident_key INC-2) opens nothing, and the
+    // escalation of INC-2 goes on paging services.
     s.app
         .handle_command(
             &origin("general", "alice"),
@@ -501,25 +502,55 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
         )
         .await
         .unwrap();
+    s.pass().await;
     let echo = event("E5", "incident.triggered", "PECHO", Some("INC-2"), None);
     assert_eq!(
         post(echo.clone(), Some(sign(SECRET, echo.as_bytes()))).await,
         StatusCode::OK
     );
     assert_eq!(s.store.incidents(true, 10).await.unwrap().len(), 2);
-    assert_eq!(
+    assert!(
         s.store
             .incident_by_pagerduty_id("PECHO")
             .await
             .unwrap()
-            .unwrap()
-            .key
-            .0,
-        2
+            .is_none()
+    );
+    s.clock.advance(Duration::minutes(31));
+    s.pass().await;
+    let for_inc2 = |action: &str| -> Vec<String> {
+        fake.events(action)
+            .iter()
+            .filter(|e| e["dedup_key"] == "INC-2")
+            .map(|e| e["routing_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        for_inc2("trigger"),
+        [routing_key("oncall"), routing_key("devops_lead")]
+    );
+    // An ack from PagerDuty on one service's incident acknowledges the others too.
+    let ack2 = event("E8", "incident.acknowledged", "PECHO", Some("INC-2"), None);
+    assert_eq!(
+        post(ack2.clone(), Some(sign(SECRET, ack2.as_bytes()))).await,
+        StatusCode::OK
+    );
+    s.pass().await;
+    assert_eq!(
+        for_inc2("acknowledge"),
+        [routing_key("oncall"), routing_key("devops_lead")]
     );
 
-    // Malformed and oversized bodies.
-    let junk = "{\"event\":1}".to_string();
+    // Other signed events are accepted and ignored (PagerDuty disables subscriptions that keep
+    // refusing); a handled event without its incident, and oversized bodies, are refused.
+    let responder = r#"{"event":{"id":"E6","event_type":"incident.responder.added","resource_type":"incident","data":{"incident":{"id":"PEXT1"}}}}"#.to_string();
+    assert_eq!(
+        post(responder.clone(), Some(sign(SECRET, responder.as_bytes()))).await,
+        StatusCode::OK
+    );
+    let junk =
+        r#"{"event":{"id":"E7","event_type":"incident.resolved","resource_type":"incident"}}"#
+            .to_string();
     assert_eq!(
         post(junk.clone(), Some(sign(SECRET, junk.as_bytes()))).await,
         StatusCode::BAD_REQUEST
@@ -726,6 +757,7 @@ async fn two_schedulers_fire_a_thousand_due_timers_exactly_once_on_postgres() {
                 timers: &decision.timers,
                 outbox: &[],
                 fired_timer: None,
+                failed_outbox: None,
                 inbound_event: None,
                 now: t0(),
             })

@@ -62,6 +62,7 @@ fn change(
         timers: &decision.timers,
         outbox: &decision.effects,
         fired_timer: None,
+        failed_outbox: None,
         inbound_event: None,
         now,
     }
@@ -322,6 +323,11 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
             .is_empty(),
         "leased to a"
     );
+    assert_eq!(
+        store.next_timer_due().await.unwrap(),
+        Some(due + Duration::minutes(1)),
+        "a timer leased to another process can be claimed when its lease ends, not before"
+    );
     // The lease expires: b may take it; a has lost it.
     let stolen = store
         .claim_due_timers(
@@ -367,10 +373,11 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
             .all(|t| t.id != claimed[0].id),
         "a fired timer is never claimed again"
     );
-    // The reminder planned the next one; a newer fence supersedes it.
+    // The reminder planned the next one (due at +30m, but just leased to "c" until +2h, so
+    // nobody can take it before then); a newer fence supersedes it.
     assert_eq!(
         store.next_timer_due().await.unwrap(),
-        Some(due + Duration::minutes(30))
+        Some(due + Duration::hours(2))
     );
     let superseding = [TimerRequest {
         kind: TimerKind::StatusReminder,
@@ -477,6 +484,51 @@ pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
         effects.push(items[0].effect.clone());
     }
     assert_eq!(effects, d.effects);
+}
+
+pub async fn a_lease_is_renewed_only_by_its_owner(db: &TestDb) {
+    let store = db.open().await;
+    declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let now = t0();
+    let items = store
+        .claim_outbox("console", now, "a", now + Duration::seconds(5), 10)
+        .await
+        .unwrap();
+    let id = items[0].id;
+    assert!(
+        store
+            .renew_outbox_lease(id, "a", now + Duration::minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_outbox_lease(id, "b", now + Duration::minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_outbox(
+                "console",
+                now + Duration::seconds(30),
+                "b",
+                now + Duration::minutes(2),
+                10
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+        "the renewed lease still holds after the original one would have expired"
+    );
+    store.outbox_delivered(id, "a", now).await.unwrap();
+    assert!(
+        !store
+            .renew_outbox_lease(id, "a", now + Duration::minutes(1))
+            .await
+            .unwrap(),
+        "delivered rows are done"
+    );
 }
 
 pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb) {
@@ -614,6 +666,7 @@ on_both_stores!(
     concurrent_claims_never_overlap,
     outbox_delivers_each_incident_in_decision_order,
     outbox_rows_are_delivered_once_and_retried_with_backoff,
+    a_lease_is_renewed_only_by_its_owner,
     effects_round_trip_exactly,
 );
 
