@@ -4,7 +4,7 @@
 use crate::console::{console, warroom};
 use crate::pagerduty::{config_text, routing_key, write_config};
 use crate::support::PgSchema;
-use crate::support::pagerduty::FakePagerDuty;
+use crate::support::pagerduty::{FakePagerDuty, Fault};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -149,9 +149,13 @@ name = "Engineering manager"
 after = "6s"
 page = ["service:engineering_manager"]
 "#;
-    let config = write_config(dir.path(), &config_text(&fake.url, steps));
+    // A PagerDuty call may take 4 s here, so a replica can die in the middle of one.
+    let text = config_text(&fake.url, steps).replace("timeout = \"1s\"", "timeout = \"4s\"");
+    let config = write_config(dir.path(), &text);
     let mut env = schema.env();
     env.push(("WARROOM_CONFIG".into(), config.display().to_string()));
+    // Lease owners are named <HOSTNAME>-<pid>-<random>: the test finds the holder by pid.
+    env.push(("HOSTNAME".into(), "replica".into()));
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -202,28 +206,65 @@ page = ["service:engineering_manager"]
     .unwrap();
     assert!(out.contains("Declared INC-1"), "{out}");
 
-    let triggered = |service: &str| {
-        fake.events("trigger")
+    let key_of = |service: &str| routing_key(service);
+    let accepted = |service: &str| {
+        fake.accepted("trigger")
             .iter()
-            .filter(|e| e["routing_key"] == routing_key(service))
+            .filter(|e| e["routing_key"] == key_of(service))
             .count()
     };
-    wait_for("the first page", 10, || triggered("oncall") >= 1).await;
-    // Kill one replica with SIGKILL mid-escalation: its leases expire and the other takes over.
-    let (mut killed, _) = replicas.remove(0);
-    killed.0.kill().unwrap();
-    killed.0.wait().unwrap();
-    wait_for("the last page", 30, || {
-        triggered("engineering_manager") >= 1
+    let sent = |service: &str| {
+        fake.events("trigger")
+            .iter()
+            .filter(|e| e["routing_key"] == key_of(service))
+            .count()
+    };
+    wait_for("the first page", 10, || accepted("oncall") >= 1).await;
+    // PagerDuty hangs on the next call (the DevOps lead's page); kill the replica making it.
+    fake.fail_next([Fault::Hang(Duration::from_secs(3))]);
+    wait_for("the DevOps lead's page to be in flight", 10, || {
+        sent("devops_lead") >= 1
     })
     .await;
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let owner: String = db
+        .query_one(
+            &format!("SELECT lease_owner FROM {}.outbox WHERE platform = 'pagerduty' AND state = 'pending' AND lease_owner IS NOT NULL", schema.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let pid: u32 = owner
+        .split('-')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("owner names a pid");
+    let position = replicas
+        .iter()
+        .position(|(c, _)| c.0.id() == pid)
+        .expect("a serve replica holds the lease");
+    let (mut killed, _) = replicas.remove(position);
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+
+    // Its lease expires; the survivor sends the page once, and finishes the escalation.
+    wait_for("the last page", 30, || accepted("engineering_manager") >= 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sent("devops_lead"),
+        2,
+        "the killed replica's attempt, then the survivor's"
+    );
     for service in ["oncall", "devops_lead", "engineering_manager"] {
         assert_eq!(
-            triggered(service),
+            accepted(service),
             1,
             "{service} was paged {} times",
-            triggered(service)
+            accepted(service)
         );
     }
     drop(replicas);

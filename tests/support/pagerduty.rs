@@ -48,6 +48,8 @@ pub struct FakeState {
     pub rest_incidents: HashMap<String, (String, Option<String>)>,
     /// Schedule id → on-call user ids.
     pub on_call: HashMap<String, Vec<String>>,
+    /// Events API events that were accepted (202), in order.
+    pub accepted: Vec<Value>,
 }
 
 pub struct FakePagerDuty {
@@ -99,6 +101,18 @@ impl FakePagerDuty {
             .into_iter()
             .filter(|r| r.path == "/v2/enqueue" && r.body["event_action"] == action)
             .map(|r| r.body)
+            .collect()
+    }
+
+    /// Accepted Events API events with this action, in order.
+    pub fn accepted(&self, action: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .filter(|e| e["event_action"] == action)
+            .cloned()
             .collect()
     }
 
@@ -220,6 +234,7 @@ async fn enqueue(
         return invalid(errors);
     }
     let mut state = state.lock().unwrap();
+    state.accepted.push(event.clone());
     let key = (routing_key.to_string(), dedup_key.to_string());
     match action {
         "trigger" => {
