@@ -241,6 +241,16 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after_seconds(value: &str) -> Option<i64> {
+    let value = value.trim();
+    value.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc2822(value)
+            .ok()
+            .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds())
+    })
+}
+
 /// 2xx is success; 429 and 5xx are retried (after Retry-After or ratelimit-reset when given);
 /// other statuses are permanent.
 async fn check(response: reqwest::Response) -> Result<Value, DeliveryError> {
@@ -249,7 +259,7 @@ async fn check(response: reqwest::Response) -> Result<Value, DeliveryError> {
         .iter()
         .find_map(|h| response.headers().get(*h))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
+        .and_then(retry_after_seconds)
         .map(|s| chrono::Duration::seconds(s.clamp(1, 3_600)));
     let body = response.text().await.unwrap_or_default();
     if status.is_success() {
@@ -499,6 +509,14 @@ mod tests {
         assert!(!signature_valid(std::slice::from_ref(&old), "", body));
         assert!(!signature_valid(std::slice::from_ref(&old), "v1=zz", body));
         assert!(!signature_valid(&[], &sign("old-secret", body), body));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        assert_eq!(retry_after_seconds(" 7 "), Some(7));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        assert!(retry_after_seconds(&soon).is_some_and(|s| (118..=120).contains(&s)));
+        assert_eq!(retry_after_seconds("soon"), None);
     }
 
     #[test]
