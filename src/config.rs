@@ -771,7 +771,24 @@ fn validate(
             }
         }
         let mut mention = Vec::new();
+        let mut mention_on_call = Vec::new();
         for name in &step.mention {
+            if name.contains(':') {
+                match crate::core::PageTarget::parse(name) {
+                    Ok(
+                        target @ (crate::core::PageTarget::Schedule(_)
+                        | crate::core::PageTarget::EscalationPolicy(_)),
+                    ) => mention_on_call.push(target),
+                    Ok(other) => problem(
+                        &key("mention"),
+                        format!(
+                            "`{other}` cannot be mentioned; use a chat user or group, schedule:ID or escalation_policy:ID"
+                        ),
+                    ),
+                    Err(e) => problem(&key("mention"), e),
+                }
+                continue;
+            }
             match crate::core::UserRef::parse(name) {
                 Ok(user) => mention.push(user.to_string()),
                 Err(e) => problem(&key("mention"), e.to_string()),
@@ -797,6 +814,7 @@ fn validate(
             severities,
             page,
             mention,
+            mention_on_call,
             until,
         });
     }

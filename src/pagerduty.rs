@@ -2,7 +2,7 @@
 //! responder requests, on-call look-ups) as an outbox sink, and v3 webhooks (signature check
 //! and parsing). Only this module speaks PagerDuty's wire format.
 
-use crate::chat::{DeliveryError, Sink};
+use crate::chat::{Delivered, DeliveryError, Sink};
 use crate::config::{PagerDutyConfig, Secret};
 use crate::core::{PAGERDUTY, PageTarget, PagerDutyAction, PagerDutySeverity, Status};
 use crate::store::OutboxItem;
@@ -159,6 +159,44 @@ impl PagerDutyClient {
         Ok(users)
     }
 
+    /// The names of whoever is on call now for a schedule or an escalation policy.
+    async fn on_call_names(&self, target: &PageTarget) -> Result<Vec<String>, DeliveryError> {
+        let (param, id) = match target {
+            PageTarget::Schedule(id) => ("schedule_ids[]", id),
+            PageTarget::EscalationPolicy(id) => ("escalation_policy_ids[]", id),
+            other => {
+                return Err(DeliveryError::Permanent {
+                    reason: format!("{other} has no on-call people to look up"),
+                });
+            }
+        };
+        let found = self
+            .rest_get("/oncalls", &[(param, id.as_str()), ("earliest", "true")])
+            .await?;
+        let mut names: Vec<String> = found["oncalls"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|o| o["user"]["summary"].as_str().or(o["user"]["id"].as_str()))
+                    .map(|n| {
+                        crate::core::text::clean_text(n)
+                            .trim()
+                            .chars()
+                            .take(100)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.dedup();
+        if names.is_empty() {
+            return Err(DeliveryError::Permanent {
+                reason: format!("nobody is on call for {target} in PagerDuty"),
+            });
+        }
+        Ok(names)
+    }
+
     async fn request_responders(
         &self,
         incident_id: &Option<String>,
@@ -283,13 +321,20 @@ impl Sink for PagerDutyClient {
         PAGERDUTY
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
         let crate::core::Effect::PagerDuty { action } = &item.effect else {
             return Err(DeliveryError::Permanent {
                 reason: "not a PagerDuty call".into(),
             });
         };
-        match action {
+        let done = match action {
+            PagerDutyAction::LookUpOnCall { target } => {
+                let names = self.on_call_names(target).await?;
+                return Ok(Delivered::OnCall {
+                    target: target.to_string(),
+                    names,
+                });
+            }
             PagerDutyAction::Trigger {
                 service,
                 dedup_key,
@@ -354,7 +399,8 @@ impl Sink for PagerDutyClient {
                 self.request_responders(incident_id, incident_key, targets, message)
                     .await
             }
-        }
+        };
+        done.map(|()| Delivered::Done)
     }
 }
 

@@ -34,6 +34,7 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::ResponseBreach => include_str!("../templates/response_breach.hbs"),
         TemplateName::PostmortemReminder => include_str!("../templates/postmortem_reminder.hbs"),
         TemplateName::DeliveryFailed => include_str!("../templates/delivery_failed.hbs"),
+        TemplateName::OnCall => include_str!("../templates/on_call.hbs"),
     }
 }
 

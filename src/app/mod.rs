@@ -4,7 +4,7 @@
 pub mod clock;
 pub mod runner;
 
-use crate::chat::{DeliveryError, Sink};
+use crate::chat::{Delivered, DeliveryError, Sink};
 use crate::core::command::{self, Command};
 use crate::core::decide::{self, DeclareRequest, Refusal};
 use crate::core::message::{ButtonAction, Message, Visibility};
@@ -234,6 +234,7 @@ impl App {
                 timers: &decision.timers,
                 outbox: &decision.effects,
                 fired_timer: fired_timer.map(|id| (id, self.owner.as_str())),
+                delivered_outbox: None,
                 failed_outbox: None,
                 inbound_event: None,
                 now: self.clock.now(),
@@ -361,11 +362,15 @@ impl App {
                     continue;
                 }
                 let outcome = match sink.deliver(item).await {
-                    Ok(()) => {
+                    Ok(Delivered::Done) => {
                         delivered += 1;
                         self.store
                             .outbox_delivered(item.id, &self.owner, self.clock.now())
                             .await
+                    }
+                    Ok(Delivered::OnCall { target, names }) => {
+                        delivered += 1;
+                        self.record_on_call(item, &target, &names).await
                     }
                     Err(DeliveryError::Retry { after, reason })
                         if item.attempts < MAX_DELIVERY_ATTEMPTS =>
@@ -410,6 +415,49 @@ impl App {
 }
 
 impl App {
+    /// Mention who is on call, recorded with the look-up's delivery in one transaction.
+    async fn record_on_call(
+        &self,
+        item: &crate::store::OutboxItem,
+        target: &str,
+        names: &[String],
+    ) -> Result<(), StoreError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(incident) = self.store.incident(item.incident).await? else {
+                return self
+                    .store
+                    .outbox_delivered(item.id, &self.owner, self.clock.now())
+                    .await;
+            };
+            let now = self.clock.now();
+            let decision = decide::on_call_found(&incident, target, names, now);
+            let result = self
+                .store
+                .commit(Change {
+                    incident: &decision.incident,
+                    expected_version: Some(incident.version),
+                    events: &decision.events,
+                    timers: &decision.timers,
+                    outbox: &decision.effects,
+                    fired_timer: None,
+                    delivered_outbox: Some((item.id, &self.owner)),
+                    failed_outbox: None,
+                    inbound_event: None,
+                    now,
+                })
+                .await;
+            match result {
+                Err(StoreError::Conflict(_)) => continue,
+                Ok(_) => {
+                    self.outbox_changed.notify_one();
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(item.incident.to_string()))
+    }
+
     /// Give up on an outbox row and record the failure in the incident's timeline and channel,
     /// in one transaction: the report cannot be lost between the two.
     async fn give_up_and_report(
@@ -436,6 +484,7 @@ impl App {
                     timers: &decision.timers,
                     outbox: &decision.effects,
                     fired_timer: None,
+                    delivered_outbox: None,
                     failed_outbox: Some((item.id, &self.owner, reason)),
                     inbound_event: None,
                     now,
@@ -571,6 +620,7 @@ impl App {
                     timers: &decision.timers,
                     outbox: &decision.effects,
                     fired_timer: None,
+                    delivered_outbox: None,
                     failed_outbox: None,
                     inbound_event: Some((source, &event.id)),
                     now,

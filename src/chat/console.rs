@@ -2,7 +2,7 @@
 //! line at a time; a line starting with `:` is a console meta-command, anything else is the
 //! text after `/incident`. Every message is printed prefixed by the channel it is posted to.
 
-use super::{DeliveryError, Sink};
+use super::{Delivered, DeliveryError, Sink};
 use crate::app::clock::VirtualClock;
 use crate::app::{App, Origin};
 use crate::core::message::{ButtonStyle, Message, Visibility};
@@ -103,7 +103,7 @@ impl Sink for ConsoleSink {
         Platform::Console.as_str()
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
         match &item.effect {
             Effect::CreateChannel {
                 channel,
@@ -119,7 +119,7 @@ impl Sink for ConsoleSink {
                         render::escape(Platform::Console, topic)
                     ),
                 );
-                Ok(())
+                Ok(Delivered::Done)
             }
             Effect::Post {
                 channel,
@@ -130,7 +130,7 @@ impl Sink for ConsoleSink {
                 if *pin {
                     self.note(channel.name(), "message pinned");
                 }
-                Ok(())
+                Ok(Delivered::Done)
             }
             Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
                 reason: format!("the console cannot {}", action.describe()),
@@ -140,7 +140,7 @@ impl Sink for ConsoleSink {
                     channel.as_str(),
                     &format!("topic: {}", render::escape(Platform::Console, topic)),
                 );
-                Ok(())
+                Ok(Delivered::Done)
             }
         }
     }

@@ -20,11 +20,20 @@ pub enum DeliveryError {
     Permanent { reason: String },
 }
 
+/// What a delivery produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Done; nothing to report.
+    Done,
+    /// PagerDuty said who is on call for `target` (to be mentioned in the channel).
+    OnCall { target: String, names: Vec<String> },
+}
+
 /// Something that performs the outbox effects of one destination: a chat platform, or
 /// PagerDuty.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// The outbox destination it serves (`console`, `slack`, `discord`, `pagerduty`).
     fn destination(&self) -> &'static str;
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError>;
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError>;
 }

@@ -476,6 +476,19 @@ fn fire_step(
             Err(note) => notes.push(note),
         }
     }
+    for target in &step.mention_on_call {
+        if policy.pagerduty_rest {
+            draft.effects.push(Effect::PagerDuty {
+                action: PagerDutyAction::LookUpOnCall {
+                    target: target.clone(),
+                },
+            });
+        } else {
+            notes.push(format!(
+                "who is on call for {target} was not looked up: the PagerDuty REST API is not configured"
+            ));
+        }
+    }
     draft.next.escalation_level = index as i64 + 1;
     let late = (late_by >= policy.lateness_note_after).then(|| {
         format!(
@@ -820,6 +833,25 @@ pub fn pagerduty_change(
     Some(draft.finish(current, None))
 }
 
+/// PagerDuty said who is on call for `target`: mention them in the channel.
+pub fn on_call_found(
+    current: &Incident,
+    target: &str,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut draft = Draft::new(current, now);
+    draft.event(
+        &Actor::System,
+        EventKind::OnCall {
+            target: target.to_string(),
+            names: names.to_vec(),
+        },
+    );
+    draft.post(views::on_call(current, target, names));
+    draft.finish(current, None)
+}
+
 /// An outbound call was refused for good: record it and say so in the channel, so that a
 /// person does by hand what warroom could not.
 pub fn delivery_failed(
@@ -904,6 +936,7 @@ pub(crate) mod tests {
             severities: severities.to_vec(),
             page: vec![PageTarget::Service(service.into())],
             mention: vec![service.replace('_', "-")],
+            mention_on_call: Vec::new(),
             until: crate::core::StopWhen::Acknowledged,
         }
     }
@@ -1073,6 +1106,42 @@ pub(crate) mod tests {
                 "{kind:?} is stale after ack"
             );
         }
+    }
+
+    #[test]
+    fn a_step_looks_up_who_is_on_call_and_the_answer_is_mentioned() {
+        let mut p = policy();
+        p.escalation[1].mention_on_call = vec![PageTarget::Schedule("PSCHED".into())];
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let at = t0() + Duration::minutes(30);
+        let d = fire_timer(&p, &inc, step_timer(1), at, 0, at).unwrap();
+        assert!(
+            pagerduty_calls(&d).contains(&PagerDutyAction::LookUpOnCall {
+                target: PageTarget::Schedule("PSCHED".into())
+            })
+        );
+        let found = on_call_found(
+            &d.incident,
+            "schedule:PSCHED",
+            &["Jane Doe".into(), "Raj".into()],
+            at,
+        );
+        assert_eq!(kinds(&found.events), ["on_call"]);
+        let text = serde_json::to_string(&found.effects).unwrap();
+        assert!(
+            text.contains("Jane Doe") && text.contains("schedule:PSCHED"),
+            "{text}"
+        );
+        p.pagerduty_rest = false;
+        let d = fire_timer(&p, &inc, step_timer(1), at, 0, at).unwrap();
+        assert!(
+            serde_json::to_string(&d.effects)
+                .unwrap()
+                .contains("was not looked up")
+        );
     }
 
     #[test]

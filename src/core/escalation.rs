@@ -82,6 +82,9 @@ pub struct EscalationStep {
     pub page: Vec<PageTarget>,
     /// Chat users or groups to mention.
     pub mention: Vec<String>,
+    /// PagerDuty schedules or escalation policies whose on-call people are looked up and
+    /// mentioned by name.
+    pub mention_on_call: Vec<PageTarget>,
     pub until: StopWhen,
 }
 
@@ -167,6 +170,11 @@ pub fn simulate(policy: &Policy, severity: Severity) -> Vec<String> {
             .mention
             .iter()
             .map(|m| format!("mention @{m}"))
+            .chain(
+                step.mention_on_call
+                    .iter()
+                    .map(|t| format!("mention whoever is on call for {t}")),
+            )
             .collect();
         let until = match step.until {
             StopWhen::Acknowledged => "until acknowledged",

@@ -223,6 +223,11 @@ pub enum EventKind {
     PagerDutyLinked {
         incident_id: String,
     },
+    /// Who is on call for a PagerDuty schedule or escalation policy, as looked up.
+    OnCall {
+        target: String,
+        names: Vec<String>,
+    },
 }
 
 impl EventKind {
@@ -243,6 +248,7 @@ impl EventKind {
             EventKind::PostmortemReminder { .. } => "postmortem_reminder",
             EventKind::DeliveryFailed { .. } => "delivery_failed",
             EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
+            EventKind::OnCall { .. } => "on_call",
         }
     }
 
@@ -305,6 +311,9 @@ impl EventKind {
             }
             EventKind::PagerDutyLinked { incident_id } => {
                 format!("linked to PagerDuty incident {incident_id}")
+            }
+            EventKind::OnCall { target, names } => {
+                format!("on call for {target}: {}", names.join(", "))
             }
         }
     }

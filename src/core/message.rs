@@ -37,10 +37,11 @@ pub enum TemplateName {
     ResponseBreach,
     PostmortemReminder,
     DeliveryFailed,
+    OnCall,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 16] = [
+    pub const ALL: [TemplateName; 17] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -57,6 +58,7 @@ impl TemplateName {
         TemplateName::ResponseBreach,
         TemplateName::PostmortemReminder,
         TemplateName::DeliveryFailed,
+        TemplateName::OnCall,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -78,6 +80,7 @@ impl TemplateName {
             TemplateName::ResponseBreach => "response_breach",
             TemplateName::PostmortemReminder => "postmortem_reminder",
             TemplateName::DeliveryFailed => "delivery_failed",
+            TemplateName::OnCall => "on_call",
         }
     }
 }

@@ -162,6 +162,9 @@ pub enum PagerDutyAction {
     Resolve { service: String, dedup_key: String },
     /// REST `PUT /incidents/{id}` to `acknowledged` or `resolved`.
     SetIncidentStatus { incident_id: String, status: Status },
+    /// REST look-up of who is on call for a schedule or escalation policy; the names found are
+    /// then posted in the incident channel.
+    LookUpOnCall { target: PageTarget },
     /// REST responder request on the PagerDuty incident (found by id, or by the incident key
     /// as `incident_key`), for users, escalation policies and schedules' on-call users.
     RequestResponders {
@@ -273,6 +276,9 @@ impl PagerDutyAction {
                 incident_id,
                 status,
             } => format!("set PagerDuty incident {incident_id} to {status}"),
+            PagerDutyAction::LookUpOnCall { target } => {
+                format!("look up who is on call for {target} in PagerDuty")
+            }
             PagerDutyAction::RequestResponders { targets, .. } => {
                 let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
                 format!("request PagerDuty responders {}", targets.join(", "))

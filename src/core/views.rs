@@ -250,6 +250,15 @@ pub fn postmortem_reminder(
     )
 }
 
+/// Who is on call, as PagerDuty said.
+pub fn on_call(incident: &Incident, target: &str, names: &[String]) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::OnCall,
+        json!({ "key": incident.key.to_string(), "target": target, "names": names }),
+    )
+}
+
 /// An outbound call failed for good.
 pub fn delivery_failed(incident: &Incident, what: &str, reason: &str) -> Message {
     Message::from_template(
@@ -454,6 +463,13 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
     ) {
         take(&postmortem.effects);
     }
+    let on_call = super::decide::on_call_found(
+        &resolved.incident,
+        "schedule:PSCHED",
+        &["Jane Doe".into()],
+        later,
+    );
+    take(&on_call.effects);
     let failed = super::decide::delivery_failed(
         &resolved.incident,
         "page PagerDuty service oncall",

@@ -88,6 +88,9 @@ pub struct Change<'a> {
     /// The timer this change fires: marked fired in the same transaction, only if still
     /// leased by this owner.
     pub fired_timer: Option<(i64, &'a str)>,
+    /// An outbox row whose delivery this change records (id, owner): marked delivered in the
+    /// same transaction, only if still leased by this owner.
+    pub delivered_outbox: Option<(i64, &'a str)>,
     /// An outbox row given up for good in this change (id, owner, reason): marked failed in the
     /// same transaction that reports it, only if still leased by this owner.
     pub failed_outbox: Option<(i64, &'a str, &'a str)>,

@@ -514,6 +514,23 @@ impl Store for PostgresStore {
                 return Err(StoreError::LeaseLost(format!("timer {id}")));
             }
         }
+        if let Some((id, owner)) = change.delivered_outbox {
+            let closed = tx
+                .execute(
+                    &tx.prepare_cached(
+                        "UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                    &[&id, &owner, &change.now],
+                )
+                .await
+                .map_err(db_error)?;
+            if closed != 1 {
+                return Err(StoreError::LeaseLost(format!("outbox row {id}")));
+            }
+        }
         if let Some((id, owner, reason)) = change.failed_outbox {
             let closed = tx
                 .execute(

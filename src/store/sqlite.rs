@@ -395,6 +395,9 @@ impl Store for SqliteStore {
         let fired = change
             .fired_timer
             .map(|(id, owner)| (id, owner.to_string()));
+        let delivered = change
+            .delivered_outbox
+            .map(|(id, owner)| (id, owner.to_string()));
         let failed = change
             .failed_outbox
             .map(|(id, owner, reason)| (id, owner.to_string(), reason.to_string()));
@@ -494,6 +497,18 @@ impl Store for SqliteStore {
                     .map_err(db_error)?;
                 if closed != 1 {
                     return Err(StoreError::LeaseLost(format!("timer {id}")));
+                }
+            }
+            if let Some((id, owner)) = &delivered {
+                let closed = tx
+                    .execute(
+                        "UPDATE outbox SET state = 'delivered', done_at = ?3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?1 AND lease_owner = ?2 AND state = 'pending'",
+                        params![id, owner, now],
+                    )
+                    .map_err(db_error)?;
+                if closed != 1 {
+                    return Err(StoreError::LeaseLost(format!("outbox row {id}")));
                 }
             }
             if let Some((id, owner, reason)) = &failed {

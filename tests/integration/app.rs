@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use warroom::app::clock::{Clock, VirtualClock};
 use warroom::app::{App, Origin};
-use warroom::chat::{DeliveryError, Sink};
+use warroom::chat::{Delivered, DeliveryError, Sink};
 use warroom::core::{ChannelTarget, Effect, EventKind, Platform, Severity, UserRef};
 use warroom::store::{OutboxItem, Store};
 
@@ -28,7 +28,7 @@ impl Sink for RecordingSink {
     fn destination(&self) -> &'static str {
         "console"
     }
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
         if let Some(failure) = self.failures.lock().unwrap().pop_front() {
             return Err(failure);
         }
@@ -42,7 +42,7 @@ impl Sink for RecordingSink {
             assert_eq!(stolen.iter().map(|s| s.id).collect::<Vec<_>>(), [item.id]);
         }
         self.delivered.lock().unwrap().push(item.effect.clone());
-        Ok(())
+        Ok(Delivered::Done)
     }
 }
 

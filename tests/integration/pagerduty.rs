@@ -711,7 +711,91 @@ pub async fn overdue_escalation_fires_once_after_downtime(db: &TestDb) {
     assert!(escalated.iter().any(|e| matches!(e, EventKind::Escalated { late_by_seconds, .. } if *late_by_seconds >= 3 * 3600)), "{escalated:?}");
 }
 
+pub async fn a_step_mentions_who_is_on_call(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    fake.set_on_call("PSCHED", &["PU1=Jane Doe", "PU2=Raj <@here>"]);
+    let steps = r#"
+[[escalation.steps]]
+name = "On-call engineer"
+after = "0m"
+page = ["service:oncall"]
+mention = ["oncall", "schedule:PSCHED", "escalation_policy:PEMPTY"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&fake.url, steps));
+    let config = warroom::config::load(Some(&path)).unwrap();
+    let clock = Arc::new(VirtualClock::starting_at(t0()));
+    let store = db.open().await;
+    let app = App::new(
+        store.clone(),
+        config.policy.clone(),
+        clock,
+        Duration::seconds(60),
+    );
+    let client = PagerDutyClient::new(config.pagerduty.clone()).unwrap();
+    app.handle_command(
+        &origin("general", "alice"),
+        "declare Payments down --sev P0",
+    )
+    .await
+    .unwrap();
+    app.run_due_timers().await.unwrap();
+    app.dispatch_outbox(&client).await.unwrap();
+    let lookups: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oncalls")
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert!(
+        lookups
+            .iter()
+            .any(|q| q.contains("schedule_ids%5B%5D=PSCHED") && q.contains("earliest=true")),
+        "{lookups:?}"
+    );
+    let incident = store.incident_by_channel(CHANNEL).await.unwrap().unwrap();
+    let timeline = store.timeline(incident.key).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| matches!(&e.kind, EventKind::OnCall { target, names } if target == "schedule:PSCHED" && names == &["Jane Doe".to_string(), "Raj <@here>".to_string()])),
+        "{timeline:?}"
+    );
+    // Nobody on call for the escalation policy: said in the channel, not silently dropped.
+    assert!(timeline.iter().any(|e| matches!(&e.kind, EventKind::DeliveryFailed { reason, .. } if reason.contains("nobody is on call for escalation_policy:PEMPTY"))));
+    // The names reach the channel, escaped like any other text.
+    let sink = crate::app::RecordingSink::default();
+    app.dispatch_outbox(&sink).await.unwrap();
+    let on_call = sink
+        .delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match e {
+            warroom::core::Effect::Post { message, .. }
+                if serde_json::to_string(message)
+                    .unwrap()
+                    .contains("\"on_call\"") =>
+            {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("the on-call mention was posted");
+    let renderer = warroom::render::Renderer::load(None).unwrap();
+    let slack = renderer
+        .render(Platform::Slack, &on_call)
+        .unwrap()
+        .plain_text();
+    assert!(
+        slack.contains(
+            "on call for schedule:PSCHED in PagerDuty: Jane Doe, Raj &lt;@\u{200B}here&gt;"
+        ),
+        "{slack}"
+    );
+}
+
 on_both_stores!(
+    a_step_mentions_who_is_on_call,
     a_p0_escalates_step_by_step_until_acknowledged,
     a_p0_reaches_the_cto_and_a_p2_never_does,
     retries_honour_retry_after_and_stop,
@@ -757,6 +841,7 @@ async fn two_schedulers_fire_a_thousand_due_timers_exactly_once_on_postgres() {
                 timers: &decision.timers,
                 outbox: &[],
                 fired_timer: None,
+                delivered_outbox: None,
                 failed_outbox: None,
                 inbound_event: None,
                 now: t0(),

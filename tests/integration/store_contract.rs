@@ -62,6 +62,7 @@ fn change(
         timers: &decision.timers,
         outbox: &decision.effects,
         fired_timer: None,
+        delivered_outbox: None,
         failed_outbox: None,
         inbound_event: None,
         now,

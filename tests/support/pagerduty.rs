@@ -385,14 +385,20 @@ async fn rest(
             axum::Json(json!({ "users": users })).into_response()
         }
         ("GET", "/oncalls") => {
-            let schedule = param("schedule_ids[]").unwrap_or_default();
+            let target = param("schedule_ids[]")
+                .or_else(|| param("escalation_policy_ids[]"))
+                .unwrap_or_default();
+            // Users are "id" or "id=Display Name".
             let oncalls: Vec<Value> = state
                 .on_call
-                .get(&schedule)
+                .get(&target)
                 .map(|users| {
                     users
                         .iter()
-                        .map(|u| json!({ "user": { "id": u, "type": "user_reference" } }))
+                        .map(|u| {
+                            let (id, name) = u.split_once('=').unwrap_or((u, u));
+                            json!({ "user": { "id": id, "summary": name, "type": "user_reference" } })
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
