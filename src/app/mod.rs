@@ -422,40 +422,10 @@ impl App {
         target: &str,
         names: &[String],
     ) -> Result<(), StoreError> {
-        for _ in 0..CONFLICT_RETRIES {
-            let Some(incident) = self.store.incident(item.incident).await? else {
-                return self
-                    .store
-                    .outbox_delivered(item.id, &self.owner, self.clock.now())
-                    .await;
-            };
-            let now = self.clock.now();
-            let decision = decide::on_call_found(&incident, target, names, now);
-            let result = self
-                .store
-                .commit(Change {
-                    incident: &decision.incident,
-                    expected_version: Some(incident.version),
-                    events: &decision.events,
-                    timers: &decision.timers,
-                    outbox: &decision.effects,
-                    fired_timer: None,
-                    delivered_outbox: Some((item.id, &self.owner)),
-                    failed_outbox: None,
-                    inbound_event: None,
-                    now,
-                })
-                .await;
-            match result {
-                Err(StoreError::Conflict(_)) => continue,
-                Ok(_) => {
-                    self.outbox_changed.notify_one();
-                    return Ok(());
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        Err(StoreError::Conflict(item.incident.to_string()))
+        self.close_with(item, None, |incident, now| {
+            decide::on_call_found(incident, target, names, now)
+        })
+        .await
     }
 
     /// Give up on an outbox row and record the failure in the incident's timeline and channel,
@@ -466,15 +436,34 @@ impl App {
         what: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
+        self.close_with(item, Some(reason), |incident, now| {
+            decide::delivery_failed(incident, what, reason, now)
+        })
+        .await
+    }
+
+    /// Close a claimed outbox row (delivered, or failed with `failure`) in the same transaction
+    /// as the decision `decide` makes about it.
+    async fn close_with(
+        &self,
+        item: &crate::store::OutboxItem,
+        failure: Option<&str>,
+        decide: impl Fn(&Incident, chrono::DateTime<chrono::Utc>) -> Decision,
+    ) -> Result<(), StoreError> {
         for _ in 0..CONFLICT_RETRIES {
-            let Some(incident) = self.store.incident(item.incident).await? else {
-                return self
-                    .store
-                    .outbox_failed(item.id, &self.owner, reason, None)
-                    .await;
-            };
             let now = self.clock.now();
-            let decision = decide::delivery_failed(&incident, what, reason, now);
+            let Some(incident) = self.store.incident(item.incident).await? else {
+                return match failure {
+                    Some(reason) => {
+                        self.store
+                            .outbox_failed(item.id, &self.owner, reason, None)
+                            .await
+                    }
+                    None => self.store.outbox_delivered(item.id, &self.owner, now).await,
+                };
+            };
+            let decision = decide(&incident, now);
+            let owner = self.owner.as_str();
             let result = self
                 .store
                 .commit(Change {
@@ -484,8 +473,8 @@ impl App {
                     timers: &decision.timers,
                     outbox: &decision.effects,
                     fired_timer: None,
-                    delivered_outbox: None,
-                    failed_outbox: Some((item.id, &self.owner, reason)),
+                    delivered_outbox: failure.is_none().then_some((item.id, owner)),
+                    failed_outbox: failure.map(|reason| (item.id, owner, reason)),
                     inbound_event: None,
                     now,
                 })

@@ -112,6 +112,39 @@ impl Drop for Child {
     }
 }
 
+/// Start `warroom serve` with `env` on a free port; wait until `/readyz` says ready.
+async fn start_serve(env: &[(String, String)]) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Child(
+        warroom()
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    for _ in 0..100 {
+        if client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("warroom serve on port {port} did not become ready");
+}
+
 async fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     for _ in 0..seconds * 10 {
         if done() {
@@ -158,38 +191,7 @@ page = ["service:engineering_manager"]
     env.push(("HOSTNAME".into(), "replica".into()));
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = warroom()
-            .arg("serve")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        replicas.push((Child(child), port));
-    }
-    let client = reqwest::Client::new();
-    for (_, port) in &replicas {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        let mut ready = false;
-        for _ in 0..100 {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ready, "replica on port {port} did not become ready");
+        replicas.push(start_serve(&env).await);
     }
 
     // Declare from a console on the same database and configuration: it is one more process
@@ -324,21 +326,7 @@ page = ["service:devops_lead"]
             .count()
     };
     for start in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Child(
-            warroom()
-                .arg("serve")
-                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let (child, _) = start_serve(&env).await;
         if start == 0 {
             wait_for("the overdue step", 10, || triggered("devops_lead") >= 1).await;
         }
