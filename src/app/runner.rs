@@ -50,8 +50,25 @@ pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time
 
 /// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
 /// timer is planned. Store errors are logged and retried on the next pass.
+/// How long webhook event ids are kept to recognise redeliveries.
+pub const INBOUND_EVENT_RETENTION: chrono::Duration = chrono::Duration::days(30);
+
 pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
+    let mut last_prune: Option<DateTime<Utc>> = None;
     loop {
+        let now = app.clock.now();
+        if last_prune.is_none_or(|at| now - at > chrono::Duration::hours(1)) {
+            match app
+                .store
+                .prune_inbound_events(now - INBOUND_EVENT_RETENTION)
+                .await
+            {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old webhook event ids forgotten"),
+                Err(e) => tracing::warn!(error = %e, "could not prune webhook event ids"),
+            }
+            last_prune = Some(now);
+        }
         match app.run_due_timers().await {
             Ok(0) => {}
             Ok(fired) => tracing::info!(fired, "timers fired"),

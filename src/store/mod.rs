@@ -120,6 +120,10 @@ pub trait Store: Send + Sync {
 
     async fn incident_by_pagerduty_id(&self, id: &str) -> StoreResult<Option<Incident>>;
 
+    /// Forget inbound event ids received before `before` (a redelivery that late is not
+    /// expected); returns how many were removed.
+    async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Record an inbound event that changes nothing; `false` if it was seen before.
     async fn record_inbound_event(
         &self,

@@ -375,6 +375,17 @@ impl Store for PostgresStore {
         self.incident_where("pagerduty_incident_id = $1", &id).await
     }
 
+    async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "DELETE FROM inbound_events WHERE received_at < $1",
+                &[&before],
+            )
+            .await
+            .map_err(db_error)
+    }
+
     async fn record_inbound_event(
         &self,
         source: &str,

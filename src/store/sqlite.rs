@@ -317,6 +317,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM inbound_events WHERE received_at < ?1",
+                params![ts(before)],
+            )
+            .map(|n| n as u64)
+            .map_err(db_error)
+        })
+        .await
+    }
+
     async fn record_inbound_event(
         &self,
         source: &str,

@@ -487,6 +487,49 @@ pub async fn outbox_delivers_each_incident_in_decision_order(db: &TestDb) {
     assert_eq!(effects, d.effects);
 }
 
+pub async fn inbound_events_are_remembered_then_pruned(db: &TestDb) {
+    let store = db.open().await;
+    assert!(
+        store
+            .record_inbound_event("pagerduty", "E1", t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_inbound_event("pagerduty", "E1", t0())
+            .await
+            .unwrap(),
+        "a redelivery"
+    );
+    assert!(
+        store
+            .record_inbound_event("pagerduty", "E2", t0() + Duration::days(10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .prune_inbound_events(t0() + Duration::days(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .record_inbound_event("pagerduty", "E1", t0() + Duration::days(40))
+            .await
+            .unwrap(),
+        "forgotten"
+    );
+    assert!(
+        !store
+            .record_inbound_event("pagerduty", "E2", t0() + Duration::days(40))
+            .await
+            .unwrap()
+    );
+}
+
 pub async fn a_lease_is_renewed_only_by_its_owner(db: &TestDb) {
     let store = db.open().await;
     declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -668,6 +711,7 @@ on_both_stores!(
     outbox_delivers_each_incident_in_decision_order,
     outbox_rows_are_delivered_once_and_retried_with_backoff,
     a_lease_is_renewed_only_by_its_owner,
+    inbound_events_are_remembered_then_pruned,
     effects_round_trip_exactly,
 );
 
