@@ -820,26 +820,43 @@ fn validate(
     }
     escalation.sort_by_key(|step| step.after);
     // Responder requests attach to a PagerDuty incident; warroom creates one only by paging a
-    // service, so such a step needs a service paged at it or before it.
+    // service with a routing key, so for every severity a step applies to, a service must be
+    // paged at that step or before it.
     for (i, step) in escalation.iter().enumerate() {
         let responders = step
             .page
             .iter()
             .any(|t| !matches!(t, crate::core::PageTarget::Service(_)));
-        let service_by_then = escalation[..=i].iter().any(|s| {
-            s.page
-                .iter()
-                .any(|t| matches!(t, crate::core::PageTarget::Service(_)))
-        });
-        if responders && !service_by_then {
-            problem(
-                &format!("escalation.steps.{i}.page"),
-                format!(
-                    "step \"{}\" requests responders (user, escalation_policy or schedule), which need a PagerDuty incident: page a service at this step or an earlier one",
-                    step.name
-                ),
-            );
+        if !responders {
+            continue;
         }
+        for severity in &step.severities {
+            let service_by_then = escalation[..=i].iter().any(|s| {
+                s.applies_to(*severity)
+                    && s.page.iter().any(|t| matches!(t, crate::core::PageTarget::Service(name) if routing_keys.contains_key(name)))
+            });
+            if !service_by_then {
+                problem(
+                    &format!("escalation.steps.{i}.page"),
+                    format!(
+                        "step \"{}\" requests responders (user, escalation_policy or schedule) for {severity}, which need a PagerDuty incident: page a service with a routing key at this step or an earlier one that applies to {severity}",
+                        step.name
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    // A delivery must finish within its lease, or another process may send it again; a
+    // responder request can take four calls.
+    if lease < pd_timeout * 4 {
+        problem(
+            "scheduler.lease",
+            format!(
+                "must be at least 4 × pagerduty.timeout ({}), so a PagerDuty call finishes within its lease",
+                human(pd_timeout * 4)
+            ),
+        );
     }
 
     if !problems.is_empty() {
@@ -1076,19 +1093,41 @@ mod tests {
 
     #[test]
     fn responder_targets_need_a_service_paged_first() {
-        let f =
+        let lone =
             file("[[escalation.steps]]\nname = \"Lead\"\nafter = \"0m\"\npage = [\"user:PABC\"]\n");
-        let err = load_with_env(Some(f.path()), no_env())
+        let err = load_with_env(Some(lone.path()), no_env())
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("escalation.steps.0.page: step \"Lead\" requests responders"),
             "{err}"
         );
-        let f = file(
-            "[[escalation.steps]]\nname = \"On-call\"\nafter = \"0m\"\npage = [\"service:oncall\"]\n\n[[escalation.steps]]\nname = \"Lead\"\nafter = \"30m\"\npage = [\"user:PABC\"]\n",
+        let steps = "[[escalation.steps]]\nname = \"On-call\"\nafter = \"0m\"\nseverities = [\"P0\"]\npage = [\"service:oncall\"]\n\n[[escalation.steps]]\nname = \"Lead\"\nafter = \"30m\"\npage = [\"user:PABC\"]\n";
+        let key = "[pagerduty.routing_keys]\noncall = \"R0UTINGKEY0000000000000000000001\"\n";
+        let err = load_with_env(Some(file(&format!("{steps}{key}")).path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("for P1"),
+            "only P0 pages a service first: {err}"
         );
-        assert!(load_with_env(Some(f.path()), no_env()).is_ok());
+        let all = steps.replace("severities = [\"P0\"]\n", "");
+        let err = load_with_env(Some(file(&all).path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("for P0"),
+            "the service has no routing key: {err}"
+        );
+        assert!(load_with_env(Some(file(&format!("{all}{key}")).path()), no_env()).is_ok());
+        let short = file("[scheduler]\nlease = \"10s\"\n");
+        let err = load_with_env(Some(short.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scheduler.lease: must be at least 4 × pagerduty.timeout (40s)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -173,22 +173,35 @@ impl PagerDutyClient {
         let found = self
             .rest_get("/oncalls", &[(param, id.as_str()), ("earliest", "true")])
             .await?;
-        let mut names: Vec<String> = found["oncalls"]
+        // An escalation policy lists every level: the people to mention are the first level's.
+        let entries: Vec<&Value> = found["oncalls"]
             .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter_map(|o| o["user"]["summary"].as_str().or(o["user"]["id"].as_str()))
-                    .map(|n| {
-                        crate::core::text::clean_text(n)
-                            .trim()
-                            .chars()
-                            .take(100)
-                            .collect()
-                    })
-                    .collect()
-            })
+            .map(|l| l.iter().collect())
             .unwrap_or_default();
-        names.dedup();
+        let first_level = entries
+            .iter()
+            .filter_map(|o| o["escalation_level"].as_i64())
+            .min();
+        let mut names: Vec<String> = Vec::new();
+        for entry in entries {
+            if first_level.is_some() && entry["escalation_level"].as_i64() != first_level {
+                continue;
+            }
+            let Some(name) = entry["user"]["summary"]
+                .as_str()
+                .or(entry["user"]["id"].as_str())
+            else {
+                continue;
+            };
+            let name: String = crate::core::text::clean_text(name)
+                .trim()
+                .chars()
+                .take(100)
+                .collect();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         if names.is_empty() {
             return Err(DeliveryError::Permanent {
                 reason: format!("nobody is on call for {target} in PagerDuty"),

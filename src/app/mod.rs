@@ -370,7 +370,8 @@ impl App {
                     }
                     Ok(Delivered::OnCall { target, names }) => {
                         delivered += 1;
-                        self.record_on_call(item, &target, &names).await
+                        let recorded = self.record_on_call(item, &target, &names).await;
+                        self.retry_on_conflict(item, recorded).await
                     }
                     Err(DeliveryError::Retry { after, reason })
                         if item.attempts < MAX_DELIVERY_ATTEMPTS =>
@@ -415,6 +416,29 @@ impl App {
 }
 
 impl App {
+    /// A row whose consequence kept conflicting with other writers is retried shortly rather
+    /// than stopping the whole pass.
+    async fn retry_on_conflict(
+        &self,
+        item: &crate::store::OutboxItem,
+        result: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match result {
+            Err(StoreError::Conflict(what)) => {
+                let retry_at = self.clock.now() + Duration::seconds(5);
+                self.store
+                    .outbox_failed(
+                        item.id,
+                        &self.owner,
+                        &format!("{what} kept changing; will retry"),
+                        Some(retry_at),
+                    )
+                    .await
+            }
+            other => other,
+        }
+    }
+
     /// Mention who is on call, recorded with the look-up's delivery in one transaction.
     async fn record_on_call(
         &self,
@@ -509,6 +533,9 @@ impl App {
             .as_deref()
             .filter(|k| k.starts_with("INC-"))
             .and_then(|k| k.parse::<crate::core::IncidentKey>().ok());
+        // Only an incident for which warroom paged a service can have a PagerDuty copy under
+        // its key: another tool's "INC-" keys must not touch it.
+        let ours = |incident: Option<Incident>| incident.filter(|i| !i.paged_services.is_empty());
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
             let incident = match self
@@ -518,7 +545,7 @@ impl App {
             {
                 Some(incident) => Some(incident),
                 None => match own_key {
-                    Some(key) => self.store.incident(key).await?,
+                    Some(key) => ours(self.store.incident(key).await?),
                     None => None,
                 },
             };

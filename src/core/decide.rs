@@ -492,7 +492,7 @@ fn fire_step(
     draft.next.escalation_level = index as i64 + 1;
     let late = (late_by >= policy.lateness_note_after).then(|| {
         format!(
-            "This step is {} late: warroom was not running when it was due.",
+            "This step is {} later than planned (warroom was down, busy, or another process held it).",
             human_duration(late_by)
         )
     });
@@ -504,7 +504,16 @@ fn fire_step(
             step: index,
             name: step.name.clone(),
             paged,
-            mentioned: step.mention.clone(),
+            mentioned: step
+                .mention
+                .iter()
+                .cloned()
+                .chain(
+                    step.mention_on_call
+                        .iter()
+                        .map(|t| format!("on call for {t}")),
+                )
+                .collect(),
             late_by_seconds: late_by.num_seconds().max(0),
         },
     );
@@ -733,7 +742,14 @@ pub fn fire_timer(
                 let due = policy.escalation[index].applies_to(current.severity)
                     && !policy.escalation[index].stopped_by(&draft.next);
                 if due {
-                    fire_step(policy, &mut draft, index, late_by, &Actor::System, &why);
+                    // The timer's own step is as late as its timer; an earlier step is as late
+                    // as its planned time (declaration + offset).
+                    let late = if index == step {
+                        late_by
+                    } else {
+                        now - (current.declared_at + policy.escalation[index].after)
+                    };
+                    fire_step(policy, &mut draft, index, late, &Actor::System, &why);
                 }
             }
         }
@@ -848,7 +864,8 @@ pub fn on_call_found(
             names: names.to_vec(),
         },
     );
-    draft.post(views::on_call(current, target, names));
+    let ask = current.status.is_open() && current.acknowledged_at.is_none();
+    draft.post(views::on_call(current, target, names, ask));
     draft.finish(current, None)
 }
 

@@ -251,11 +251,11 @@ pub fn postmortem_reminder(
 }
 
 /// Who is on call, as PagerDuty said.
-pub fn on_call(incident: &Incident, target: &str, names: &[String]) -> Message {
+pub fn on_call(incident: &Incident, target: &str, names: &[String], ask_to_ack: bool) -> Message {
     Message::from_template(
         Visibility::InChannel,
         TemplateName::OnCall,
-        json!({ "key": incident.key.to_string(), "target": target, "names": names }),
+        json!({ "key": incident.key.to_string(), "target": target, "names": names, "ask_to_ack": ask_to_ack }),
     )
 }
 

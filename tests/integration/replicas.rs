@@ -182,8 +182,7 @@ name = "Engineering manager"
 after = "6s"
 page = ["service:engineering_manager"]
 "#;
-    // A PagerDuty call may take 4 s here, so a replica can die in the middle of one.
-    let text = config_text(&fake.url, steps).replace("timeout = \"1s\"", "timeout = \"4s\"");
+    let text = config_text(&fake.url, steps);
     let config = write_config(dir.path(), &text);
     let mut env = schema.env();
     env.push(("WARROOM_CONFIG".into(), config.display().to_string()));
