@@ -110,6 +110,11 @@ fn origin(channel: &str, user: &str) -> Origin {
 const CHANNEL: &str = "inc-20261128-payments-down";
 
 impl Setup {
+    /// Type `text` after `/incident` in `channel` as `user`; returns the direct reply.
+    async fn say(&self, channel: &str, user: &str, text: &str) -> Option<warroom::core::Message> {
+        self.app.handle_command(&origin(channel, user), text).await
+    }
+
     /// Fire due timers and make the PagerDuty calls, as a scheduler pass would.
     async fn pass(&self) {
         self.app.run_due_timers().await.unwrap();
@@ -151,11 +156,7 @@ fn services(fake: &FakePagerDuty, action: &str) -> Vec<String> {
 pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P0",
-        )
+    s.say("general", "alice", "declare Payments down --sev P0")
         .await
         .unwrap();
     s.pass().await;
@@ -190,12 +191,7 @@ pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
         ["oncall", "devops_lead", "engineering_manager"]
     );
     // An ack in chat stops it all and acknowledges every paged service in PagerDuty.
-    assert!(
-        s.app
-            .handle_command(&origin(CHANNEL, "bob"), "ack")
-            .await
-            .is_none()
-    );
+    assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
     s.pass().await;
     assert_eq!(
         services(&fake, "acknowledge"),
@@ -213,12 +209,7 @@ pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
         3,
         "the CTO is never paged once acknowledged"
     );
-    assert!(
-        s.app
-            .handle_command(&origin(CHANNEL, "bob"), "resolve fixed")
-            .await
-            .is_none()
-    );
+    assert!(s.say(CHANNEL, "bob", "resolve fixed").await.is_none());
     s.pass().await;
     assert_eq!(
         services(&fake, "resolve"),
@@ -231,18 +222,10 @@ pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
 pub async fn a_p0_reaches_the_cto_and_a_p2_never_does(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P0",
-        )
+    s.say("general", "alice", "declare Payments down --sev P0")
         .await
         .unwrap();
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Report export slow --sev P2",
-        )
+    s.say("general", "alice", "declare Report export slow --sev P2")
         .await
         .unwrap();
     for _ in 0..6 {
@@ -272,11 +255,7 @@ pub async fn retries_honour_retry_after_and_stop(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next([Fault::Status(429, Some(7))]);
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P0",
-        )
+    s.say("general", "alice", "declare Payments down --sev P0")
         .await
         .unwrap();
     s.pass().await;
@@ -319,11 +298,7 @@ pub async fn a_refused_page_is_reported_in_the_channel(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next([Fault::Status(400, None)]);
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P0",
-        )
+    s.say("general", "alice", "declare Payments down --sev P0")
         .await
         .unwrap();
     s.pass().await;
@@ -495,11 +470,7 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
 
     // PagerDuty's own copy of a page warroom sent (incident_key INC-2) opens nothing, and the
     // escalation of INC-2 goes on paging services.
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P1",
-        )
+    s.say("general", "alice", "declare Payments down --sev P1")
         .await
         .unwrap();
     s.pass().await;
@@ -567,18 +538,13 @@ pub async fn rest_calls_carry_the_documented_headers_and_bodies(db: &TestDb) {
     let s = setup(db.open().await, &fake);
     fake.add_rest_incident("PREST1", Some("INC-1"));
     fake.set_on_call("PSCHED", &["PONCALL1", "PONCALL2"]);
-    s.app
-        .handle_command(
-            &origin("general", "alice"),
-            "declare Payments down --sev P1",
-        )
+    s.say("general", "alice", "declare Payments down --sev P1")
         .await
         .unwrap();
     s.pass().await;
     for target in ["user:PUSER9", "escalation_policy:PEP1", "schedule:PSCHED"] {
         assert!(
-            s.app
-                .handle_command(&origin(CHANNEL, "bob"), &format!("page {target}"))
+            s.say(CHANNEL, "bob", &format!("page {target}"))
                 .await
                 .is_none()
         );
@@ -652,12 +618,7 @@ pub async fn rest_calls_carry_the_documented_headers_and_bodies(db: &TestDb) {
         .unwrap()
         .unwrap()
         .channel;
-    assert!(
-        s.app
-            .handle_command(&origin(channel.as_str(), "bob"), "ack")
-            .await
-            .is_none()
-    );
+    assert!(s.say(channel.as_str(), "bob", "ack").await.is_none());
     s.pass().await;
     let put = fake
         .requests()
