@@ -862,6 +862,25 @@ fn validate(
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
+    let pagerduty = PagerDutyConfig {
+        events_url: pd.events_url.clone(),
+        api_url: pd.api_url.trim_end_matches('/').to_string(),
+        api_token: pd.api_token.clone(),
+        from_email: pd.from_email.clone(),
+        webhook_secrets: pd
+            .webhook_secrets
+            .iter()
+            .filter(|s| !s.expose().is_empty())
+            .cloned()
+            .collect(),
+        source: pd.source.clone(),
+        timeout: pd_timeout
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(10)),
+        routing_keys,
+        priorities,
+        open_incidents_on,
+    };
     Ok(Config {
         listen,
         database,
@@ -878,8 +897,8 @@ fn validate(
             postmortem_due,
             postmortem_reminders,
             escalation,
-            pagerduty_services: routing_keys.keys().cloned().collect(),
-            pagerduty_rest: !pd.api_token.expose().is_empty() && !pd.from_email.is_empty(),
+            pagerduty_services: pagerduty.routing_keys.keys().cloned().collect(),
+            pagerduty_rest: pagerduty.rest_enabled(),
             lateness_note_after,
         },
         scheduler: SchedulerConfig {
@@ -888,25 +907,7 @@ fn validate(
                 .unwrap_or(std::time::Duration::from_secs(5)),
             lease,
         },
-        pagerduty: PagerDutyConfig {
-            events_url: pd.events_url.clone(),
-            api_url: pd.api_url.trim_end_matches('/').to_string(),
-            api_token: pd.api_token.clone(),
-            from_email: pd.from_email.clone(),
-            webhook_secrets: pd
-                .webhook_secrets
-                .iter()
-                .filter(|s| !s.expose().is_empty())
-                .cloned()
-                .collect(),
-            source: pd.source.clone(),
-            timeout: pd_timeout
-                .to_std()
-                .unwrap_or(std::time::Duration::from_secs(10)),
-            routing_keys,
-            priorities,
-            open_incidents_on,
-        },
+        pagerduty,
         templates_dir: (!raw.templates.dir.trim().is_empty())
             .then(|| PathBuf::from(raw.templates.dir.trim())),
     })

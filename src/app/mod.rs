@@ -160,9 +160,7 @@ impl App {
         let key = self.store.allocate_incident_key().await?;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
-            let base = channel::channel_base(&self.policy.channel_prefix, now.date_naive(), &title);
-            let taken = self.store.channel_names_with_prefix(&base).await?;
-            let name = channel::free_channel_name(&base, |n| taken.iter().any(|t| t == n));
+            let name = self.free_channel_name(&title, now).await?;
             let decision = decide::declare(
                 &self.policy,
                 DeclareRequest {
@@ -176,7 +174,7 @@ impl App {
                     from_pagerduty: None,
                 },
             );
-            match self.commit(&decision, None, None).await {
+            match self.commit(Change::new(&decision, None, now)).await {
                 Ok(()) => {
                     tracing::info!(incident = %key, severity = %decision.incident.severity, channel = %decision.incident.channel, "incident declared");
                     return Ok(decision.reply.unwrap_or_else(|| {
@@ -203,7 +201,14 @@ impl App {
                     Ok(decision) => decision,
                     Err(Refusal(message)) => return Ok(Some(message)),
                 };
-            match self.commit(&decision, Some(incident.version), None).await {
+            match self
+                .commit(Change::new(
+                    &decision,
+                    Some(incident.version),
+                    self.clock.now(),
+                ))
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(incident = %incident.key, command = %command.name(), actor = %actor, "incident changed");
                     return Ok(decision.reply);
@@ -220,33 +225,31 @@ impl App {
         Err(StoreError::Conflict(incident.key.to_string()))
     }
 
-    async fn commit(
-        &self,
-        decision: &Decision,
-        expected_version: Option<i64>,
-        fired_timer: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.store
-            .commit(Change {
-                incident: &decision.incident,
-                expected_version,
-                events: &decision.events,
-                timers: &decision.timers,
-                outbox: &decision.effects,
-                fired_timer: fired_timer.map(|id| (id, self.owner.as_str())),
-                delivered_outbox: None,
-                failed_outbox: None,
-                inbound_event: None,
-                now: self.clock.now(),
-            })
-            .await?;
-        if !decision.timers.is_empty() {
+    /// Commit a change, then wake the scheduler if it planned timers and the dispatchers if
+    /// it wrote outbox rows.
+    async fn commit(&self, change: Change<'_>) -> Result<(), StoreError> {
+        let (planned, sends) = (!change.timers.is_empty(), !change.outbox.is_empty());
+        self.store.commit(change).await?;
+        if planned {
             self.timers_changed.notify_one();
         }
-        if !decision.effects.is_empty() {
+        if sends {
             self.outbox_changed.notify_one();
         }
         Ok(())
+    }
+
+    /// A channel name for `title` that no incident uses yet.
+    async fn free_channel_name(
+        &self,
+        title: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::core::ChannelName, StoreError> {
+        let base = channel::channel_base(&self.policy.channel_prefix, now.date_naive(), title);
+        let taken = self.store.channel_names_with_prefix(&base).await?;
+        Ok(channel::free_channel_name(&base, |n| {
+            taken.iter().any(|t| t == n)
+        }))
     }
 
     /// Fire every timer due now. Each fires in its own transaction with the change it causes;
@@ -312,7 +315,10 @@ impl App {
                 return Ok(false);
             };
             match self
-                .commit(&decision, Some(incident.version), Some(timer.id))
+                .commit(Change {
+                    fired_timer: Some((timer.id, self.owner.as_str())),
+                    ..Change::new(&decision, Some(incident.version), now)
+                })
                 .await
             {
                 Ok(()) => {
@@ -489,27 +495,15 @@ impl App {
             let decision = decide(&incident, now);
             let owner = self.owner.as_str();
             let result = self
-                .store
                 .commit(Change {
-                    incident: &decision.incident,
-                    expected_version: Some(incident.version),
-                    events: &decision.events,
-                    timers: &decision.timers,
-                    outbox: &decision.effects,
-                    fired_timer: None,
                     delivered_outbox: failure.is_none().then_some((item.id, owner)),
                     failed_outbox: failure.map(|reason| (item.id, owner, reason)),
-                    inbound_event: None,
-                    now,
+                    ..Change::new(&decision, Some(incident.version), now)
                 })
                 .await;
             match result {
                 Err(StoreError::Conflict(_)) => continue,
-                Ok(_) => {
-                    self.outbox_changed.notify_one();
-                    return Ok(());
-                }
-                Err(other) => return Err(other),
+                other => return other,
             }
         }
         Err(StoreError::Conflict(item.incident.to_string()))
@@ -571,13 +565,7 @@ impl App {
                         }
                         None => None,
                     };
-                    let base = channel::channel_base(
-                        &self.policy.channel_prefix,
-                        now.date_naive(),
-                        &title,
-                    );
-                    let taken = self.store.channel_names_with_prefix(&base).await?;
-                    let name = channel::free_channel_name(&base, |n| taken.iter().any(|t| t == n));
+                    let name = self.free_channel_name(&title, now).await?;
                     let decision = decide::declare(
                         &self.policy,
                         DeclareRequest {
@@ -628,24 +616,13 @@ impl App {
                 }
             };
             let result = self
-                .store
                 .commit(Change {
-                    incident: &decision.incident,
-                    expected_version: expected,
-                    events: &decision.events,
-                    timers: &decision.timers,
-                    outbox: &decision.effects,
-                    fired_timer: None,
-                    delivered_outbox: None,
-                    failed_outbox: None,
                     inbound_event: Some((source, &event.id)),
-                    now,
+                    ..Change::new(&decision, expected, now)
                 })
                 .await;
             match result {
-                Ok(_) => {
-                    self.timers_changed.notify_one();
-                    self.outbox_changed.notify_one();
+                Ok(()) => {
                     tracing::info!(incident = %decision.incident.key, event = %event.event_type, pagerduty_incident = %event.incident_id, "PagerDuty event applied");
                     return Ok("applied");
                 }

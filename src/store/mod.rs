@@ -9,8 +9,8 @@ pub mod sqlite;
 
 use crate::config::{Config, DatabaseTarget};
 use crate::core::{
-    Actor, Effect, EventKind, Incident, IncidentKey, Platform, Severity, Status, TimelineEvent,
-    TimerKind, TimerRequest, UserRef,
+    Actor, Decision, Effect, EventKind, Incident, IncidentKey, Platform, Severity, Status,
+    TimelineEvent, TimerKind, TimerRequest, UserRef,
 };
 
 /// Source name of PagerDuty webhook events in the inbound-event log.
@@ -98,6 +98,29 @@ pub struct Change<'a> {
     /// and the whole change is refused as `Duplicate` if it was seen before.
     pub inbound_event: Option<(&'a str, &'a str)>,
     pub now: DateTime<Utc>,
+}
+
+impl<'a> Change<'a> {
+    /// The change a decision makes, with nothing fired, closed or received alongside it; set
+    /// those fields with struct update syntax where they apply.
+    pub fn new(
+        decision: &'a Decision,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Change<'a> {
+        Change {
+            incident: &decision.incident,
+            expected_version,
+            events: &decision.events,
+            timers: &decision.timers,
+            outbox: &decision.effects,
+            fired_timer: None,
+            delivered_outbox: None,
+            failed_outbox: None,
+            inbound_event: None,
+            now,
+        }
+    }
 }
 
 #[async_trait]

@@ -19,9 +19,8 @@ async fn get(deps: HttpDeps, path: &str) -> (StatusCode, serde_json::Value) {
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-#[tokio::test]
-async fn readiness_needs_the_store_and_a_live_scheduler() {
-    let (store, _dir) = sqlite_store().await;
+/// Router dependencies over `store`, with a heartbeat the test controls.
+fn deps(store: Arc<dyn warroom::store::Store>) -> (HttpDeps, Arc<Heartbeat>) {
     let heartbeat = Arc::new(Heartbeat::default());
     let deps = HttpDeps {
         store,
@@ -29,6 +28,13 @@ async fn readiness_needs_the_store_and_a_live_scheduler() {
         stall_after: chrono::Duration::seconds(20),
         pagerduty: None,
     };
+    (deps, heartbeat)
+}
+
+#[tokio::test]
+async fn readiness_needs_the_store_and_a_live_scheduler() {
+    let (store, _dir) = sqlite_store().await;
+    let (deps, heartbeat) = deps(store);
 
     let (status, body) = get(deps.clone(), "/healthz").await;
     assert_eq!(
@@ -63,15 +69,40 @@ async fn readiness_needs_the_store_and_a_live_scheduler() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_store_is_gone() {
+    let Some(schema) = crate::support::PgSchema::create().await else {
+        return;
+    };
+    let (deps, heartbeat) = deps(schema.store().await);
+    heartbeat.beat(chrono::Utc::now());
+    assert_eq!(get(deps.clone(), "/readyz").await.0, StatusCode::OK);
+    // The tables vanish under the running store (a restore gone wrong, a wrong database).
+    let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", schema.schema))
+        .await
+        .unwrap();
+    let (status, body) = get(deps.clone(), "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["problems"][0].as_str().unwrap().starts_with("store:"),
+        "{body}"
+    );
+    assert_eq!(
+        get(deps, "/healthz").await.0,
+        StatusCode::OK,
+        "the process itself is still up"
+    );
+}
+
 #[tokio::test]
 async fn unknown_routes_are_404() {
     let (store, _dir) = sqlite_store().await;
-    let deps = HttpDeps {
-        store,
-        scheduler: Arc::new(Heartbeat::default()),
-        stall_after: chrono::Duration::seconds(20),
-        pagerduty: None,
-    };
+    let (deps, _) = deps(store);
     let response = router(deps)
         .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
         .await

@@ -317,6 +317,39 @@ pub async fn a_refused_page_is_reported_in_the_channel(db: &TestDb) {
     );
 }
 
+pub async fn a_call_that_keeps_failing_is_given_up_after_ten_attempts_and_reported(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    fake.fail_next((0..10).map(|_| Fault::Status(503, None)));
+    s.say("general", "alice", "declare Payments down --sev P0")
+        .await
+        .unwrap();
+    // Just past each backoff (2 s doubling to 256 s). Other steps may page meanwhile; only the
+    // on-call service's page keeps failing.
+    s.pass().await;
+    for backoff in [2, 4, 8, 16, 32, 64, 128, 256, 256, 256] {
+        s.clock.advance(Duration::seconds(backoff + 1));
+        s.pass().await;
+    }
+    let oncall = fake
+        .events("trigger")
+        .iter()
+        .filter(|e| e["routing_key"] == routing_key("oncall"))
+        .count();
+    assert_eq!(oncall, 10, "ten attempts, then no more");
+    assert!(
+        fake.accepted("trigger")
+            .iter()
+            .all(|e| e["routing_key"] != routing_key("oncall"))
+    );
+    assert_eq!(s.store.outbox_counts().await.unwrap().failed, 1);
+    let failed = s.events("delivery_failed").await;
+    assert!(
+        matches!(&failed[..], [EventKind::DeliveryFailed { what, reason }] if what == "page PagerDuty service oncall" && reason.contains("503")),
+        "{failed:?}"
+    );
+}
+
 pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
@@ -761,6 +794,7 @@ on_both_stores!(
     a_p0_reaches_the_cto_and_a_p2_never_does,
     retries_honour_retry_after_and_stop,
     a_refused_page_is_reported_in_the_channel,
+    a_call_that_keeps_failing_is_given_up_after_ten_attempts_and_reported,
     webhooks_open_link_acknowledge_and_resolve_once,
     rest_calls_carry_the_documented_headers_and_bodies,
     overdue_escalation_fires_once_after_downtime,
@@ -796,16 +830,9 @@ async fn two_schedulers_fire_a_thousand_due_timers_exactly_once_on_postgres() {
         );
         store
             .commit(warroom::store::Change {
-                incident: &decision.incident,
-                expected_version: None,
-                events: &decision.events,
-                timers: &decision.timers,
+                // Only the timers matter here: no chat or PagerDuty calls are queued.
                 outbox: &[],
-                fired_timer: None,
-                delivered_outbox: None,
-                failed_outbox: None,
-                inbound_event: None,
-                now: t0(),
+                ..warroom::store::Change::new(&decision, None, t0())
             })
             .await
             .unwrap();

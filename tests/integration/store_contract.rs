@@ -44,29 +44,13 @@ async fn declared(store: &dyn Store, title: &str, channel: &str) -> warroom::cor
     decision
         .timers
         .retain(|t| t.kind == TimerKind::StatusReminder);
-    let version = store.commit(change(&decision, None, t0())).await.unwrap();
+    let version = store
+        .commit(Change::new(&decision, None, t0()))
+        .await
+        .unwrap();
     assert_eq!(version, 1);
     decision.incident.version = version;
     decision
-}
-
-fn change(
-    decision: &warroom::core::Decision,
-    expected: Option<i64>,
-    now: DateTime<Utc>,
-) -> Change<'_> {
-    Change {
-        incident: &decision.incident,
-        expected_version: expected,
-        events: &decision.events,
-        timers: &decision.timers,
-        outbox: &decision.effects,
-        fired_timer: None,
-        delivered_outbox: None,
-        failed_outbox: None,
-        inbound_event: None,
-        now,
-    }
 }
 
 pub async fn stores_and_reads_back_everything(db: &TestDb) {
@@ -123,7 +107,7 @@ pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
         let now = t0() + Duration::minutes(i as i64 + 1);
         let mut next = apply(&p, &incident, &bob, &command, now).unwrap();
         let version = store
-            .commit(change(&next, Some(incident.version), now))
+            .commit(Change::new(&next, Some(incident.version), now))
             .await
             .unwrap();
         next.incident.version = version;
@@ -160,7 +144,10 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(db: &TestDb) {
     let p = policy();
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
     let first = apply(&p, &d.incident, &user("bob"), &Command::Ack, t0()).unwrap();
-    store.commit(change(&first, Some(1), t0())).await.unwrap();
+    store
+        .commit(Change::new(&first, Some(1), t0()))
+        .await
+        .unwrap();
     // A second writer decided from the same version 1.
     let second = apply(
         &p,
@@ -171,7 +158,7 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(db: &TestDb) {
     )
     .unwrap();
     let err = store
-        .commit(change(&second, Some(1), t0()))
+        .commit(Change::new(&second, Some(1), t0()))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -209,7 +196,10 @@ pub async fn a_taken_channel_is_refused_and_writes_nothing(db: &TestDb) {
             from_pagerduty: None,
         },
     );
-    let err = store.commit(change(&clash, None, t0())).await.unwrap_err();
+    let err = store
+        .commit(Change::new(&clash, None, t0()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::ChannelTaken(ref c) if c == "inc-20261128-db-down"),
         "{err:?}"
@@ -257,7 +247,7 @@ pub async fn lists_and_channel_prefixes(db: &TestDb) {
     )
     .unwrap();
     store
-        .commit(change(&resolved, Some(1), t0()))
+        .commit(Change::new(&resolved, Some(1), t0()))
         .await
         .unwrap();
 
@@ -343,7 +333,7 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
     let fired =
         warroom::core::decide::fire_timer(&p, &d.incident, TimerKind::StatusReminder, due, 0, due)
             .unwrap();
-    let mut late = change(&fired, Some(1), due);
+    let mut late = Change::new(&fired, Some(1), due);
     late.fired_timer = Some((claimed[0].id, "a"));
     let err = store.commit(late).await.unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
@@ -361,7 +351,7 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
             .version,
         1
     );
-    let mut ok = change(&fired, Some(1), due);
+    let mut ok = Change::new(&fired, Some(1), due);
     ok.fired_timer = Some((claimed[0].id, "b"));
     store.commit(ok).await.unwrap();
     assert_eq!(store.timeline(d.incident.key).await.unwrap().len(), 2);
@@ -385,7 +375,7 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
         due_at: due + Duration::hours(5),
         fence: 1,
     }];
-    let mut newer = change(&fired, Some(2), due);
+    let mut newer = Change::new(&fired, Some(2), due);
     newer.events = &[];
     newer.outbox = &[];
     newer.timers = &superseding;
@@ -683,7 +673,7 @@ pub async fn effects_round_trip_exactly(db: &TestDb) {
     d.effects = vec![tricky.clone()];
     d.events.clear();
     d.timers.clear();
-    store.commit(change(&d, Some(1), t0())).await.unwrap();
+    store.commit(Change::new(&d, Some(1), t0())).await.unwrap();
     let mut last = None;
     loop {
         let items = store
