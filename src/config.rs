@@ -773,6 +773,23 @@ fn validate(
         let mut mention = Vec::new();
         let mut mention_on_call = Vec::new();
         for name in &step.mention {
+            if let Some((scope @ ("slack" | "discord"), id)) = name.split_once(':') {
+                let valid = !id.is_empty()
+                    && id.len() <= 32
+                    && id.chars().all(|c| c.is_ascii_alphanumeric());
+                if valid {
+                    mention.push(format!("{scope}:{id}"));
+                } else {
+                    problem(
+                        &key("mention"),
+                        format!(
+                            "`{}` is not a {scope} id (letters and digits, e.g. slack:U024BE7LH for a user or slack:S0614TZR7 for a user group)",
+                            name.chars().take(40).collect::<String>()
+                        ),
+                    );
+                }
+                continue;
+            }
             if name.contains(':') {
                 match crate::core::PageTarget::parse(name) {
                     Ok(

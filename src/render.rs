@@ -35,6 +35,7 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::PostmortemReminder => include_str!("../templates/postmortem_reminder.hbs"),
         TemplateName::DeliveryFailed => include_str!("../templates/delivery_failed.hbs"),
         TemplateName::OnCall => include_str!("../templates/on_call.hbs"),
+        TemplateName::Summary => include_str!("../templates/summary.hbs"),
     }
 }
 
@@ -114,6 +115,86 @@ pub fn escape_discord(text: &str) -> String {
         }
     }
     out
+}
+
+/// Whether `id` looks like a Slack id with one of `prefixes` (`U…`, `W…`, `S…`).
+fn slack_id(id: &str, prefixes: &[char]) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| prefixes.contains(&c))
+        && id.len() >= 3
+        && id.len() <= 24
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// A person or group named in a message, for a platform. `who` is a user reference with or
+/// without `@` (`@alice`, `U024BE7LH`), a configured chat mention (`slack:S0614TZR7`), or any
+/// other text (an actor such as "Jane (PagerDuty)"), which is escaped like user text.
+///
+/// On Slack, user ids become `<@U…>` and user-group ids `<!subteam^S…>`, so people are
+/// notified; nothing a user typed can become a mass mention, because only ids of that exact
+/// shape are turned into markup.
+pub fn mention(platform: Platform, who: &str) -> String {
+    let bare = who.strip_prefix('@').unwrap_or(who);
+    let (scope, id) = match bare.split_once(':') {
+        Some((scope, id)) if matches!(scope, "slack" | "discord") => (Some(scope), id),
+        _ => (None, bare),
+    };
+    let user = crate::core::UserRef::parse(id).is_ok();
+    match platform {
+        Platform::Slack if user && slack_id(id, &['U', 'W']) => format!("<@{id}>"),
+        Platform::Slack if user && slack_id(id, &['S']) => format!("<!subteam^{id}>"),
+        _ if user && scope.is_none_or(|s| s == platform.as_str()) => {
+            format!("@{}", escape(platform, id))
+        }
+        _ => escape(platform, who),
+    }
+}
+
+/// Who did something, as the timeline and status messages name them: `@alice` (a user, shown
+/// as a mention) or any other text such as `warroom` or `Jane (PagerDuty)` (escaped).
+pub fn who(platform: Platform, actor: &str) -> String {
+    if actor.starts_with('@') {
+        mention(platform, actor)
+    } else {
+        escape(platform, actor)
+    }
+}
+
+/// `{{mention user}}` (see [`mention`]) and `{{who actor}}` (see [`who`]).
+fn register_mention(registry: &mut Handlebars<'static>, platform: Platform) {
+    register_text_helper(registry, "mention", move |text| mention(platform, text));
+    register_text_helper(registry, "who", move |text| who(platform, text));
+}
+
+fn register_text_helper(
+    registry: &mut Handlebars<'static>,
+    name: &'static str,
+    render: impl Fn(&str) -> String + Send + Sync + 'static,
+) {
+    registry.register_helper(
+        name,
+        Box::new(
+            move |h: &handlebars::Helper,
+                  _: &Handlebars,
+                  _: &handlebars::Context,
+                  _: &mut handlebars::RenderContext,
+                  out: &mut dyn handlebars::Output|
+                  -> handlebars::HelperResult {
+                let value =
+                    h.param(0)
+                        .ok_or(handlebars::RenderErrorReason::ParamNotFoundForIndex(
+                            name, 0,
+                        ))?;
+                let text = match value.value() {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => return Ok(()),
+                    other => other.to_string(),
+                };
+                out.write(&render(&text))?;
+                Ok(())
+            },
+        ),
+    );
 }
 
 /// Escape plain text (a channel topic, a button label) for a platform: the same escaping as
@@ -228,6 +309,7 @@ impl Renderer {
             let mut registry = Handlebars::new();
             registry.set_strict_mode(true);
             registry.register_escape_fn(escape_fn(platform));
+            register_mention(&mut registry, platform);
             for name in TemplateName::ALL {
                 let (file, source) = match template_source(override_dir, platform, name) {
                     Ok(found) => found,
@@ -279,7 +361,7 @@ impl Renderer {
                 Section::Fields { fields } => blocks.push(RenderedBlock::Fields(
                     fields
                         .iter()
-                        .map(|f| (escape(&f.label), escape(&f.value)))
+                        .map(|f| (escape(&f.label), field_value(platform, &f.value)))
                         .collect(),
                 )),
             }
@@ -328,6 +410,14 @@ impl Renderer {
     }
 }
 
+/// A field's value: a lone `@user` is a mention, anything else escaped text.
+fn field_value(platform: Platform, value: &str) -> String {
+    match value.strip_prefix('@') {
+        Some(user) if crate::core::UserRef::parse(user).is_ok() => mention(platform, value),
+        _ => escape(platform, value),
+    }
+}
+
 fn template_source(
     dir: Option<&Path>,
     platform: Platform,
@@ -366,6 +456,31 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("&lt;!\u{200B}channel&gt;"), "{out}");
+    }
+
+    #[test]
+    fn mentions_per_platform() {
+        assert_eq!(mention(Platform::Slack, "@U024BE7LH"), "<@U024BE7LH>");
+        assert_eq!(
+            mention(Platform::Slack, "slack:S0614TZR7"),
+            "<!subteam^S0614TZR7>"
+        );
+        assert_eq!(mention(Platform::Slack, "alice"), "@alice");
+        assert_eq!(mention(Platform::Console, "U024BE7LH"), "@U024BE7LH");
+        // A configured Slack mention is not shown on another platform as markup.
+        assert_eq!(mention(Platform::Console, "slack:U1X"), "slack:U1X");
+        // User text never becomes markup or a mass mention.
+        for evil in ["<!channel>", "@here", "U1<!here>", "!subteam^S1", "@U1|x"] {
+            let out = mention(Platform::Slack, evil);
+            assert!(
+                !out.contains("<!") && !out.contains("@here"),
+                "{evil} -> {out}"
+            );
+        }
+        assert_eq!(
+            mention(Platform::Slack, "Jane <x> (PagerDuty)"),
+            "Jane &lt;x&gt; (PagerDuty)"
+        );
     }
 
     #[test]

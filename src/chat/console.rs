@@ -125,11 +125,22 @@ impl Sink for ConsoleSink {
                 channel,
                 message,
                 pin,
+                ..
             } => {
                 self.show(channel.name(), message)?;
                 if *pin {
                     self.note(channel.name(), "message pinned");
                 }
+                Ok(Delivered::Done)
+            }
+            // The console cannot edit what it printed: it prints the new version.
+            Effect::Update {
+                channel,
+                slot,
+                message,
+            } => {
+                self.note(channel.as_str(), &format!("{} updated:", slot.as_str()));
+                self.show(channel.as_str(), message)?;
                 Ok(Delivered::Done)
             }
             Effect::PagerDuty { action } => Err(DeliveryError::Permanent {

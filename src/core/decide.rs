@@ -8,7 +8,7 @@ use super::message::Message;
 use super::severity::{Severity, SeverityReason};
 use super::text::UserRef;
 use super::{
-    ChannelName, ChannelTarget, Decision, Effect, PagerDutyAction, PagerDutySeverity, Policy,
+    ChannelName, ChannelTarget, Decision, Effect, PagerDutyAction, PagerDutySeverity, Policy, Slot,
     TimerKind, TimerRequest, human_duration, views,
 };
 use chrono::{DateTime, Utc};
@@ -100,11 +100,19 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
             channel: ChannelTarget::Incident(incident.channel.clone()),
             message: views::alert(policy, &incident, &why),
             pin: true,
+            slot: None,
+        },
+        Effect::Post {
+            channel: ChannelTarget::Incident(incident.channel.clone()),
+            message: views::summary(policy, &incident),
+            pin: true,
+            slot: Some(Slot::Summary),
         },
         Effect::Post {
             channel: ChannelTarget::Named(policy.announce_channel.clone()),
             message: views::announcement(&incident, &actor),
             pin: false,
+            slot: None,
         },
     ];
     let mut events = vec![TimelineEvent {
@@ -182,6 +190,7 @@ impl Draft {
             channel: ChannelTarget::Incident(self.next.channel.clone()),
             message,
             pin: false,
+            slot: None,
         });
     }
 
@@ -192,7 +201,24 @@ impl Draft {
             .extend(escalation::plan(policy, &self.next, self.now));
     }
 
-    fn finish(mut self, current: &Incident, reply: Option<Message>) -> Decision {
+    /// The decision, with an edit of the pinned summary and a new topic if they changed.
+    /// (`policy` is `None` for inputs that cannot change the summary.)
+    fn finish(
+        mut self,
+        policy: Option<&Policy>,
+        current: &Incident,
+        reply: Option<Message>,
+    ) -> Decision {
+        if let Some(policy) = policy {
+            let summary = views::summary(policy, &self.next);
+            if summary != views::summary(policy, current) {
+                self.effects.push(Effect::Update {
+                    channel: self.next.channel.clone(),
+                    slot: Slot::Summary,
+                    message: summary,
+                });
+            }
+        }
         let topic = views::topic(&self.next);
         if topic != views::topic(current) {
             self.effects.push(Effect::SetTopic {
@@ -334,6 +360,7 @@ fn resolve(
         channel: ChannelTarget::Named(policy.announce_channel.clone()),
         message: views::announcement(&draft.next, who),
         pin: false,
+        slot: None,
     });
     // Everything stops except the postmortem reminders.
     let fence = draft.next.escalation_generation;
@@ -674,7 +701,7 @@ pub fn apply(
             ));
         }
     }
-    Ok(draft.finish(current, None))
+    Ok(draft.finish(Some(policy), current, None))
 }
 
 /// A durable timer came due. Returns `None` when it is stale (its fence has moved on, the step
@@ -803,7 +830,7 @@ pub fn fire_timer(
             ));
         }
     }
-    Some(draft.finish(current, None))
+    Some(draft.finish(Some(policy), current, None))
 }
 
 /// What PagerDuty said about an incident (a v3 webhook), parsed at the edge.
@@ -846,7 +873,7 @@ pub fn pagerduty_change(
             change_severity(policy, &mut draft, current, &who, *severity);
         }
     }
-    Some(draft.finish(current, None))
+    Some(draft.finish(Some(policy), current, None))
 }
 
 /// PagerDuty said who is on call for `target`: mention them in the channel.
@@ -866,7 +893,7 @@ pub fn on_call_found(
     );
     let ask = current.status.is_open() && current.acknowledged_at.is_none();
     draft.post(views::on_call(current, target, names, ask));
-    draft.finish(current, None)
+    draft.finish(None, current, None)
 }
 
 /// An outbound call was refused for good: record it and say so in the channel, so that a
@@ -886,7 +913,7 @@ pub fn delivery_failed(
         },
     );
     draft.post(views::delivery_failed(current, what, reason));
-    draft.finish(current, None)
+    draft.finish(None, current, None)
 }
 
 #[cfg(test)]
@@ -1473,6 +1500,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_summary_is_edited_when_the_incident_changes_and_loses_spent_buttons() {
+        let policy = policy();
+        let d = declared("DB down", None);
+        let acked = apply(&policy, &d.incident, &user("bob"), &Command::Ack, t0()).unwrap();
+        let update = acked
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Update {
+                    slot: Slot::Summary,
+                    message,
+                    ..
+                } => Some(message),
+                _ => None,
+            })
+            .expect("summary edited");
+        assert_eq!(update.buttons.len(), 1, "only Resolve is left");
+        let text = serde_json::to_string(update).unwrap();
+        assert!(text.contains("\"acknowledged_by\":\"bob\""), "{text}");
+        // An update that changes nothing on the summary does not edit it.
+        let noted = apply(
+            &policy,
+            &acked.incident,
+            &user("bob"),
+            &Command::Update("looking".into()),
+            t0(),
+        )
+        .unwrap();
+        assert!(
+            !noted
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::Update { .. }))
+        );
+    }
+
+    #[test]
     fn declare_creates_channel_alert_announcement_and_reminder() {
         let d = declared("DB down", None);
         assert_eq!(d.incident.severity, Severity::P0);
@@ -1481,10 +1545,13 @@ pub(crate) mod tests {
         assert_eq!(kinds(&d.events), ["declared"]);
         assert!(matches!(d.effects[0], Effect::CreateChannel { .. }));
         assert!(
-            matches!(&d.effects[1], Effect::Post { pin: true, message, .. } if message.buttons.len() == 2)
+            matches!(&d.effects[1], Effect::Post { pin: true, slot: None, message, .. } if message.buttons.is_empty())
         );
         assert!(
-            matches!(&d.effects[2], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
+            matches!(&d.effects[2], Effect::Post { pin: true, slot: Some(Slot::Summary), message, .. } if message.buttons.len() == 2)
+        );
+        assert!(
+            matches!(&d.effects[3], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
         );
         let reminder = TimerRequest {
             kind: TimerKind::StatusReminder,

@@ -38,10 +38,11 @@ pub enum TemplateName {
     PostmortemReminder,
     DeliveryFailed,
     OnCall,
+    Summary,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 17] = [
+    pub const ALL: [TemplateName; 18] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -59,6 +60,7 @@ impl TemplateName {
         TemplateName::PostmortemReminder,
         TemplateName::DeliveryFailed,
         TemplateName::OnCall,
+        TemplateName::Summary,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -81,6 +83,7 @@ impl TemplateName {
             TemplateName::PostmortemReminder => "postmortem_reminder",
             TemplateName::DeliveryFailed => "delivery_failed",
             TemplateName::OnCall => "on_call",
+            TemplateName::Summary => "summary",
         }
     }
 }

@@ -99,6 +99,16 @@ pub enum Effect {
         channel: ChannelTarget,
         message: Message,
         pin: bool,
+        /// A message kept up to date later (`Effect::Update`) is posted into a slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<Slot>,
+    },
+    /// Replace the message in `slot` of the incident channel (Slack `chat.update`, a Discord
+    /// edit); the console prints it again.
+    Update {
+        channel: ChannelName,
+        slot: Slot,
+        message: Message,
     },
     SetTopic {
         channel: ChannelName,
@@ -116,6 +126,46 @@ impl Effect {
         match self {
             Effect::PagerDuty { .. } => PAGERDUTY,
             _ => platform.as_str(),
+        }
+    }
+
+    /// Whether it goes before cosmetic work when a platform's queue is long: pages, channel
+    /// creation, alerts and escalations are urgent; topics, summary edits and other posts are
+    /// not. (Each incident's own effects still go in order.)
+    pub fn urgent(&self) -> bool {
+        use message::TemplateName as T;
+        match self {
+            Effect::PagerDuty { .. } | Effect::CreateChannel { .. } => true,
+            Effect::Post { message, .. } => message.sections.iter().any(|s| {
+                matches!(
+                    s,
+                    message::Section::Text {
+                        template: T::IncidentAlert
+                            | T::Escalation
+                            | T::ResponseBreach
+                            | T::OnCall
+                            | T::DeliveryFailed,
+                        ..
+                    }
+                )
+            }),
+            Effect::SetTopic { .. } | Effect::Update { .. } => false,
+        }
+    }
+}
+
+/// A message of the incident channel that is edited in place as the incident changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    /// The pinned summary: severity, status, commander, who acknowledged, and the buttons.
+    Summary,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Summary => "summary",
         }
     }
 }

@@ -44,7 +44,59 @@ pub fn alert(policy: &Policy, incident: &Incident, reason: &str) -> Message {
             "severity_reason": reason,
         }),
     )
-    .with_buttons(incident_buttons(incident))
+}
+
+/// The step's mentions that mean something on the incident's platform: plain names on every
+/// platform, `slack:…` only on Slack, `discord:…` only on Discord.
+fn mentions_for(step: &EscalationStep, platform: super::Platform) -> Vec<String> {
+    step.mention
+        .iter()
+        .filter(|m| match m.split_once(':') {
+            Some((scope, _)) => scope == platform.as_str(),
+            None => true,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The pinned summary of the incident channel, edited in place as the incident changes: what
+/// it is, who leads it, who acknowledged, and the buttons that still apply.
+pub fn summary(policy: &Policy, incident: &Incident) -> Message {
+    let sev = policy.severity(incident.severity);
+    let resolved = incident.resolved_at.map(format_time);
+    let duration = incident
+        .resolved_at
+        .map(|at| human_duration(at - incident.declared_at));
+    let buttons = incident_buttons(incident)
+        .into_iter()
+        .filter(|b| match b.action {
+            ButtonAction::Acknowledge { .. } => {
+                incident.status.is_open() && incident.acknowledged_at.is_none()
+            }
+            ButtonAction::Resolve { .. } => incident.status.is_open(),
+        })
+        .collect();
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::Summary,
+        json!({
+            "key": incident.key.to_string(),
+            "severity": incident.severity.to_string(),
+            "severity_name": sev.name,
+            "status": incident.status.to_string(),
+            "title": incident.title,
+            "commander": incident.commander.to_string(),
+            "declared_by": incident.declared_by.to_string(),
+            "declared": format_time(incident.declared_at),
+            "respond_within": human_duration(sev.respond_within),
+            "acknowledged_by": incident.acknowledged_by.as_ref().map(ToString::to_string),
+            "acknowledged": incident.acknowledged_at.map(format_time),
+            "resolved": resolved,
+            "duration": duration,
+            "root_cause": incident.root_cause,
+        }),
+    )
+    .with_buttons(buttons)
 }
 
 /// Acknowledge and Resolve, with a confirmation before resolving.
@@ -205,7 +257,7 @@ pub fn escalation(
             "why": why,
             "actor": actor.to_string(),
             "paged": paged,
-            "mentions": step.mention,
+            "mentions": mentions_for(step, incident.platform),
             "notes": notes,
             "late": late,
         }),

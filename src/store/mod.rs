@@ -155,6 +155,13 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
 
+    /// A chat platform's reference recorded under `key` (the Slack channel id of an incident
+    /// channel, the timestamp of a pinned summary message), if any.
+    async fn chat_ref(&self, platform: &str, key: &str) -> StoreResult<Option<String>>;
+
+    /// Record a chat platform's reference under `key`, replacing an earlier one.
+    async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()>;
+
     /// Newest first; open ones only unless `include_resolved`.
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>>;
 
@@ -379,4 +386,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;

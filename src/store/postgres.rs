@@ -98,6 +98,19 @@ CREATE TABLE inbound_events (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE outbox ADD COLUMN urgent BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE chat_refs (
+    platform TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (platform, key)
+);
+"#,
+    ),
 ];
 
 /// NOTIFY channels: a commit planned timers, or wrote outbox rows.
@@ -402,6 +415,39 @@ impl Store for PostgresStore {
         Ok(inserted == 1)
     }
 
+    async fn chat_ref(&self, platform: &str, key: &str) -> StoreResult<Option<String>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT value FROM chat_refs WHERE platform = $1 AND key = $2")
+                    .await
+                    .map_err(db_error)?,
+                &[&platform, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "INSERT INTO chat_refs (platform, key, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (platform, key) DO UPDATE SET value = excluded.value, updated_at = now()",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&platform, &key, &value],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let filter = if include_resolved {
@@ -594,9 +640,9 @@ impl Store for PostgresStore {
         }
         for (index, effect) in change.outbox.iter().enumerate() {
             let json = serde_json::to_value(effect).expect("effects serialize");
-            tx.execute(&tx.prepare_cached("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5)").await.map_err(db_error)?,
-                &[&i.key.0, &effect.destination(i.platform), &json, &idempotency_key(i.key, version, index), &change.now],
+            tx.execute(&tx.prepare_cached("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6)").await.map_err(db_error)?,
+                &[&i.key.0, &effect.destination(i.platform), &json, &idempotency_key(i.key, version, index), &change.now, &effect.urgent()],
             )
             .await
             .map_err(db_error)?;
@@ -684,7 +730,7 @@ impl Store for PostgresStore {
                               AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
                                               AND earlier.state = 'pending' AND earlier.id < head.id)
                       AND (lease_until IS NULL OR lease_until < $4)
-                    ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                    ORDER BY urgent DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED)
                  RETURNING id, incident, effect::text, idempotency_key, attempts").await.map_err(db_error)?,
                 &[&owner, &lease_until, &destination, &now, &limit],
             )
@@ -703,7 +749,7 @@ impl Store for PostgresStore {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        items.sort_by_key(|i| i.id);
+        items.sort_by_key(|i| (!i.effect.urgent(), i.id));
         Ok(items)
     }
 

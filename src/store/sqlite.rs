@@ -98,6 +98,19 @@ CREATE TABLE inbound_events (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE chat_refs (
+    platform TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (platform, key)
+);
+"#,
+    ),
 ];
 
 /// Fixed-width UTC text so that string order is time order.
@@ -348,6 +361,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn chat_ref(&self, platform: &str, key: &str) -> StoreResult<Option<String>> {
+        let (platform, key) = (platform.to_string(), key.to_string());
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT value FROM chat_refs WHERE platform = ?1 AND key = ?2",
+                params![platform, key],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()> {
+        let (platform, key, value) = (platform.to_string(), key.to_string(), value.to_string());
+        let now = ts(Utc::now());
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO chat_refs (platform, key, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (platform, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![platform, key, value, now],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
             let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
@@ -396,10 +438,16 @@ impl Store for SqliteStore {
         let expected = change.expected_version;
         let events = change.events.to_vec();
         let timers = change.timers.to_vec();
-        let outbox: Vec<(String, &'static str)> = change
+        let outbox: Vec<(String, &'static str, bool)> = change
             .outbox
             .iter()
-            .map(|e| (effect_json(e), e.destination(change.incident.platform)))
+            .map(|e| {
+                (
+                    effect_json(e),
+                    e.destination(change.incident.platform),
+                    e.urgent(),
+                )
+            })
             .collect();
         let inbound = change
             .inbound_event
@@ -548,11 +596,11 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
             }
-            for (index, (effect, destination)) in outbox.iter().enumerate() {
+            for (index, (effect, destination, urgent)) in outbox.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![i.key.0, destination, effect, idempotency_key(i.key, version, index), now],
+                    "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    params![i.key.0, destination, effect, idempotency_key(i.key, version, index), now, urgent],
                 )
                 .map_err(db_error)?;
             }
@@ -668,7 +716,7 @@ impl Store for SqliteStore {
                               AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
                                               AND earlier.state = 'pending' AND earlier.id < head.id)
                               AND (lease_until IS NULL OR lease_until < ?4)
-                            ORDER BY id LIMIT ?5)
+                            ORDER BY urgent DESC, id LIMIT ?5)
                          RETURNING id, incident, effect, idempotency_key, attempts",
                     )
                     .map_err(db_error)?;
@@ -686,7 +734,7 @@ impl Store for SqliteStore {
                     Ok(OutboxItem { id, incident: IncidentKey(incident), destination: destination.clone(), effect: effect_from_json(&effect)?, idempotency_key, attempts })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            items.sort_by_key(|i| i.id);
+            items.sort_by_key(|i| (!i.effect.urgent(), i.id));
             Ok(items)
         })
         .await

@@ -207,7 +207,7 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
         0,
         "nothing is posted before the channel exists"
     );
-    assert_eq!(store.outbox_counts().await.unwrap().pending, 3);
+    assert_eq!(store.outbox_counts().await.unwrap().pending, 4);
     clock.advance(Duration::seconds(29));
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
@@ -215,7 +215,7 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
         "Retry-After is honoured"
     );
     clock.advance(Duration::seconds(2));
-    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 3);
+    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 4);
     let delivered = sink.delivered.lock().unwrap().clone();
     assert!(matches!(&delivered[0], Effect::CreateChannel { .. }));
     assert!(matches!(
@@ -226,8 +226,16 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
             ..
         }
     ));
+    assert!(matches!(
+        &delivered[2],
+        Effect::Post {
+            slot: Some(warroom::core::Slot::Summary),
+            pin: true,
+            ..
+        }
+    ));
     assert!(
-        matches!(&delivered[2], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
+        matches!(&delivered[3], Effect::Post { channel: ChannelTarget::Named(n), .. } if n == "incidents")
     );
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
@@ -245,9 +253,9 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
         .push_back(DeliveryError::Permanent {
             reason: "400 invalid_name".into(),
         });
-    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 2);
+    assert_eq!(app.dispatch_outbox(&sink).await.unwrap(), 3);
     let counts = store.outbox_counts().await.unwrap();
-    assert_eq!((counts.pending, counts.failed, counts.delivered), (0, 1, 5));
+    assert_eq!((counts.pending, counts.failed, counts.delivered), (0, 1, 7));
 }
 
 pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(db: &TestDb) {
@@ -266,13 +274,13 @@ pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(db: &Test
     // Delivered: the stolen row (its lease lost), then all of the second incident.
     assert_eq!(
         app.dispatch_outbox(&sink).await.unwrap(),
-        4,
+        5,
         "the pass went on after losing one lease"
     );
     let counts = store.outbox_counts().await.unwrap();
     assert_eq!(
         (counts.pending, counts.delivered),
-        (3, 3),
+        (4, 4),
         "the first incident waits for the thief's row"
     );
 }

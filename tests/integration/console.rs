@@ -260,7 +260,8 @@ fn a_file_store_keeps_incidents_across_sessions() {
 
 #[test]
 fn buttons_work_with_click_and_confirm() {
-    let script = "declare Queue backlog growing\n:click 1\n:click 2\nno\n:click 2\ny\n:click 9\n";
+    // After the acknowledgement the summary is printed again with Resolve as its only button.
+    let script = "declare Queue backlog growing\n:click 1\n:click 1\nno\n:click 1\ny\n:click 9\n";
     let out = console(&["--ephemeral", "--as", "alice"], &[], script);
     let channel = channel_of(&out, "INC-1");
     assert_has(&out, "general", "* @alice pressed Acknowledge");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use warroom::core::decide::{DeclareRequest, apply, declare};
 use warroom::core::{
     ChannelName, ChannelTarget, Command, Effect, EventKind, IncidentKey, Message, Platform,
-    Severity, Status, TimerKind, TimerRequest, UserRef, message::Visibility,
+    Severity, Slot, Status, TimerKind, TimerRequest, UserRef, message::Visibility,
 };
 use warroom::store::{Change, Store, StoreError};
 
@@ -208,7 +208,7 @@ pub async fn a_taken_channel_is_refused_and_writes_nothing(db: &TestDb) {
     assert!(store.timeline(key).await.unwrap().is_empty());
     assert_eq!(
         store.outbox_counts().await.unwrap().pending,
-        3,
+        4,
         "only the first incident's effects"
     );
 }
@@ -621,7 +621,10 @@ pub async fn outbox_rows_are_delivered_once_and_retried_with_backoff(db: &TestDb
         .await
         .unwrap();
     let counts = store.outbox_counts().await.unwrap();
-    assert_eq!((counts.pending, counts.failed, counts.delivered), (7, 1, 1));
+    assert_eq!(
+        (counts.pending, counts.failed, counts.delivered),
+        (10, 1, 1)
+    );
 
     // The delivered and the given-up incidents move on; the retrying one waits its turn.
     let next = store
@@ -669,6 +672,7 @@ pub async fn effects_round_trip_exactly(db: &TestDb) {
             "quote \" backslash \\ nul-free ünïcödé",
         ),
         pin: false,
+        slot: Some(Slot::Summary),
     };
     d.effects = vec![tricky.clone()];
     d.events.clear();
@@ -689,7 +693,106 @@ pub async fn effects_round_trip_exactly(db: &TestDb) {
     assert_eq!(last, Some(tricky));
 }
 
+pub async fn chat_refs_are_kept_and_replaced(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(
+        store.chat_ref("slack", "channel:inc-x").await.unwrap(),
+        None
+    );
+    store
+        .set_chat_ref("slack", "channel:inc-x", "C0001")
+        .await
+        .unwrap();
+    store
+        .set_chat_ref("discord", "channel:inc-x", "9001")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chat_ref("slack", "channel:inc-x").await.unwrap(),
+        Some("C0001".into())
+    );
+    store
+        .set_chat_ref("slack", "channel:inc-x", "C0002")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chat_ref("slack", "channel:inc-x").await.unwrap(),
+        Some("C0002".into())
+    );
+    assert_eq!(
+        store.chat_ref("discord", "channel:inc-x").await.unwrap(),
+        Some("9001".into())
+    );
+}
+
+/// Across incidents, urgent rows (pages, alerts, escalations) are claimed before cosmetic
+/// ones (topics, summary edits) even when they were written later.
+pub async fn urgent_rows_go_first_across_incidents(db: &TestDb) {
+    let store = db.open().await;
+    let now = t0();
+    let mut cosmetic = declared(&*store, "one", "inc-20261128-one").await;
+    cosmetic.effects = vec![Effect::SetTopic {
+        channel: cosmetic.incident.channel.clone(),
+        topic: "t".into(),
+    }];
+    cosmetic.events.clear();
+    cosmetic.timers.clear();
+    store
+        .commit(Change::new(&cosmetic, Some(cosmetic.incident.version), now))
+        .await
+        .unwrap();
+    // Drain the first incident's declaration rows so only the topic is pending for it.
+    let mut drained = 0;
+    loop {
+        let items = store
+            .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+            .await
+            .unwrap();
+        let declaration: Vec<_> = items
+            .iter()
+            .filter(|i| !matches!(i.effect, Effect::SetTopic { .. }))
+            .collect();
+        if declaration.is_empty() {
+            for item in &items {
+                store
+                    .outbox_failed(item.id, "a", "later", Some(now))
+                    .await
+                    .unwrap();
+            }
+            break;
+        }
+        for item in declaration {
+            store.outbox_delivered(item.id, "a", now).await.unwrap();
+            drained += 1;
+        }
+        for item in items
+            .iter()
+            .filter(|i| matches!(i.effect, Effect::SetTopic { .. }))
+        {
+            store
+                .outbox_failed(item.id, "a", "later", Some(now))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(drained > 0);
+    let urgent = declared(&*store, "two", "inc-20261128-two").await;
+    let items = store
+        .claim_outbox("console", now, "b", now + Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        matches!(items[0].effect, Effect::CreateChannel { .. }),
+        "the later incident's channel goes first: {items:?}"
+    );
+    assert_eq!(items[0].incident, urgent.incident.key);
+    assert!(matches!(items[1].effect, Effect::SetTopic { .. }));
+}
+
 on_both_stores!(
+    chat_refs_are_kept_and_replaced,
+    urgent_rows_go_first_across_incidents,
     stores_and_reads_back_everything,
     every_field_survives_a_full_lifecycle,
     a_stale_version_is_a_conflict_and_writes_nothing,
