@@ -273,18 +273,7 @@ async fn run_console(
     if channel.is_empty() {
         bail!("--channel needs a name");
     }
-    let renderer = Arc::new(Renderer::load(config.templates_dir.as_deref()).map_err(
-        |problems| {
-            anyhow::anyhow!(
-                "templates: {}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        },
-    )?);
+    let renderer = load_renderer(&config)?;
     let store = store::open(&config).await?;
     let virtual_clock =
         virtual_clock.then(|| Arc::new(VirtualClock::starting_at(chrono::Utc::now())));
@@ -307,6 +296,21 @@ async fn run_console(
 }
 
 /// The PagerDuty sink, when any part of PagerDuty is configured.
+fn load_renderer(config: &Config) -> anyhow::Result<Arc<Renderer>> {
+    Renderer::load(config.templates_dir.as_deref())
+        .map(Arc::new)
+        .map_err(|problems| {
+            anyhow::anyhow!(
+                "templates: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })
+}
+
 fn pagerduty_sink(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chat::Sink>>> {
     let pd = &config.pagerduty;
     if !pd.events_enabled() && !pd.rest_enabled() {
@@ -343,7 +347,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let slack = match &config.slack {
+        Some(slack) => {
+            let api = Arc::new(crate::chat::slack::SlackApi::new(slack)?);
+            let renderer = load_renderer(&config)?;
+            let sink: Arc<dyn crate::chat::Sink> = Arc::new(crate::chat::slack::SlackSink::new(
+                api.clone(),
+                store.clone(),
+                renderer.clone(),
+                slack.clone(),
+                config.policy.announce_channel.clone(),
+            ));
+            let dispatcher = tokio::spawn(runner::dispatcher_loop(app.clone(), sink, poll));
+            tracing::info!("Slack is on: /slack/commands, /slack/interactions, /slack/events");
+            Some((
+                Arc::new(crate::chat::slack::SlackInbound {
+                    app: app.clone(),
+                    api,
+                    renderer,
+                    config: slack.clone(),
+                    reply_within: crate::chat::slack::inbound::REPLY_WITHIN,
+                }),
+                dispatcher,
+            ))
+        }
+        None => {
+            tracing::info!("Slack is not configured (see [slack] in warroom.example.toml)");
+            None
+        }
+    };
     let deps = HttpDeps {
+        slack: slack.as_ref().map(|(inbound, _)| inbound.clone()),
         store,
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
@@ -365,6 +399,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("the HTTP server stopped")?;
     scheduler.abort();
     if let Some(dispatcher) = dispatcher {
+        dispatcher.abort();
+    }
+    if let Some((_, dispatcher)) = slack {
         dispatcher.abort();
     }
     tracing::info!("stopped");

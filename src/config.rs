@@ -78,6 +78,25 @@ struct RawConfig {
     classification: RawClassification,
     escalation: RawEscalation,
     pagerduty: RawPagerDuty,
+    slack: RawSlack,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    #[serde(deserialize_with = "text")]
+    mode: String,
+    signing_secret: Secret,
+    bot_token: Secret,
+    #[serde(deserialize_with = "text")]
+    incidents_channel: String,
+    #[serde(deserialize_with = "text")]
+    api_url: String,
+    #[serde(deserialize_with = "text")]
+    timeout: String,
+    responders: Vec<String>,
+    allowed_users: Vec<String>,
+    allowed_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +311,27 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub templates_dir: Option<PathBuf>,
     pub pagerduty: PagerDutyConfig,
+    /// `None` when Slack is not configured (no bot token and signing secret).
+    pub slack: Option<SlackConfig>,
+}
+
+/// The `[slack]` section, when Slack is enabled.
+#[derive(Clone, Debug)]
+pub struct SlackConfig {
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+    /// Where incidents are announced: a channel id (`C…`) or name.
+    pub incidents_channel: String,
+    /// Base URL of the Web API (`https://slack.com/api`); the method name follows a `/`.
+    pub api_url: String,
+    /// Timeout of one Web API call.
+    pub timeout: std::time::Duration,
+    /// User ids invited to every incident channel.
+    pub responders: Vec<String>,
+    /// Who may press buttons and change incidents: these user ids, members of these user
+    /// groups, and each incident's declarer and commander. Both empty: everyone.
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
 }
 
 /// One problem with the configuration: where, which key, what is wrong.
@@ -729,6 +769,83 @@ fn validate(
         &mut problem,
     );
 
+    // Slack.
+    let sl = &raw.slack;
+    let slack_timeout = duration(
+        "slack.timeout",
+        &sl.timeout,
+        (Duration::seconds(1), minutes(1)),
+        &mut problem,
+    );
+    let slack_enabled =
+        !sl.bot_token.expose().trim().is_empty() || !sl.signing_secret.expose().trim().is_empty();
+    if slack_enabled {
+        for (key, value) in [
+            ("slack.bot_token", &sl.bot_token),
+            ("slack.signing_secret", &sl.signing_secret),
+        ] {
+            if value.expose().trim().is_empty() {
+                problem(
+                    key,
+                    "is needed with the other Slack secret (set both, or neither to turn Slack off)"
+                        .into(),
+                );
+            }
+        }
+        if !sl.bot_token.expose().trim().is_empty()
+            && !sl.bot_token.expose().trim().starts_with("xoxb-")
+        {
+            problem(
+                "slack.bot_token",
+                "must be a bot token (it starts with xoxb-)".into(),
+            );
+        }
+    }
+    match sl.mode.trim() {
+        "http" => {}
+        "socket" => problem(
+            "slack.mode",
+            "Socket Mode is not available in this version; use \"http\" with the request URLs of deploy/slack-app-manifest.yaml".into(),
+        ),
+        other => problem("slack.mode", format!("`{other}` is not http")),
+    }
+    if !(sl.api_url.starts_with("https://") || sl.api_url.starts_with("http://")) {
+        problem(
+            "slack.api_url",
+            format!("`{}` is not an http(s) URL", sl.api_url),
+        );
+    }
+    let slack_ids = |key: &str,
+                     ids: &[String],
+                     kinds: &str,
+                     problem: &mut dyn FnMut(&str, String)| {
+        for id in ids {
+            let valid = id.len() >= 3
+                && id.len() <= 24
+                && id.starts_with(|c: char| kinds.contains(c))
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            if !valid {
+                problem(
+                    key,
+                    format!(
+                        "`{}` is not a Slack id starting with one of {kinds} (find it in the profile or user group menu: Copy member ID)",
+                        id.chars().take(40).collect::<String>()
+                    ),
+                );
+            }
+        }
+    };
+    slack_ids("slack.responders", &sl.responders, "UW", &mut problem);
+    slack_ids("slack.allowed_users", &sl.allowed_users, "UW", &mut problem);
+    slack_ids(
+        "slack.allowed_groups",
+        &sl.allowed_groups,
+        "S",
+        &mut problem,
+    );
+
     // Escalation steps.
     let mut escalation = Vec::new();
     for (i, step) in raw.escalation.steps.iter().enumerate() {
@@ -898,6 +1015,12 @@ fn validate(
         priorities,
         open_incidents_on,
     };
+    let announce_channel = raw
+        .incidents
+        .announce_channel
+        .trim()
+        .trim_start_matches('#')
+        .to_string();
     Ok(Config {
         listen,
         database,
@@ -905,12 +1028,7 @@ fn validate(
             severities,
             classification: ClassificationRules { rules, default },
             channel_prefix: raw.incidents.channel_prefix.trim().to_string(),
-            announce_channel: raw
-                .incidents
-                .announce_channel
-                .trim()
-                .trim_start_matches('#')
-                .to_string(),
+            announce_channel: announce_channel.clone(),
             postmortem_due,
             postmortem_reminders,
             escalation,
@@ -925,6 +1043,21 @@ fn validate(
             lease,
         },
         pagerduty,
+        slack: slack_enabled.then(|| SlackConfig {
+            signing_secret: Secret::new(sl.signing_secret.expose().trim()),
+            bot_token: Secret::new(sl.bot_token.expose().trim()),
+            incidents_channel: match sl.incidents_channel.trim().trim_start_matches('#') {
+                "" => announce_channel.clone(),
+                channel => channel.to_string(),
+            },
+            api_url: sl.api_url.trim().trim_end_matches('/').to_string(),
+            timeout: slack_timeout
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            responders: sl.responders.clone(),
+            allowed_users: sl.allowed_users.clone(),
+            allowed_groups: sl.allowed_groups.clone(),
+        }),
         templates_dir: (!raw.templates.dir.trim().is_empty())
             .then(|| PathBuf::from(raw.templates.dir.trim())),
     })

@@ -1,5 +1,5 @@
-//! The HTTP edge of `warroom serve`: health, readiness and PagerDuty webhooks; the Slack,
-//! Discord and metrics endpoints join this router as they are built.
+//! The HTTP edge of `warroom serve`: health, readiness, PagerDuty webhooks and (when Slack is
+//! configured) Slack's endpoints; Discord and metrics join this router as they are built.
 
 use crate::app::App;
 use crate::config::Secret;
@@ -26,6 +26,8 @@ pub struct HttpDeps {
     /// The scheduler counts as stalled when its last pass is older than this.
     pub stall_after: chrono::Duration,
     pub pagerduty: Option<PagerDutyWebhook>,
+    /// Slack's endpoints, when Slack is configured.
+    pub slack: Option<Arc<crate::chat::slack::SlackInbound>>,
 }
 
 /// What `POST /pagerduty/webhook` needs.
@@ -41,14 +43,19 @@ pub struct PagerDutyWebhook {
 pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 
 pub fn router(deps: HttpDeps) -> Router {
-    Router::new()
+    let slack = deps.slack.clone();
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
             "/pagerduty/webhook",
             post(pagerduty_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
-        .with_state(deps)
+        .with_state(deps);
+    match slack {
+        Some(slack) => router.merge(crate::chat::slack::inbound::routes(slack)),
+        None => router,
+    }
 }
 
 fn answer(status: StatusCode, text: &str) -> Response {

@@ -1,6 +1,7 @@
 //! Chat adapters. Each knows one platform; all deliver the same chat-neutral effects.
 
 pub mod console;
+pub mod slack;
 
 use crate::store::OutboxItem;
 use async_trait::async_trait;

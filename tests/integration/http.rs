@@ -27,6 +27,7 @@ fn deps(store: Arc<dyn warroom::store::Store>) -> (HttpDeps, Arc<Heartbeat>) {
         scheduler: heartbeat.clone(),
         stall_after: chrono::Duration::seconds(20),
         pagerduty: None,
+        slack: None,
     };
     (deps, heartbeat)
 }

@@ -10,4 +10,6 @@ mod http;
 mod pagerduty;
 mod render;
 mod replicas;
+mod slack;
+mod slack_fake;
 mod store_contract;

@@ -360,6 +360,7 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
         Duration::seconds(60),
     ));
     let deps = warroom::http::HttpDeps {
+        slack: None,
         store: s.store.clone(),
         scheduler: Arc::new(warroom::http::Heartbeat::default()),
         stall_after: Duration::seconds(20),

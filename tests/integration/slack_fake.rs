@@ -87,7 +87,9 @@ impl ReqwestConnector {
                 let envelope: SlackEnvelopeMessage =
                     serde_json::from_str(&body).map_err(|e| map_serde_error(e, Some(&body)))?;
                 match envelope.error.clone() {
-                    None => serde_json::from_str(&body).map_err(|e| map_serde_error(e, Some(&body))),
+                    None => {
+                        serde_json::from_str(&body).map_err(|e| map_serde_error(e, Some(&body)))
+                    }
                     Some(code) => Err(SlackClientError::ApiError(
                         SlackClientApiError::new(code)
                             .opt_errors(envelope.errors_as_strings())
@@ -396,7 +398,10 @@ async fn channels_are_created_validated_invited_and_given_topics() {
         ))
         .await
         .unwrap();
-    assert_eq!(fake.channel_named("inc-42-db-down").unwrap().members.len(), 4);
+    assert_eq!(
+        fake.channel_named("inc-42-db-down").unwrap().members.len(),
+        4
+    );
     for (channel_id, users, code) in [
         (id.as_str(), vec!["S0GROUP"], "user_not_found"),
         (id.as_str(), vec!["U4DAN", "bob"], "user_not_found"),
@@ -413,7 +418,10 @@ async fn channels_are_created_validated_invited_and_given_topics() {
             .await;
         assert_eq!(api_error(result), code, "{channel_id} {users:?}");
     }
-    assert_eq!(fake.channel_named("inc-42-db-down").unwrap().members.len(), 4);
+    assert_eq!(
+        fake.channel_named("inc-42-db-down").unwrap().members.len(),
+        4
+    );
 
     let topic = session
         .conversations_set_topic(&SlackApiConversationsSetTopicRequest::new(
@@ -455,7 +463,10 @@ async fn channels_are_created_validated_invited_and_given_topics() {
         .await
         .unwrap();
     assert_eq!(info.channel.topic.unwrap().value, "é".repeat(250));
-    assert_eq!(fake.calls_to("conversations.info"), vec![json!({ "channel": id })]);
+    assert_eq!(
+        fake.calls_to("conversations.info"),
+        vec![json!({ "channel": id })]
+    );
 }
 
 #[tokio::test]
@@ -475,8 +486,8 @@ async fn conversations_list_paginates_and_filters() {
         )
         .await
         .unwrap();
-    let other_private = fake.add_channel("not-ours", "U0ADMIN");
-    assert_eq!(other_private, "C0000008");
+    let last = fake.add_channel("not-ours", "U0ADMIN");
+    assert_eq!(last, "C0000008");
 
     let mut names = vec![];
     let mut cursor = None;
@@ -528,13 +539,17 @@ async fn conversations_list_paginates_and_filters() {
 
     // Archived channels are listed unless excluded; private ones only for members.
     let all = session
-        .conversations_list(
-            &SlackApiConversationsListRequest::new()
-                .with_types(vec![SlackConversationType::Public, SlackConversationType::Private]),
-        )
+        .conversations_list(&SlackApiConversationsListRequest::new().with_types(vec![
+            SlackConversationType::Public,
+            SlackConversationType::Private,
+        ]))
         .await
         .unwrap();
-    let names: Vec<_> = all.channels.iter().map(|c| c.name.clone().unwrap()).collect();
+    let names: Vec<_> = all
+        .channels
+        .iter()
+        .map(|c| c.name.clone().unwrap())
+        .collect();
     assert_eq!(names.len(), 8, "{names:?}");
     assert!(names.contains(&"old-incident".to_string()));
     assert!(names.contains(&"secret".to_string()));
@@ -584,9 +599,9 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
     let id = fake.add_channel("inc-7", BOT_USER);
 
     let blocks: Vec<SlackBlock> = slack_blocks![
-        some_into(SlackHeaderBlock::new(pt!("INC-7: database down"))),
-        some_into(SlackSectionBlock::new().with_text(md!("*Severity:* SEV1"))),
-        some_into(SlackDividerBlock::new())
+        SlackHeaderBlock::new(pt!("INC-7: database down")),
+        SlackSectionBlock::new().with_text(md!("*Severity:* SEV1")),
+        SlackDividerBlock::new(),
     ];
     let posted = session
         .chat_post_message(&SlackApiChatPostMessageRequest::new(
@@ -597,7 +612,10 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
         .unwrap();
     assert_eq!(posted.channel.0, id);
     assert_eq!(posted.ts.0, "1700000000.000100");
-    assert_eq!(posted.message.content.text.as_deref(), Some("INC-7: database down"));
+    assert_eq!(
+        posted.message.content.text.as_deref(),
+        Some("INC-7: database down")
+    );
     assert_eq!(posted.message.content.blocks.as_ref(), Some(&blocks));
     assert_eq!(posted.message.sender.user, Some(user(BOT_USER)));
     assert_eq!(posted.message.sender.bot_id.as_ref().unwrap().0, "B0TEST");
@@ -636,7 +654,10 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
         (id.as_str(), text(&"x".repeat(40_001)), "msg_too_long"),
     ] {
         let result = session
-            .chat_post_message(&SlackApiChatPostMessageRequest::new(channel(target), content))
+            .chat_post_message(&SlackApiChatPostMessageRequest::new(
+                channel(target),
+                content,
+            ))
             .await;
         assert_eq!(api_error(result), code, "{target}");
     }
@@ -660,10 +681,13 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
         .await
         .unwrap();
     assert_eq!(updated.ts, posted.ts);
-    assert_eq!(updated.message.content.text.as_deref(), Some("INC-7: resolved"));
+    assert_eq!(
+        updated.message.content.text.as_deref(),
+        Some("INC-7: resolved")
+    );
     assert!(updated.message.edited.is_some());
     let new_blocks: Vec<SlackBlock> =
-        slack_blocks![some_into(SlackSectionBlock::new().with_text(md!("resolved")))];
+        slack_blocks![SlackSectionBlock::new().with_text(md!("resolved"))];
     session
         .chat_update(&SlackApiChatUpdateRequest::new(
             channel(&id),
@@ -694,7 +718,11 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
         ))
         .await;
     assert_eq!(api_error(cant), "cant_update_message");
-    assert_eq!(fake.messages(&id).len(), 3, "others' messages are not listed");
+    assert_eq!(
+        fake.messages(&id).len(),
+        3,
+        "others' messages are not listed"
+    );
 
     // Ephemeral.
     session
@@ -723,7 +751,10 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
 
     // Pins.
     session
-        .pins_add(&SlackApiPinsAddRequest::new(channel(&id), posted.ts.clone()))
+        .pins_add(&SlackApiPinsAddRequest::new(
+            channel(&id),
+            posted.ts.clone(),
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -738,7 +769,10 @@ async fn messages_are_posted_updated_pinned_and_ephemeral() {
         .await
         .unwrap();
     let again = session
-        .pins_add(&SlackApiPinsAddRequest::new(channel(&id), posted.ts.clone()))
+        .pins_add(&SlackApiPinsAddRequest::new(
+            channel(&id),
+            posted.ts.clone(),
+        ))
         .await;
     assert_eq!(api_error(again), "already_pinned");
     let missing = session
@@ -791,19 +825,17 @@ async fn faults_are_queued_per_method_and_recorded() {
     let token = token();
     let session = client.open_session(&token);
     let id = fake.add_channel("inc-9", BOT_USER);
-    fake.fail_next("chat.postMessage", Fault::RateLimited { retry_after_secs: 7 });
-    fake.fail_next("chat.postMessage", Fault::ServerError);
     fake.fail_next(
         "chat.postMessage",
-        Fault::SlackError("fatal_error".into()),
+        Fault::RateLimited {
+            retry_after_secs: 7,
+        },
     );
+    fake.fail_next("chat.postMessage", Fault::ServerError);
+    fake.fail_next("chat.postMessage", Fault::SlackError("fatal_error".into()));
     fake.fail_next("pins.add", Fault::ServerError);
-    let post = || {
-        session.chat_post_message(&SlackApiChatPostMessageRequest::new(
-            channel(&id),
-            text("hello"),
-        ))
-    };
+    let request = SlackApiChatPostMessageRequest::new(channel(&id), text("hello"));
+    let post = || session.chat_post_message(&request);
 
     match post().await {
         Err(SlackClientError::RateLimitError(e)) => {
@@ -886,7 +918,10 @@ async fn response_urls_take_five_posts() {
     }
     let responses = fake.responses("cmd-1");
     assert_eq!(responses.len(), 5);
-    assert_eq!(responses[0], json!({ "text": "reply 0", "replace_original": false }));
+    assert_eq!(
+        responses[0],
+        json!({ "text": "reply 0", "replace_original": false })
+    );
     assert_eq!(responses[4]["text"], "reply 4");
     assert!(fake.responses("cmd-2").is_empty());
     // Not Web API calls.
@@ -899,8 +934,8 @@ async fn response_urls_take_five_posts() {
 #[tokio::test]
 async fn auth_unknown_methods_and_paths() {
     let fake = FakeSlack::start().await;
-    let single = format!("{}auth.test", fake.api_url());
-    let double = format!("{}/auth.test", fake.api_url());
+    let single = format!("{}/auth.test", fake.api_url());
+    let double = format!("{}//auth.test", fake.api_url());
     for url in [&single, &double] {
         let (status, ct, body) =
             raw_post(url, Some(&bearer()), "application/json", "{}".into()).await;
@@ -919,7 +954,7 @@ async fn auth_unknown_methods_and_paths() {
         );
     }
     let (status, _, body) = raw_post(
-        &format!("{}chat.meMessage", fake.api_url()),
+        &format!("{}/chat.meMessage", fake.api_url()),
         Some(&bearer()),
         "application/json",
         "{}".into(),
@@ -944,7 +979,12 @@ async fn auth_unknown_methods_and_paths() {
     );
 
     // Raw faults.
-    fake.fail_next("auth.test", Fault::RateLimited { retry_after_secs: 3 });
+    fake.fail_next(
+        "auth.test",
+        Fault::RateLimited {
+            retry_after_secs: 3,
+        },
+    );
     fake.fail_next("auth.test", Fault::ServerError);
     let response = reqwest::Client::new()
         .get(&single)
@@ -978,7 +1018,7 @@ async fn auth_unknown_methods_and_paths() {
 async fn form_bodies_and_blocks_as_strings() {
     let fake = FakeSlack::start().await;
     let id = fake.add_channel("inc-5", BOT_USER);
-    let url = |method: &str| format!("{}{method}", fake.api_url());
+    let url = |method: &str| format!("{}/{method}", fake.api_url());
     let form_type = "application/x-www-form-urlencoded";
 
     let (_, _, body) = raw_post(
@@ -1015,7 +1055,11 @@ async fn form_bodies_and_blocks_as_strings() {
     assert_eq!(messages[1].text, None);
     assert_eq!(messages[1].blocks[0]["text"]["text"], "hi");
 
-    for blocks in ["not json", r#"{"type":"divider"}"#, r#"[{"text":"no type"}]"#] {
+    for blocks in [
+        "not json",
+        r#"{"type":"divider"}"#,
+        r#"[{"text":"no type"}]"#,
+    ] {
         let (_, _, body) = raw_post(
             &url("chat.postMessage"),
             Some(&bearer()),
@@ -1077,5 +1121,10 @@ async fn form_bodies_and_blocks_as_strings() {
     .await;
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["ok"], true);
-    assert!(body["message_ts"].as_str().unwrap().starts_with("1700000000."));
+    assert!(
+        body["message_ts"]
+            .as_str()
+            .unwrap()
+            .starts_with("1700000000.")
+    );
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod pagerduty;
+pub mod slack;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

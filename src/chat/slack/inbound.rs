@@ -1,0 +1,493 @@
+//! `POST /slack/commands`, `/slack/interactions` and `/slack/events`.
+//!
+//! Every request is verified (signing secret, five-minute window) before anything is read from
+//! it. Slack wants an answer within 3 seconds: a command's answer is returned directly when it
+//! is ready within two, and otherwise sent through the command's `response_url` when it is.
+//! Button presses are answered at once and their result is sent through `response_url`.
+//! Events are acknowledged at once and deduplicated by event id (Slack retries them).
+
+use super::api::SlackApi;
+use super::blocks;
+use super::sink::{SLACK, channel_id_key};
+use crate::app::{App, Origin};
+use crate::config::SlackConfig;
+use crate::core::command::{self, Command};
+use crate::core::message::{ButtonAction, Message, Visibility};
+use crate::core::{Incident, Platform, UserRef, views};
+use crate::render::Renderer;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A command's answer is returned in the HTTP reply when it is ready this soon; otherwise the
+/// reply says "working on it" and the answer follows through `response_url` (Slack: 3 s).
+pub const REPLY_WITHIN: Duration = Duration::from_millis(2_000);
+/// Largest request accepted (an interaction payload carries the whole message).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long a group-membership check may take before the answer is "not allowed".
+const MEMBERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// Inbound event source name in the store.
+const EVENTS_SOURCE: &str = "slack";
+
+/// What the Slack endpoints need.
+pub struct SlackInbound {
+    pub app: Arc<App>,
+    pub api: Arc<SlackApi>,
+    pub renderer: Arc<Renderer>,
+    pub config: SlackConfig,
+    /// How long a command's answer may take to be returned in the reply itself (normally
+    /// [`REPLY_WITHIN`]).
+    pub reply_within: Duration,
+}
+
+pub fn routes(state: Arc<SlackInbound>) -> Router {
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn refuse(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "error": text }))).into_response()
+}
+
+/// Slack escapes `&`, `<` and `>` in the text it sends.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Commands that change an incident: only people allowed to act may use them.
+fn changes_an_incident(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Declare { .. } | Command::Timeline | Command::List { .. } | Command::Help { .. }
+    )
+}
+
+impl SlackInbound {
+    /// `None` when the request is Slack's; otherwise the 401 to answer.
+    fn unverified(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let error = super::verify(
+            &self.config.signing_secret,
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+            body,
+            self.app.clock.now(),
+        )
+        .err()?;
+        tracing::warn!(%error, "Slack request refused");
+        Some(refuse(StatusCode::UNAUTHORIZED, &error.to_string()))
+    }
+
+    /// A message rendered for Slack.
+    fn content(&self, message: &Message) -> blocks::SlackContent {
+        match self.renderer.render(Platform::Slack, message) {
+            Ok(rendered) => blocks::content(&rendered),
+            Err(error) => {
+                tracing::error!(%error, "cannot render a reply");
+                blocks::SlackContent {
+                    text: "warroom could not render its answer; the error is in its log.".into(),
+                    blocks: Vec::new(),
+                    ephemeral: true,
+                }
+            }
+        }
+    }
+
+    /// The incident channel a Slack channel id belongs to, or the id itself.
+    async fn channel_name(&self, channel_id: &str) -> Result<String, Message> {
+        match self
+            .app
+            .store
+            .chat_ref(SLACK, &channel_id_key(channel_id))
+            .await
+        {
+            Ok(Some(name)) => Ok(name),
+            Ok(None) => Ok(channel_id.to_string()),
+            Err(error) => {
+                tracing::error!(%error, "cannot read Slack channel ids");
+                Err(Message::notice(
+                    Visibility::Ephemeral,
+                    "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
+                ))
+            }
+        }
+    }
+
+    /// `None` when `user` may change `incident`; otherwise the refusal to show them.
+    pub async fn refusal(&self, user: &UserRef, incident: Option<&Incident>) -> Option<Message> {
+        let config = &self.config;
+        if config.allowed_users.is_empty() && config.allowed_groups.is_empty() {
+            return None;
+        }
+        if incident.is_some_and(|i| i.commander == *user || i.declared_by == *user)
+            || config.allowed_users.iter().any(|u| u == user.as_str())
+        {
+            return None;
+        }
+        let mut unchecked = Vec::new();
+        for group in &config.allowed_groups {
+            match tokio::time::timeout(MEMBERSHIP_CHECK, self.api.group_members(group)).await {
+                Ok(Ok(members)) if members.iter().any(|m| m == user.as_str()) => return None,
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, group, "cannot check a user group");
+                    unchecked.push(group.clone());
+                }
+                Err(_) => {
+                    tracing::warn!(group, "user group check timed out");
+                    unchecked.push(group.clone());
+                }
+            }
+        }
+        let mut text = "Only the incident's responders can do that: the declarer, the commander, and the people and groups in slack.allowed_users and slack.allowed_groups.".to_string();
+        if let Some(incident) = incident {
+            text.push_str(&format!(
+                " Ask @{} (commander of {}).",
+                incident.commander, incident.key
+            ));
+        }
+        if !unchecked.is_empty() {
+            text.push_str(" (Slack did not answer a group-membership check; try again shortly.)");
+        }
+        Some(views::refusal(text))
+    }
+
+    /// Run a command typed in `channel_id` by `user_id`.
+    pub async fn command(&self, channel_id: &str, user_id: &str, text: &str) -> Option<Message> {
+        let Ok(actor) = UserRef::parse(user_id) else {
+            return Some(views::refusal(format!(
+                "`{user_id}` is not a Slack user id."
+            )));
+        };
+        let channel = match self.channel_name(channel_id).await {
+            Ok(channel) => channel,
+            Err(message) => return Some(message),
+        };
+        if let Ok(parsed) = command::parse(text)
+            && changes_an_incident(&parsed)
+        {
+            let incident = match self.app.store.incident_by_channel(&channel).await {
+                Ok(incident) => incident,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the incident");
+                    None
+                }
+            };
+            if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
+                return Some(refusal);
+            }
+        }
+        let origin = Origin {
+            platform: Platform::Slack,
+            channel,
+            actor,
+        };
+        self.app.handle_command(&origin, text).await
+    }
+
+    /// A button press by `user_id` in `channel_id`.
+    pub async fn button(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+        action: &ButtonAction,
+    ) -> Option<Message> {
+        let Ok(actor) = UserRef::parse(user_id) else {
+            return Some(views::refusal(format!(
+                "`{user_id}` is not a Slack user id."
+            )));
+        };
+        let key = match action {
+            ButtonAction::Acknowledge { incident } | ButtonAction::Resolve { incident } => {
+                *incident
+            }
+        };
+        let incident = self.app.store.incident(key).await.ok().flatten();
+        if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
+            return Some(refusal);
+        }
+        let channel = match self.channel_name(channel_id).await {
+            Ok(channel) => channel,
+            Err(message) => return Some(message),
+        };
+        let origin = Origin {
+            platform: Platform::Slack,
+            channel,
+            actor,
+        };
+        self.app.handle_button(&origin, action).await
+    }
+
+    /// Send a late answer through `response_url`, or as an ephemeral message when there is
+    /// none.
+    async fn answer_later(
+        &self,
+        response_url: &str,
+        channel_id: &str,
+        user_id: &str,
+        message: &Message,
+    ) {
+        let content = self.content(message);
+        let sent = if response_url.is_empty() {
+            self.api
+                .post_ephemeral(channel_id, user_id, &content.text, &content.blocks)
+                .await
+        } else {
+            self.api
+                .respond(response_url, &content.text, &content.blocks)
+                .await
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "could not send an answer to a Slack user");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SlashCommand {
+    #[serde(default)]
+    text: String,
+    user_id: String,
+    channel_id: String,
+    #[serde(default)]
+    response_url: String,
+}
+
+async fn commands(
+    State(slack): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = slack.unverified(&headers, &body) {
+        return refused;
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "not a slash command");
+    };
+    let text = unescape(&form.text);
+    let worker = slack.clone();
+    let (channel_id, user_id) = (form.channel_id.clone(), form.user_id.clone());
+    let mut work = tokio::spawn(async move { worker.command(&channel_id, &user_id, &text).await });
+    match tokio::time::timeout(slack.reply_within, &mut work).await {
+        Ok(Ok(Some(reply))) => Json(slack.content(&reply).reply_json()).into_response(),
+        // Done, and said in the channel: a short receipt so the person sees it was taken.
+        Ok(Ok(None)) => Json(json!({
+            "response_type": "ephemeral",
+            "text": format!("✓ /incident {}", super::blocks::truncate(&unescape(&form.text), 200)),
+        }))
+        .into_response(),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "a slash command failed");
+            Json(json!({
+                "response_type": "ephemeral",
+                "text": "warroom failed to handle that command; the error is in its log.",
+            }))
+            .into_response()
+        }
+        Err(_) => {
+            let later = slack.clone();
+            tokio::spawn(async move {
+                match work.await {
+                    Ok(Some(reply)) => {
+                        later
+                            .answer_later(
+                                &form.response_url,
+                                &form.channel_id,
+                                &form.user_id,
+                                &reply,
+                            )
+                            .await
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "a slash command failed"),
+                }
+            });
+            Json(json!({
+                "response_type": "ephemeral",
+                "text": "⏳ Working on it; the answer will follow here.",
+            }))
+            .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+async fn interactions(
+    State(slack): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = slack.unverified(&headers, &body) {
+        return refused;
+    }
+    let Some(payload) = serde_urlencoded::from_bytes::<InteractionForm>(&body)
+        .ok()
+        .and_then(|form| serde_json::from_str::<Value>(&form.payload).ok())
+    else {
+        return refuse(StatusCode::BAD_REQUEST, "not an interaction payload");
+    };
+    if payload["type"] != "block_actions" {
+        return StatusCode::OK.into_response();
+    }
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let user_id = text(&payload["user"]["id"]);
+    let channel_id = text(&payload["channel"]["id"]);
+    let response_url = text(&payload["response_url"]);
+    let Some(pressed) = payload["actions"].as_array().and_then(|a| a.first()) else {
+        return refuse(StatusCode::BAD_REQUEST, "no action in the payload");
+    };
+    if !pressed["action_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("warroom_"))
+    {
+        return StatusCode::OK.into_response();
+    }
+    let action = pressed["value"]
+        .as_str()
+        .and_then(|v| serde_json::from_str::<ButtonAction>(v).ok());
+    tokio::spawn(async move {
+        let reply = match &action {
+            Some(action) => slack.button(&channel_id, &user_id, action).await,
+            None => Some(views::refusal(
+                "This button is from an older version of warroom and no longer works; use /incident instead.".to_string(),
+            )),
+        };
+        if let Some(reply) = reply {
+            slack
+                .answer_later(&response_url, &channel_id, &user_id, &reply)
+                .await;
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+/// The text of an `app_mention` after the leading mention of the bot.
+fn mention_text(text: &str) -> String {
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("<@")
+        && let Some(end) = after.find('>')
+    {
+        rest = after[end + 1..].trim_start();
+    }
+    unescape(rest)
+}
+
+async fn events(
+    State(slack): State<Arc<SlackInbound>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = slack.unverified(&headers, &body) {
+        return refused;
+    }
+    let Ok(envelope) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "not JSON");
+    };
+    match envelope["type"].as_str() {
+        Some("url_verification") => {
+            Json(json!({ "challenge": envelope["challenge"] })).into_response()
+        }
+        Some("event_callback") => {
+            let Some(event_id) = envelope["event_id"].as_str() else {
+                return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
+            };
+            match slack
+                .app
+                .store
+                .record_inbound_event(EVENTS_SOURCE, event_id, slack.app.clock.now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    let retry = headers
+                        .get("x-slack-retry-num")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("0");
+                    tracing::info!(event = event_id, retry, "Slack event seen before; ignored");
+                    return (
+                        StatusCode::OK,
+                        [("x-slack-no-retry", "1")],
+                        Json(json!({ "status": "duplicate" })),
+                    )
+                        .into_response();
+                }
+                Err(error) => {
+                    // Slack retries; the event is not lost.
+                    tracing::error!(%error, event = event_id, "cannot record a Slack event");
+                    return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+                }
+            }
+            let event = envelope["event"].clone();
+            if event["type"] == "app_mention" && event.get("bot_id").is_none() {
+                let text = mention_text(event["text"].as_str().unwrap_or_default());
+                let user = event["user"].as_str().unwrap_or_default().to_string();
+                let channel = event["channel"].as_str().unwrap_or_default().to_string();
+                tokio::spawn(async move {
+                    if let Some(reply) = slack.command(&channel, &user, &text).await {
+                        slack.answer_later("", &channel, &user, &reply).await;
+                    }
+                });
+            }
+            Json(json!({ "status": "ok" })).into_response()
+        }
+        _ => Json(json!({ "status": "ignored" })).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mention_text_drops_the_bot_mention_and_unescapes() {
+        assert_eq!(
+            mention_text("<@U0BOT> status identified"),
+            "status identified"
+        );
+        assert_eq!(
+            mention_text("<@U0BOT>   update a &amp; b &lt;x&gt;"),
+            "update a & b <x>"
+        );
+        assert_eq!(mention_text("help"), "help");
+    }
+
+    #[test]
+    fn reading_commands_are_open_to_everyone() {
+        for text in ["declare x", "list", "help", "timeline"] {
+            assert!(
+                !changes_an_incident(&command::parse(text).unwrap()),
+                "{text}"
+            );
+        }
+        for text in [
+            "ack",
+            "resolve",
+            "sev P0",
+            "status identified",
+            "update x",
+            "escalate",
+        ] {
+            assert!(
+                changes_an_incident(&command::parse(text).unwrap()),
+                "{text}"
+            );
+        }
+    }
+}

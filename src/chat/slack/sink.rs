@@ -1,0 +1,340 @@
+//! Delivers the outbox to Slack: incident channels, topics, posts, pins and the summary kept
+//! current with `chat.update`.
+//!
+//! Slack's ids are kept in the store (`chat_refs`): `channel:<name>` is the Slack id of an
+//! incident channel, `channel-id:<id>` the incident channel a Slack id belongs to,
+//! `slot:<name>:summary` the channel and `ts` of the summary, and `outbox:<row>` the `ts` of a
+//! row's post, so that a retried row (its pin failed, say) does not post a second time.
+
+use super::api::{ApiError, SlackApi};
+use super::blocks;
+use crate::chat::{Delivered, DeliveryError, Sink};
+use crate::config::SlackConfig;
+use crate::core::{ChannelName, ChannelTarget, Effect, Message, Platform, Slot};
+use crate::render::{self, Renderer};
+use crate::store::{OutboxItem, Store, StoreError};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub const SLACK: &str = "slack";
+
+/// How many name suffixes (`-2` … `-9`) are tried when another channel has the name.
+const NAME_ATTEMPTS: usize = 9;
+
+pub fn channel_key(name: &str) -> String {
+    format!("channel:{name}")
+}
+
+pub fn channel_id_key(id: &str) -> String {
+    format!("channel-id:{id}")
+}
+
+fn slot_key(name: &str, slot: Slot) -> String {
+    format!("slot:{name}:{}", slot.as_str())
+}
+
+fn store_error(error: StoreError) -> DeliveryError {
+    DeliveryError::Retry {
+        after: None,
+        reason: format!("store: {error}"),
+    }
+}
+
+/// Whether `id` is a Slack user id (`U…`/`W…`): only those can be invited.
+pub fn is_user_id(id: &str) -> bool {
+    id.len() >= 3
+        && id.len() <= 24
+        && id.starts_with(['U', 'W'])
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The outbox sink for Slack.
+pub struct SlackSink {
+    api: Arc<SlackApi>,
+    store: Arc<dyn Store>,
+    renderer: Arc<Renderer>,
+    config: SlackConfig,
+    /// `incidents.announce_channel`: posts there go to `slack.incidents_channel`.
+    announce_channel: String,
+}
+
+impl SlackSink {
+    pub fn new(
+        api: Arc<SlackApi>,
+        store: Arc<dyn Store>,
+        renderer: Arc<Renderer>,
+        config: SlackConfig,
+        announce_channel: String,
+    ) -> SlackSink {
+        SlackSink {
+            api,
+            store,
+            renderer,
+            config,
+            announce_channel,
+        }
+    }
+
+    /// The Slack id of an incident channel created earlier.
+    async fn incident_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
+        self.store
+            .chat_ref(SLACK, &channel_key(name.as_str()))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DeliveryError::Permanent {
+                reason: format!("#{name} was never created in Slack"),
+            })
+    }
+
+    /// Create the incident channel, or find the one an earlier attempt created: a `name_taken`
+    /// for a channel warroom created and no other incident uses counts as success; a name
+    /// someone else took gets a suffix.
+    async fn create_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
+        let me = self.api.bot_user().await?;
+        for attempt in 1..=NAME_ATTEMPTS {
+            let candidate = if attempt == 1 {
+                name.as_str().to_string()
+            } else {
+                let suffix = format!("-{attempt}");
+                let base: String = name.as_str().chars().take(80 - suffix.len()).collect();
+                format!("{}{suffix}", base.trim_end_matches('-'))
+            };
+            let id = match self.api.create_channel(&candidate).await {
+                Ok(id) => id,
+                Err(e) if e.code() == Some("name_taken") => {
+                    let Some((id, creator)) = self.api.find_channel(&candidate).await? else {
+                        continue;
+                    };
+                    let owner = self
+                        .store
+                        .chat_ref(SLACK, &channel_id_key(&id))
+                        .await
+                        .map_err(store_error)?;
+                    let ours = creator.as_deref() == Some(me.as_str())
+                        && owner.as_deref().is_none_or(|o| o == name.as_str());
+                    if !ours {
+                        tracing::info!(channel = %candidate, "Slack channel name taken; trying another");
+                        continue;
+                    }
+                    tracing::info!(channel = %candidate, "found the channel an earlier attempt created");
+                    id
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.store
+                .set_chat_ref(SLACK, &channel_id_key(&id), name.as_str())
+                .await
+                .map_err(store_error)?;
+            self.store
+                .set_chat_ref(SLACK, &channel_key(name.as_str()), &id)
+                .await
+                .map_err(store_error)?;
+            return Ok(id);
+        }
+        Err(DeliveryError::Permanent {
+            reason: format!("no free Slack channel name for #{name} (tried {NAME_ATTEMPTS})"),
+        })
+    }
+
+    /// Where a post goes: the incident channel's id, or the incidents channel.
+    async fn target(&self, target: &ChannelTarget) -> Result<String, DeliveryError> {
+        match target {
+            ChannelTarget::Incident(name) => self.incident_channel(name).await,
+            ChannelTarget::Named(name) if *name == self.announce_channel => {
+                Ok(self.config.incidents_channel.clone())
+            }
+            ChannelTarget::Named(name) => Ok(name.clone()),
+        }
+    }
+
+    /// Render for Slack, with the incident's channel name turned into a link.
+    async fn content(
+        &self,
+        item: &OutboxItem,
+        message: &Message,
+    ) -> Result<blocks::SlackContent, DeliveryError> {
+        let rendered = self
+            .renderer
+            .render(Platform::Slack, message)
+            .map_err(|e| DeliveryError::Permanent {
+                reason: e.to_string(),
+            })?;
+        let mut content = blocks::content(&rendered);
+        if let Some(incident) = self
+            .store
+            .incident(item.incident)
+            .await
+            .map_err(store_error)?
+            && let Some(id) = self
+                .store
+                .chat_ref(SLACK, &channel_key(incident.channel.as_str()))
+                .await
+                .map_err(store_error)?
+        {
+            blocks::link_channel(&mut content, incident.channel.as_str(), &id);
+        }
+        Ok(content)
+    }
+
+    async fn post(
+        &self,
+        item: &OutboxItem,
+        channel: &ChannelTarget,
+        message: &Message,
+        pin: bool,
+        slot: Option<Slot>,
+    ) -> Result<(), DeliveryError> {
+        let channel_id = self.target(channel).await?;
+        let posted_key = format!("outbox:{}", item.id);
+        let ts = match self
+            .store
+            .chat_ref(SLACK, &posted_key)
+            .await
+            .map_err(store_error)?
+        {
+            // Posted by an earlier attempt of this row: do not post again.
+            Some(ts) => ts,
+            None => {
+                let content = self.content(item, message).await?;
+                let ts = self
+                    .api
+                    .post(&channel_id, &content.text, &content.blocks)
+                    .await?;
+                self.store
+                    .set_chat_ref(SLACK, &posted_key, &ts)
+                    .await
+                    .map_err(store_error)?;
+                ts
+            }
+        };
+        if let (Some(slot), ChannelTarget::Incident(name)) = (slot, channel) {
+            self.store
+                .set_chat_ref(
+                    SLACK,
+                    &slot_key(name.as_str(), slot),
+                    &format!("{channel_id} {ts}"),
+                )
+                .await
+                .map_err(store_error)?;
+        }
+        if pin {
+            self.api.pin(&channel_id, &ts).await?;
+        }
+        Ok(())
+    }
+
+    /// Edit the slot's message; post it anew if it is gone (or was never posted).
+    async fn update(
+        &self,
+        item: &OutboxItem,
+        channel: &ChannelName,
+        slot: Slot,
+        message: &Message,
+    ) -> Result<(), DeliveryError> {
+        let slotted = self
+            .store
+            .chat_ref(SLACK, &slot_key(channel.as_str(), slot))
+            .await
+            .map_err(store_error)?;
+        if let Some((channel_id, ts)) = slotted.as_deref().and_then(|s| s.split_once(' ')) {
+            let content = self.content(item, message).await?;
+            match self
+                .api
+                .update(channel_id, ts, &content.text, &content.blocks)
+                .await
+            {
+                Err(e) if matches!(e.code(), Some("message_not_found" | "cant_update_message")) => {
+                    tracing::warn!(%channel, "summary message gone; posting it again");
+                }
+                other => return other.map_err(DeliveryError::from),
+            }
+        }
+        self.post(
+            item,
+            &ChannelTarget::Incident(channel.clone()),
+            message,
+            true,
+            Some(slot),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Sink for SlackSink {
+    fn destination(&self) -> &'static str {
+        SLACK
+    }
+
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        match &item.effect {
+            Effect::CreateChannel {
+                channel,
+                topic,
+                invite,
+            } => {
+                let id = match self
+                    .store
+                    .chat_ref(SLACK, &channel_key(channel.as_str()))
+                    .await
+                    .map_err(store_error)?
+                {
+                    Some(id) => id,
+                    None => self.create_channel(channel).await?,
+                };
+                self.api
+                    .set_topic(&id, &render::escape(Platform::Slack, topic))
+                    .await?;
+                let mut users: Vec<String> = invite
+                    .iter()
+                    .map(|u| u.as_str().to_string())
+                    .filter(|u| is_user_id(u))
+                    .collect();
+                for responder in &self.config.responders {
+                    if !users.contains(responder) {
+                        users.push(responder.clone());
+                    }
+                }
+                self.api.invite(&id, &users).await.map_err(|e| match e {
+                    ApiError::Refused { code, .. } => DeliveryError::Permanent {
+                        reason: format!(
+                            "#{channel} was created, but inviting {} failed: {code}",
+                            users.join(", ")
+                        ),
+                    },
+                    temporary => temporary.into(),
+                })?;
+                Ok(Delivered::Done)
+            }
+            Effect::Post {
+                channel,
+                message,
+                pin,
+                slot,
+            } => {
+                self.post(item, channel, message, *pin, *slot).await?;
+                Ok(Delivered::Done)
+            }
+            Effect::Update {
+                channel,
+                slot,
+                message,
+            } => {
+                self.update(item, channel, *slot, message).await?;
+                Ok(Delivered::Done)
+            }
+            Effect::SetTopic { channel, topic } => {
+                let id = self.incident_channel(channel).await?;
+                self.api
+                    .set_topic(&id, &render::escape(Platform::Slack, topic))
+                    .await?;
+                Ok(Delivered::Done)
+            }
+            Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
+                reason: format!("Slack cannot {}", action.describe()),
+            }),
+        }
+    }
+}
