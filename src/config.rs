@@ -837,6 +837,13 @@ fn validate(
             }
         }
     };
+    if open_incidents_on == crate::core::Platform::Slack && !slack_enabled {
+        problem(
+            "pagerduty.open_incidents_on",
+            "is slack, but Slack is not configured (slack.bot_token and slack.signing_secret)"
+                .into(),
+        );
+    }
     slack_ids("slack.responders", &sl.responders, "UW", &mut problem);
     slack_ids("slack.allowed_users", &sl.allowed_users, "UW", &mut problem);
     slack_ids(
@@ -1295,5 +1302,49 @@ mod tests {
         );
         assert!(DatabaseTarget::from_url("mysql://x", 2).is_err());
         assert!(DatabaseTarget::from_url("sqlite:", 2).is_err());
+    }
+
+    #[test]
+    fn slack_is_off_until_both_secrets_are_set_and_its_ids_are_checked() {
+        let off = load_with_env(None, no_env()).unwrap();
+        assert!(off.slack.is_none());
+        let on = load_with_env(
+            Some(file("[slack]\nsigning_secret = \"s\"\nbot_token = \"xoxb-1\"\napi_url = \"http://127.0.0.1:9/api/\"\nresponders = [\"U024BE7LH\"]\n").path()),
+            no_env(),
+        )
+        .unwrap()
+        .slack
+        .expect("on");
+        assert_eq!(on.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(
+            on.incidents_channel, "incidents",
+            "defaults to the announce channel"
+        );
+        for (text, complaint) in [
+            ("signing_secret = \"s\"", "slack.bot_token: is needed"),
+            ("bot_token = \"xoxb-1\"", "slack.signing_secret: is needed"),
+            (
+                "bot_token = \"xoxp-1\"\nsigning_secret = \"s\"",
+                "must be a bot token",
+            ),
+            ("mode = \"socket\"", "Socket Mode is not available"),
+            (
+                "allowed_groups = [\"U1X\"]",
+                "is not a Slack id starting with one of S",
+            ),
+            ("responders = [\"<!here>\"]", "is not a Slack id"),
+        ] {
+            let err = load_with_env(Some(file(&format!("[slack]\n{text}\n")).path()), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(complaint), "{text}: {err}");
+        }
+        let err = load_with_env(
+            Some(file("[pagerduty]\nopen_incidents_on = \"slack\"\n").path()),
+            no_env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Slack is not configured"), "{err}");
     }
 }

@@ -146,6 +146,11 @@ impl Sink for ConsoleSink {
             Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
                 reason: format!("the console cannot {}", action.describe()),
             }),
+            Effect::Invite { channel, users } => {
+                let invited: Vec<String> = users.iter().map(|u| format!("@{u}")).collect();
+                self.note(channel.as_str(), &format!("invited {}", invited.join(", ")));
+                Ok(Delivered::Done)
+            }
             Effect::SetTopic { channel, topic } => {
                 self.note(
                     channel.as_str(),

@@ -595,6 +595,10 @@ pub fn apply(
                 )));
             }
             draft.next.commander = user.clone();
+            draft.effects.push(Effect::Invite {
+                channel: current.channel.clone(),
+                users: vec![user.clone()],
+            });
             draft.event(
                 &who,
                 EventKind::CommanderAssigned {

@@ -114,6 +114,11 @@ pub enum Effect {
         channel: ChannelName,
         topic: String,
     },
+    /// Bring people into the incident channel (a new commander, say).
+    Invite {
+        channel: ChannelName,
+        users: Vec<UserRef>,
+    },
     /// A call to PagerDuty.
     PagerDuty {
         action: PagerDutyAction,
@@ -135,7 +140,7 @@ impl Effect {
     pub fn urgent(&self) -> bool {
         use message::TemplateName as T;
         match self {
-            Effect::PagerDuty { .. } | Effect::CreateChannel { .. } => true,
+            Effect::PagerDuty { .. } | Effect::CreateChannel { .. } | Effect::Invite { .. } => true,
             Effect::Post { message, .. } => message.sections.iter().any(|s| {
                 matches!(
                     s,

@@ -144,7 +144,8 @@ pub trait Store: Send + Sync {
     async fn incident_by_pagerduty_id(&self, id: &str) -> StoreResult<Option<Incident>>;
 
     /// Forget inbound event ids received before `before` (a redelivery that late is not
-    /// expected); returns how many were removed.
+    /// expected), and the chat platforms' per-row delivery notes (`outbox:<id>` chat refs) of
+    /// the same age; returns how many were removed.
     async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Record an inbound event that changes nothing; `false` if it was seen before.

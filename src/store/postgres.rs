@@ -390,13 +390,21 @@ impl Store for PostgresStore {
 
     async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        client
+        let events = client
             .execute(
                 "DELETE FROM inbound_events WHERE received_at < $1",
                 &[&before],
             )
             .await
-            .map_err(db_error)
+            .map_err(db_error)?;
+        let notes = client
+            .execute(
+                "DELETE FROM chat_refs WHERE key LIKE 'outbox:%' AND updated_at < $1",
+                &[&before],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(events + notes)
     }
 
     async fn record_inbound_event(

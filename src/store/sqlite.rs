@@ -332,12 +332,19 @@ impl Store for SqliteStore {
 
     async fn prune_inbound_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.with(move |conn| {
-            conn.execute(
-                "DELETE FROM inbound_events WHERE received_at < ?1",
-                params![ts(before)],
-            )
-            .map(|n| n as u64)
-            .map_err(db_error)
+            let events = conn
+                .execute(
+                    "DELETE FROM inbound_events WHERE received_at < ?1",
+                    params![ts(before)],
+                )
+                .map_err(db_error)?;
+            let notes = conn
+                .execute(
+                    "DELETE FROM chat_refs WHERE key LIKE 'outbox:%' AND updated_at < ?1",
+                    params![ts(before)],
+                )
+                .map_err(db_error)?;
+            Ok((events + notes) as u64)
         })
         .await
     }

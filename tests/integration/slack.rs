@@ -445,9 +445,27 @@ pub async fn buttons_and_commands_keep_topic_and_summary_current(db: &TestDb) {
     let summary = s.summary(&channel.id);
     assert_eq!(summary.edits, 3);
     assert!(
+        s.summary(&channel.id)
+            .blocks
+            .to_string()
+            .contains("warroom_resolve")
+    );
+    assert!(
         text_of(&summary).contains("P0 Critical · identified"),
         "{}",
         text_of(&summary)
+    );
+
+    // A new commander is invited and named in the topic as a mention.
+    s.command(LEAD, &channel.id, "commander <@U0NEWLEAD|newlead>")
+        .await;
+    s.pass().await;
+    let now = s.fake.channel_named(&channel.name).unwrap();
+    assert!(now.members.contains(&"U0NEWLEAD".to_string()), "{now:?}");
+    assert!(
+        now.topic.contains("commander <@U0NEWLEAD>"),
+        "{}",
+        now.topic
     );
 
     // Resolve: the resolution template, the announcement, a summary without buttons.

@@ -50,6 +50,18 @@ pub fn is_user_id(id: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
+/// A topic for Slack: escaped like user text, with `@U…` user ids shown as mentions.
+fn slack_topic(topic: &str) -> String {
+    render::escape(Platform::Slack, topic)
+        .split(' ')
+        .map(|word| match word.strip_prefix('@') {
+            Some(id) if is_user_id(id) => render::mention(Platform::Slack, id),
+            _ => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The outbox sink for Slack.
 pub struct SlackSink {
     api: Arc<SlackApi>,
@@ -284,9 +296,7 @@ impl Sink for SlackSink {
                     Some(id) => id,
                     None => self.create_channel(channel).await?,
                 };
-                self.api
-                    .set_topic(&id, &render::escape(Platform::Slack, topic))
-                    .await?;
+                self.api.set_topic(&id, &slack_topic(topic)).await?;
                 let mut users: Vec<String> = invite
                     .iter()
                     .map(|u| u.as_str().to_string())
@@ -327,9 +337,17 @@ impl Sink for SlackSink {
             }
             Effect::SetTopic { channel, topic } => {
                 let id = self.incident_channel(channel).await?;
-                self.api
-                    .set_topic(&id, &render::escape(Platform::Slack, topic))
-                    .await?;
+                self.api.set_topic(&id, &slack_topic(topic)).await?;
+                Ok(Delivered::Done)
+            }
+            Effect::Invite { channel, users } => {
+                let id = self.incident_channel(channel).await?;
+                let users: Vec<String> = users
+                    .iter()
+                    .map(|u| u.as_str().to_string())
+                    .filter(|u| is_user_id(u))
+                    .collect();
+                self.api.invite(&id, &users).await?;
                 Ok(Delivered::Done)
             }
             Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
