@@ -359,17 +359,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.policy.announce_channel.clone(),
             ));
             let dispatcher = tokio::spawn(runner::dispatcher_loop(app.clone(), sink, poll));
-            tracing::info!("Slack is on: /slack/commands, /slack/interactions, /slack/events");
-            Some((
-                Arc::new(crate::chat::slack::SlackInbound {
-                    app: app.clone(),
-                    api,
-                    renderer,
-                    config: slack.clone(),
-                    reply_within: crate::chat::slack::inbound::REPLY_WITHIN,
-                }),
-                dispatcher,
-            ))
+            let inbound = Arc::new(crate::chat::slack::SlackInbound {
+                app: app.clone(),
+                api,
+                renderer,
+                config: slack.clone(),
+                reply_within: crate::chat::slack::inbound::REPLY_WITHIN,
+            });
+            let socket = match slack.mode {
+                crate::config::SlackMode::Http => {
+                    tracing::info!(
+                        "Slack is on: /slack/commands, /slack/interactions, /slack/events"
+                    );
+                    None
+                }
+                crate::config::SlackMode::Socket => {
+                    let listener = crate::chat::slack::socket::start(inbound.clone()).await?;
+                    tracing::info!("Slack is on in Socket Mode");
+                    Some(listener)
+                }
+            };
+            Some((inbound, dispatcher, socket))
         }
         None => {
             tracing::info!("Slack is not configured (see [slack] in warroom.example.toml)");
@@ -377,7 +387,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let deps = HttpDeps {
-        slack: slack.as_ref().map(|(inbound, _)| inbound.clone()),
+        // In Socket Mode, Slack does not call warroom: no /slack/* routes.
+        slack: slack
+            .as_ref()
+            .filter(|_| {
+                config.slack.as_ref().map(|s| s.mode) == Some(crate::config::SlackMode::Http)
+            })
+            .map(|(inbound, _, _)| inbound.clone()),
         store,
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
@@ -401,7 +417,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(dispatcher) = dispatcher {
         dispatcher.abort();
     }
-    if let Some((_, dispatcher)) = slack {
+    if let Some((_, dispatcher, socket)) = slack {
+        if let Some(listener) = socket {
+            listener.shutdown().await;
+        }
         dispatcher.abort();
     }
     tracing::info!("stopped");

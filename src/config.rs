@@ -88,6 +88,7 @@ struct RawSlack {
     mode: String,
     signing_secret: Secret,
     bot_token: Secret,
+    app_token: Secret,
     #[serde(deserialize_with = "text")]
     incidents_channel: String,
     #[serde(deserialize_with = "text")]
@@ -315,11 +316,33 @@ pub struct Config {
     pub slack: Option<SlackConfig>,
 }
 
+/// How Slack reaches warroom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlackMode {
+    /// Slack sends requests to `/slack/*` (a public URL), signed with the signing secret.
+    Http,
+    /// warroom opens a WebSocket to Slack with the app-level token (no public URL needed).
+    Socket,
+}
+
+impl SlackMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlackMode::Http => "http",
+            SlackMode::Socket => "socket",
+        }
+    }
+}
+
 /// The `[slack]` section, when Slack is enabled.
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
+    pub mode: SlackMode,
+    /// Empty in Socket Mode when not set (then `/slack/*` is not served).
     pub signing_secret: Secret,
     pub bot_token: Secret,
+    /// App-level token (`xapp-…`) for Socket Mode.
+    pub app_token: Secret,
     /// Where incidents are announced: a channel id (`C…`) or name.
     pub incidents_channel: String,
     /// Base URL of the Web API (`https://slack.com/api`); the method name follows a `/`.
@@ -777,37 +800,52 @@ fn validate(
         (Duration::seconds(1), minutes(1)),
         &mut problem,
     );
-    let slack_enabled =
-        !sl.bot_token.expose().trim().is_empty() || !sl.signing_secret.expose().trim().is_empty();
+    let slack_mode = match sl.mode.trim() {
+        "http" => SlackMode::Http,
+        "socket" => SlackMode::Socket,
+        other => {
+            problem("slack.mode", format!("`{other}` is not http or socket"));
+            SlackMode::Http
+        }
+    };
+    let set = |secret: &Secret| !secret.expose().trim().is_empty();
+    let slack_enabled = set(&sl.bot_token) || set(&sl.signing_secret) || set(&sl.app_token);
     if slack_enabled {
-        for (key, value) in [
-            ("slack.bot_token", &sl.bot_token),
-            ("slack.signing_secret", &sl.signing_secret),
-        ] {
-            if value.expose().trim().is_empty() {
+        // What each mode needs: the bot token always; the signing secret to verify requests
+        // over HTTP; the app-level token to open Socket Mode connections.
+        let needed: &[(&str, &Secret)] = match slack_mode {
+            SlackMode::Http => &[
+                ("slack.bot_token", &sl.bot_token),
+                ("slack.signing_secret", &sl.signing_secret),
+            ],
+            SlackMode::Socket => &[
+                ("slack.bot_token", &sl.bot_token),
+                ("slack.app_token", &sl.app_token),
+            ],
+        };
+        for (key, value) in needed {
+            if !set(value) {
                 problem(
                     key,
-                    "is needed with the other Slack secret (set both, or neither to turn Slack off)"
-                        .into(),
+                    format!(
+                        "is needed for Slack in {} mode (set it, or clear the other Slack secrets to turn Slack off)",
+                        slack_mode.as_str()
+                    ),
                 );
             }
         }
-        if !sl.bot_token.expose().trim().is_empty()
-            && !sl.bot_token.expose().trim().starts_with("xoxb-")
-        {
+        if set(&sl.bot_token) && !sl.bot_token.expose().trim().starts_with("xoxb-") {
             problem(
                 "slack.bot_token",
                 "must be a bot token (it starts with xoxb-)".into(),
             );
         }
-    }
-    match sl.mode.trim() {
-        "http" => {}
-        "socket" => problem(
-            "slack.mode",
-            "Socket Mode is not available in this version; use \"http\" with the request URLs of deploy/slack-app-manifest.yaml".into(),
-        ),
-        other => problem("slack.mode", format!("`{other}` is not http")),
+        if set(&sl.app_token) && !sl.app_token.expose().trim().starts_with("xapp-") {
+            problem(
+                "slack.app_token",
+                "must be an app-level token with connections:write (it starts with xapp-)".into(),
+            );
+        }
     }
     if !(sl.api_url.starts_with("https://") || sl.api_url.starts_with("http://")) {
         problem(
@@ -1051,8 +1089,10 @@ fn validate(
         },
         pagerduty,
         slack: slack_enabled.then(|| SlackConfig {
+            mode: slack_mode,
             signing_secret: Secret::new(sl.signing_secret.expose().trim()),
             bot_token: Secret::new(sl.bot_token.expose().trim()),
+            app_token: Secret::new(sl.app_token.expose().trim()),
             incidents_channel: match sl.incidents_channel.trim().trim_start_matches('#') {
                 "" => announce_channel.clone(),
                 channel => channel.to_string(),
@@ -1324,10 +1364,18 @@ mod tests {
             ("signing_secret = \"s\"", "slack.bot_token: is needed"),
             ("bot_token = \"xoxb-1\"", "slack.signing_secret: is needed"),
             (
+                "mode = \"socket\"\nbot_token = \"xoxb-1\"",
+                "slack.app_token: is needed for Slack in socket mode",
+            ),
+            (
+                "mode = \"socket\"\nbot_token = \"xoxb-1\"\napp_token = \"xoxb-2\"",
+                "it starts with xapp-",
+            ),
+            (
                 "bot_token = \"xoxp-1\"\nsigning_secret = \"s\"",
                 "must be a bot token",
             ),
-            ("mode = \"socket\"", "Socket Mode is not available"),
+            ("mode = \"sockets\"", "is not http or socket"),
             (
                 "allowed_groups = [\"U1X\"]",
                 "is not a Slack id starting with one of S",

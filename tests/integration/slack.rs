@@ -36,6 +36,7 @@ pub struct Slack {
     pub incidents: String,
     /// The fake's id of an ordinary channel people type in.
     pub general: String,
+    pub inbound: Arc<SlackInbound>,
     http: reqwest::Client,
 }
 
@@ -119,7 +120,7 @@ impl Slack {
             scheduler: Arc::new(warroom::http::Heartbeat::default()),
             stall_after: Duration::seconds(20),
             pagerduty: None,
-            slack: Some(inbound),
+            slack: Some(inbound.clone()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -136,6 +137,7 @@ impl Slack {
             base,
             incidents,
             general,
+            inbound,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
@@ -862,12 +864,146 @@ mention = ["slack:{LEAD}", "slack:S0OPS", "oncall"]
     }
 }
 
+pub async fn socket_mode_works_without_a_public_url(db: &TestDb) {
+    use crate::support::slack::APP_TOKEN;
+    let s = Slack::with(
+        db,
+        &format!("mode = \"socket\"\napp_token = \"{APP_TOKEN}\""),
+        "",
+    )
+    .await;
+    let listener = warroom::chat::slack::socket::start(s.inbound.clone())
+        .await
+        .expect("connects");
+    s.eventually("a Socket Mode connection", || {
+        s.fake.socket_connections() > 0
+    })
+    .await;
+
+    // A slash command: the acknowledgement carries the answer.
+    s.fake.socket_send(json!({
+        "envelope_id": "env-command",
+        "type": "slash_commands",
+        "accepts_response_payload": true,
+        "payload": {
+            "token": "deprecated", "team_id": "T0TEST", "team_domain": "example",
+            "channel_id": s.general, "channel_name": "general",
+            "user_id": DECLARER, "user_name": "someone", "command": "/incident",
+            "text": "declare Socket &lt;outage&gt;", "api_app_id": "A0TEST",
+            "response_url": s.fake.response_url("socket-cmd"), "trigger_id": "1.2.3",
+        },
+    }));
+    s.eventually("the command's acknowledgement", || {
+        s.fake
+            .socket_acks()
+            .iter()
+            .any(|a| a["envelope_id"] == "env-command")
+    })
+    .await;
+    let ack = s
+        .fake
+        .socket_acks()
+        .into_iter()
+        .find(|a| a["envelope_id"] == "env-command")
+        .unwrap();
+    assert!(
+        ack["payload"].to_string().contains("Declared INC-1"),
+        "{ack}"
+    );
+    assert_eq!(ack["payload"]["response_type"], "ephemeral");
+    s.pass().await;
+    let channel = s.incident_channel();
+    assert_eq!(
+        s.store.incidents(false, 5).await.unwrap()[0].title,
+        "Socket <outage>"
+    );
+
+    // A button press.
+    let ack_button = button(&s.summary(&channel.id), "warroom_acknowledge");
+    s.fake.socket_send(json!({
+        "envelope_id": "env-button",
+        "type": "interactive",
+        "accepts_response_payload": false,
+        "payload": {
+            "type": "block_actions",
+            "user": { "id": LEAD, "username": "lead", "team_id": "T0TEST" },
+            "api_app_id": "A0TEST",
+            "team": { "id": "T0TEST", "domain": "example" },
+            "channel": { "id": channel.id, "name": channel.name },
+            "container": { "type": "message", "message_ts": "1700000000.000200", "channel_id": channel.id, "is_ephemeral": false },
+            "trigger_id": "1.2.3",
+            "response_url": s.fake.response_url("socket-click"),
+            "actions": [{
+                "type": "button", "action_id": ack_button["action_id"], "block_id": "b1",
+                "value": ack_button["value"], "action_ts": "1700000000.1",
+                "text": { "type": "plain_text", "text": "Acknowledge" },
+            }],
+        },
+    }));
+    s.acknowledged().await;
+
+    // An app mention, delivered twice: handled once.
+    let mention = json!({
+        "type": "event_callback", "team_id": "T0TEST", "api_app_id": "A0TEST",
+        "event_id": "Ev0SOCKET", "event_time": 1_700_000_000,
+        "event": {
+            "type": "app_mention", "user": LEAD,
+            "text": format!("<@{BOT_USER}> status identified"),
+            "ts": "1700000000.000300", "channel": channel.id, "event_ts": "1700000000.000300",
+        },
+    });
+    for envelope in ["env-event-1", "env-event-2"] {
+        s.fake.socket_send(json!({
+            "envelope_id": envelope, "type": "events_api",
+            "accepts_response_payload": false, "retry_attempt": 0, "retry_reason": "",
+            "payload": mention,
+        }));
+    }
+    s.eventually("both event acknowledgements", || {
+        s.fake
+            .socket_acks()
+            .iter()
+            .filter(|a| {
+                a["envelope_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("env-event")
+            })
+            .count()
+            == 2
+    })
+    .await;
+    for _ in 0..100 {
+        if s.store.incidents(false, 5).await.unwrap()[0].status == Status::Identified {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let incident = &s.store.incidents(false, 5).await.unwrap()[0];
+    assert_eq!(incident.status, Status::Identified);
+    let timeline = s.store.timeline(incident.key).await.unwrap();
+    let changes = timeline
+        .iter()
+        .filter(|e| e.kind.name() == "status_changed")
+        .count();
+    assert_eq!(
+        changes, 1,
+        "the repeated event changed nothing: {timeline:?}"
+    );
+    listener.shutdown().await;
+}
+
 on_both_stores!(
     declaring_opens_a_channel_with_everything_in_it,
     buttons_and_commands_keep_topic_and_summary_current,
     bad_signatures_are_refused_and_store_nothing,
     retried_events_and_double_clicks_change_things_once,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_works_without_a_public_url_sqlite() {
+    socket_mode_works_without_a_public_url(&TestDb::sqlite()).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reply_comes_in_time_even_when_slack_hangs_sqlite() {

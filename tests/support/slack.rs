@@ -8,9 +8,13 @@
 //!
 //! Requests are read the way Slack reads them: a JSON body (`Content-Type: application/json`),
 //! a form body (`application/x-www-form-urlencoded`), and query string parameters (GET).
-//! slack-morphism joins its API URL and the method with a `/`, so with
-//! [`FakeSlack::api_url`] (which ends in `/`) it requests `/api//chat.postMessage`; the fake
-//! accepts any number of slashes there.
+//! slack-morphism joins its API URL and the method with a `/`; the fake accepts any number of
+//! slashes there.
+//!
+//! Socket Mode: `apps.connections.open` (with the app-level token [`APP_TOKEN`]) answers a
+//! `ws://…/socket` URL; a connection there gets Slack's `hello`, then whatever envelopes the
+//! test sends with [`FakeSlack::socket_send`], and its acknowledgements are recorded
+//! ([`FakeSlack::socket_acks`]).
 
 #![allow(dead_code)]
 
@@ -25,6 +29,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 pub const BOT_TOKEN: &str = "xoxb-test-token";
+/// The app-level token Socket Mode connects with.
+pub const APP_TOKEN: &str = "xapp-test-token";
 pub const BOT_USER: &str = "UWARROOM1";
 pub const BOT_ID: &str = "B0TEST";
 pub const TEAM_ID: &str = "T0TEST";
@@ -121,6 +127,10 @@ struct FakeState {
     pins: HashMap<String, Vec<String>>,
     responses: HashMap<String, Vec<Value>>,
     usergroups: HashMap<String, Vec<String>>,
+    /// The fake's own address, for the Socket Mode URL.
+    url: String,
+    socket_connections: usize,
+    socket_acks: Vec<Value>,
     channel_count: u64,
     ts_count: u64,
 }
@@ -177,6 +187,7 @@ impl FakeState {
 pub struct FakeSlack {
     pub url: String,
     state: Arc<Mutex<FakeState>>,
+    socket: tokio::sync::mpsc::UnboundedSender<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -193,28 +204,35 @@ impl Drop for FakeSlack {
 struct Shared {
     state: Arc<Mutex<FakeState>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Envelopes for Socket Mode: each goes to one open connection, as Slack does.
+    socket: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>>,
 }
 
 impl FakeSlack {
     pub async fn start() -> FakeSlack {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (socket, envelopes) = tokio::sync::mpsc::unbounded_channel();
         let shared = Shared {
             state: state.clone(),
             shutdown: shutdown_rx,
+            socket: Arc::new(tokio::sync::Mutex::new(envelopes)),
         };
         let app = Router::new()
             .route("/response/{id}", post(response_url))
+            .route("/socket", axum::routing::get(socket_mode))
             .fallback(api)
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        state.lock().unwrap().url = url.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         FakeSlack {
             url,
             state,
+            socket,
             shutdown,
             task,
         }
@@ -223,6 +241,22 @@ impl FakeSlack {
     /// `http://127.0.0.1:PORT/api`, for `with_slack_api_url` (which adds `/` and the method).
     pub fn api_url(&self) -> String {
         format!("{}/api", self.url)
+    }
+
+    /// How many Socket Mode connections are open.
+    pub fn socket_connections(&self) -> usize {
+        self.lock().socket_connections
+    }
+
+    /// Send an envelope (`{"envelope_id", "type", "payload", "accepts_response_payload"}`)
+    /// over one open Socket Mode connection (the next to read).
+    pub fn socket_send(&self, envelope: Value) {
+        let _ = self.socket.send(envelope.to_string());
+    }
+
+    /// Acknowledgements received over Socket Mode (`{"envelope_id", "payload"?}`), in order.
+    pub fn socket_acks(&self) -> Vec<Value> {
+        self.lock().socket_acks.clone()
     }
 
     /// `http://127.0.0.1:PORT/response/{id}`.
@@ -652,6 +686,50 @@ async fn response_url(
     text(StatusCode::OK, "ok")
 }
 
+/// A Socket Mode connection: `hello`, then the test's envelopes; acknowledgements recorded.
+async fn socket_mode(
+    State(shared): State<Shared>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |mut ws| async move {
+        use axum::extract::ws::Message;
+        shared.state.lock().unwrap_or_else(|e| e.into_inner()).socket_connections += 1;
+        let hello = json!({
+            "type": "hello",
+            "num_connections": 1,
+            "debug_info": { "host": "fake-slack", "approximate_connection_time": 18060 },
+            "connection_info": { "app_id": "A0TEST" },
+        });
+        if ws.send(Message::Text(hello.to_string().into())).await.is_ok() {
+            loop {
+                tokio::select! {
+                    envelope = async { shared.socket.lock().await.recv().await } => match envelope {
+                        Some(text) => {
+                            if ws.send(Message::Text(text.into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    frame = ws.recv() => match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Ok(ack) = serde_json::from_str::<Value>(&text) {
+                                shared.state.lock().unwrap_or_else(|e| e.into_inner()).socket_acks.push(ack);
+                            }
+                        }
+                        Some(Ok(Message::Ping(data))) => {
+                            let _ = ws.send(Message::Pong(data)).await;
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        }
+        shared.state.lock().unwrap_or_else(|e| e.into_inner()).socket_connections -= 1;
+    })
+}
+
 async fn api(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
     let Some(rest) = path.strip_prefix("/api/") else {
@@ -679,10 +757,15 @@ async fn api(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: B
         return apply_fault(fault, shared.shutdown.clone()).await;
     }
 
+    let token = if method == "apps.connections.open" {
+        APP_TOKEN
+    } else {
+        BOT_TOKEN
+    };
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        == Some(format!("Bearer {BOT_TOKEN}").as_str());
+        == Some(format!("Bearer {token}").as_str());
     if !authorized {
         return error("invalid_auth");
     }
@@ -690,6 +773,9 @@ async fn api(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: B
     let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
     let state = &mut *state;
     match method.as_str() {
+        "apps.connections.open" => ok(json!({
+            "url": format!("{}/socket", state.url.replacen("http://", "ws://", 1)),
+        })),
         "auth.test" => ok(json!({
             "url": "https://warroom-test.slack.com/",
             "team": "Warroom Test",

@@ -7,7 +7,7 @@ use crate::config::SlackConfig;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Error codes Slack answers with HTTP 200 that are worth another try.
@@ -67,7 +67,7 @@ impl From<ApiError> for DeliveryError {
 
 /// The Web API client, shared by the sink and the request handlers.
 pub struct SlackApi {
-    client: SlackClient<SlackClientHyperHttpsConnector>,
+    client: Arc<SlackClient<SlackClientHyperHttpsConnector>>,
     token: SlackApiToken,
     timeout: Duration,
     /// Method → when its rate limit lifts.
@@ -89,7 +89,7 @@ impl SlackApi {
         let connector =
             SlackClientHyperConnector::with_connector(https).with_slack_api_url(&config.api_url);
         Ok(SlackApi {
-            client: SlackClient::new(connector),
+            client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue::new(
                 config.bot_token.expose().to_string(),
             )),
@@ -179,6 +179,11 @@ impl SlackApi {
                 after: None,
             },
         }
+    }
+
+    /// The slack-morphism client itself (Socket Mode listens with it).
+    pub fn client(&self) -> Arc<SlackHyperClient> {
+        self.client.clone()
     }
 
     fn session(&self) -> SlackClientSession<'_, SlackClientHyperHttpsConnector> {

@@ -256,6 +256,115 @@ impl SlackInbound {
     }
 }
 
+impl SlackInbound {
+    /// Answer a slash command: the answer itself when it is ready within `reply_within`,
+    /// otherwise "working on it" now and the answer through `response_url` when it is ready.
+    /// `text` is as Slack sent it (with `&`, `<`, `>` escaped).
+    pub async fn answer_command(
+        self: &Arc<Self>,
+        channel_id: String,
+        user_id: String,
+        text: String,
+        response_url: String,
+    ) -> blocks::SlackContent {
+        let plain = unescape(&text);
+        let worker = self.clone();
+        let (channel, user) = (channel_id.clone(), user_id.clone());
+        let typed = plain.clone();
+        let mut work = tokio::spawn(async move { worker.command(&channel, &user, &typed).await });
+        let notice = |text: String| blocks::SlackContent {
+            text,
+            blocks: Vec::new(),
+            ephemeral: true,
+        };
+        match tokio::time::timeout(self.reply_within, &mut work).await {
+            Ok(Ok(Some(reply))) => self.content(&reply),
+            // Done, and said in the channel: a short receipt so the person sees it was taken.
+            Ok(Ok(None)) => notice(format!(
+                "✓ /incident {}",
+                crate::render::escape(Platform::Slack, &blocks::truncate(&plain, 200))
+            )),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a slash command failed");
+                notice("warroom failed to handle that command; the error is in its log.".into())
+            }
+            Err(_) => {
+                let later = self.clone();
+                tokio::spawn(async move {
+                    match work.await {
+                        Ok(Some(reply)) => {
+                            later
+                                .answer_later(&response_url, &channel_id, &user_id, &reply)
+                                .await
+                        }
+                        Ok(None) => {}
+                        Err(error) => tracing::error!(%error, "a slash command failed"),
+                    }
+                });
+                notice("⏳ Working on it; the answer will follow here.".into())
+            }
+        }
+    }
+
+    /// A button was pressed: handled after the caller has answered Slack, with any answer
+    /// sent through `response_url`. Buttons that are not warroom's are ignored.
+    pub fn press(
+        self: &Arc<Self>,
+        channel_id: String,
+        user_id: String,
+        action_id: &str,
+        value: Option<&str>,
+        response_url: String,
+    ) {
+        if !action_id.starts_with("warroom_") {
+            return;
+        }
+        let action = value.and_then(|v| serde_json::from_str::<ButtonAction>(v).ok());
+        let slack = self.clone();
+        tokio::spawn(async move {
+            let reply = match &action {
+                Some(action) => slack.button(&channel_id, &user_id, action).await,
+                None => Some(views::refusal(
+                    "This button is from an older version of warroom and no longer works; use /incident instead.".to_string(),
+                )),
+            };
+            if let Some(reply) = reply {
+                slack
+                    .answer_later(&response_url, &channel_id, &user_id, &reply)
+                    .await;
+            }
+        });
+    }
+
+    /// An Events API event: `Ok(false)` if its id was seen before (a retry). An `app_mention`
+    /// (`user`, `channel`, text) is run as a command after the caller has answered, with the
+    /// answer as an ephemeral message.
+    pub async fn event(
+        self: &Arc<Self>,
+        event_id: &str,
+        mention: Option<(String, String, String)>,
+    ) -> Result<bool, crate::store::StoreError> {
+        if !self
+            .app
+            .store
+            .record_inbound_event(EVENTS_SOURCE, event_id, self.app.clock.now())
+            .await?
+        {
+            return Ok(false);
+        }
+        if let Some((user, channel, text)) = mention {
+            let text = mention_text(&text);
+            let slack = self.clone();
+            tokio::spawn(async move {
+                if let Some(reply) = slack.command(&channel, &user, &text).await {
+                    slack.answer_later("", &channel, &user, &reply).await;
+                }
+            });
+        }
+        Ok(true)
+    }
+}
+
 #[derive(Deserialize)]
 struct SlashCommand {
     #[serde(default)]
@@ -277,51 +386,10 @@ async fn commands(
     let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a slash command");
     };
-    let text = unescape(&form.text);
-    let worker = slack.clone();
-    let (channel_id, user_id) = (form.channel_id.clone(), form.user_id.clone());
-    let mut work = tokio::spawn(async move { worker.command(&channel_id, &user_id, &text).await });
-    match tokio::time::timeout(slack.reply_within, &mut work).await {
-        Ok(Ok(Some(reply))) => Json(slack.content(&reply).reply_json()).into_response(),
-        // Done, and said in the channel: a short receipt so the person sees it was taken.
-        Ok(Ok(None)) => Json(json!({
-            "response_type": "ephemeral",
-            "text": format!("✓ /incident {}", super::blocks::truncate(&unescape(&form.text), 200)),
-        }))
-        .into_response(),
-        Ok(Err(error)) => {
-            tracing::error!(%error, "a slash command failed");
-            Json(json!({
-                "response_type": "ephemeral",
-                "text": "warroom failed to handle that command; the error is in its log.",
-            }))
-            .into_response()
-        }
-        Err(_) => {
-            let later = slack.clone();
-            tokio::spawn(async move {
-                match work.await {
-                    Ok(Some(reply)) => {
-                        later
-                            .answer_later(
-                                &form.response_url,
-                                &form.channel_id,
-                                &form.user_id,
-                                &reply,
-                            )
-                            .await
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::error!(%error, "a slash command failed"),
-                }
-            });
-            Json(json!({
-                "response_type": "ephemeral",
-                "text": "⏳ Working on it; the answer will follow here.",
-            }))
-            .into_response()
-        }
-    }
+    let answer = slack
+        .answer_command(form.channel_id, form.user_id, form.text, form.response_url)
+        .await;
+    Json(answer.reply_json()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -347,34 +415,16 @@ async fn interactions(
         return StatusCode::OK.into_response();
     }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let user_id = text(&payload["user"]["id"]);
-    let channel_id = text(&payload["channel"]["id"]);
-    let response_url = text(&payload["response_url"]);
     let Some(pressed) = payload["actions"].as_array().and_then(|a| a.first()) else {
         return refuse(StatusCode::BAD_REQUEST, "no action in the payload");
     };
-    if !pressed["action_id"]
-        .as_str()
-        .is_some_and(|id| id.starts_with("warroom_"))
-    {
-        return StatusCode::OK.into_response();
-    }
-    let action = pressed["value"]
-        .as_str()
-        .and_then(|v| serde_json::from_str::<ButtonAction>(v).ok());
-    tokio::spawn(async move {
-        let reply = match &action {
-            Some(action) => slack.button(&channel_id, &user_id, action).await,
-            None => Some(views::refusal(
-                "This button is from an older version of warroom and no longer works; use /incident instead.".to_string(),
-            )),
-        };
-        if let Some(reply) = reply {
-            slack
-                .answer_later(&response_url, &channel_id, &user_id, &reply)
-                .await;
-        }
-    });
+    slack.press(
+        text(&payload["channel"]["id"]),
+        text(&payload["user"]["id"]),
+        pressed["action_id"].as_str().unwrap_or_default(),
+        pressed["value"].as_str(),
+        text(&payload["response_url"]),
+    );
     StatusCode::OK.into_response()
 }
 
@@ -408,44 +458,37 @@ async fn events(
             let Some(event_id) = envelope["event_id"].as_str() else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
-            match slack
-                .app
-                .store
-                .record_inbound_event(EVENTS_SOURCE, event_id, slack.app.clock.now())
-                .await
-            {
-                Ok(true) => {}
+            let event = &envelope["event"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let mention =
+                (event["type"] == "app_mention" && event.get("bot_id").is_none()).then(|| {
+                    (
+                        text(&event["user"]),
+                        text(&event["channel"]),
+                        text(&event["text"]),
+                    )
+                });
+            match slack.event(event_id, mention).await {
+                Ok(true) => Json(json!({ "status": "ok" })).into_response(),
                 Ok(false) => {
                     let retry = headers
                         .get("x-slack-retry-num")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("0");
                     tracing::info!(event = event_id, retry, "Slack event seen before; ignored");
-                    return (
+                    (
                         StatusCode::OK,
                         [("x-slack-no-retry", "1")],
                         Json(json!({ "status": "duplicate" })),
                     )
-                        .into_response();
+                        .into_response()
                 }
                 Err(error) => {
                     // Slack retries; the event is not lost.
                     tracing::error!(%error, event = event_id, "cannot record a Slack event");
-                    return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+                    refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
                 }
             }
-            let event = envelope["event"].clone();
-            if event["type"] == "app_mention" && event.get("bot_id").is_none() {
-                let text = mention_text(event["text"].as_str().unwrap_or_default());
-                let user = event["user"].as_str().unwrap_or_default().to_string();
-                let channel = event["channel"].as_str().unwrap_or_default().to_string();
-                tokio::spawn(async move {
-                    if let Some(reply) = slack.command(&channel, &user, &text).await {
-                        slack.answer_later("", &channel, &user, &reply).await;
-                    }
-                });
-            }
-            Json(json!({ "status": "ok" })).into_response()
         }
         _ => Json(json!({ "status": "ignored" })).into_response(),
     }

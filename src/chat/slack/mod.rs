@@ -6,6 +6,7 @@ pub mod api;
 pub mod blocks;
 pub mod inbound;
 pub mod sink;
+pub mod socket;
 
 pub use api::SlackApi;
 pub use inbound::SlackInbound;
