@@ -1037,6 +1037,16 @@ fn validate(
             ),
         );
     }
+    // A Slack delivery makes a few calls (create, topic, invites; post, pin).
+    if slack_enabled && lease < slack_timeout * 4 {
+        problem(
+            "scheduler.lease",
+            format!(
+                "must be at least 4 × slack.timeout ({}), so a Slack delivery finishes within its lease",
+                human(slack_timeout * 4)
+            ),
+        );
+    }
 
     if !problems.is_empty() {
         return Err(ConfigError(problems));
@@ -1394,5 +1404,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("Slack is not configured"), "{err}");
+        let err = load_with_env(
+            Some(
+                file(
+                    "[slack]\nsigning_secret = \"s\"\nbot_token = \"xoxb-1\"\ntimeout = \"30s\"\n",
+                )
+                .path(),
+            ),
+            no_env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("4 × slack.timeout"), "{err}");
     }
 }

@@ -144,7 +144,7 @@ pub fn mention(platform: Platform, who: &str) -> String {
         Platform::Slack if user && slack_id(id, &['U', 'W']) => format!("<@{id}>"),
         Platform::Slack if user && slack_id(id, &['S']) => format!("<!subteam^{id}>"),
         _ if user && scope.is_none_or(|s| s == platform.as_str()) => {
-            format!("@{}", escape(platform, id))
+            escape(platform, &format!("@{id}"))
         }
         _ => escape(platform, who),
     }
@@ -470,7 +470,16 @@ mod tests {
         // A configured Slack mention is not shown on another platform as markup.
         assert_eq!(mention(Platform::Console, "slack:U1X"), "slack:U1X");
         // User text never becomes markup or a mass mention.
-        for evil in ["<!channel>", "@here", "U1<!here>", "!subteam^S1", "@U1|x"] {
+        for evil in [
+            "<!channel>",
+            "@here",
+            "here.",
+            "@everyone-x",
+            "channel_",
+            "U1<!here>",
+            "!subteam^S1",
+            "@U1|x",
+        ] {
             let out = mention(Platform::Slack, evil);
             assert!(
                 !out.contains("<!") && !out.contains("@here"),

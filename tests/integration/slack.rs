@@ -217,15 +217,31 @@ impl Slack {
         response.json().await.unwrap()
     }
 
-    /// Press a button (its `value`) as `user` in `channel`; answers go to `response_url(id)`.
-    pub async fn click(&self, user: &str, channel: &str, button: &Value, id: &str) -> StatusCode {
+    /// Press the button `action_id` of `message` as `user` in `channel`, with the payload
+    /// Slack sends (the message itself included); answers go to `response_url(id)`.
+    pub async fn click(
+        &self,
+        user: &str,
+        channel: &str,
+        message: &Posted,
+        action_id: &str,
+        id: &str,
+    ) -> StatusCode {
+        let button = button(message, action_id);
         let payload = json!({
             "type": "block_actions",
             "user": { "id": user, "username": "someone", "team_id": "T0TEST" },
             "api_app_id": "A0TEST",
             "team": { "id": "T0TEST", "domain": "example" },
             "channel": { "id": channel, "name": "whatever" },
-            "container": { "type": "message", "channel_id": channel, "is_ephemeral": false },
+            "container": {
+                "type": "message", "message_ts": message.ts, "channel_id": channel,
+                "is_ephemeral": false,
+            },
+            "message": {
+                "type": "message", "ts": message.ts, "bot_id": "B0TEST",
+                "text": message.text, "blocks": message.blocks,
+            },
             "trigger_id": "1.2.3",
             "response_url": self.fake.response_url(id),
             "actions": [{
@@ -394,13 +410,52 @@ pub async fn buttons_and_commands_keep_topic_and_summary_current(db: &TestDb) {
     s.pass().await;
     let channel = s.incident_channel();
 
-    // Acknowledge with the button: PagerDuty is told, the summary shows who, the topic follows.
-    let ack = button(&s.summary(&channel.id), "warroom_acknowledge");
+    // Acknowledge with the escalation message's button: PagerDuty is told, the pressed
+    // message says who acted, the summary shows who, the topic follows.
+    let escalation = s
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .find(|m| text_of(m).contains("escalation step 1"))
+        .expect("escalation posted");
     assert_eq!(
-        s.click(LEAD, &channel.id, &ack, "click-ack").await,
+        s.click(
+            LEAD,
+            &channel.id,
+            &escalation,
+            "warroom_acknowledge",
+            "click-ack"
+        )
+        .await,
         StatusCode::OK
     );
     s.acknowledged().await;
+    s.eventually("the pressed message to say who acted", || {
+        s.fake
+            .messages(&channel.id)
+            .iter()
+            .any(|m| m.ts == escalation.ts && m.edits == 1)
+    })
+    .await;
+    let pressed = s
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .find(|m| m.ts == escalation.ts)
+        .unwrap();
+    assert!(
+        text_of(&pressed).contains(&format!("Acknowledged by <@{LEAD}>")),
+        "{}",
+        text_of(&pressed)
+    );
+    assert!(
+        !text_of(&pressed).contains("\"actions\""),
+        "its buttons are gone"
+    );
+    assert!(
+        text_of(&pressed).contains("escalation step 1"),
+        "its text stays"
+    );
     s.pass().await;
     let incident = s
         .store
@@ -585,6 +640,62 @@ pub async fn the_reply_comes_in_time_even_when_slack_hangs(db: &TestDb) {
     assert!(s.store.outbox_counts().await.unwrap().pending >= 4);
 }
 
+/// Slack is asked (a user-group check) on the way to this answer, and hangs: the answer
+/// still comes in time, saying what could not be checked.
+pub async fn a_hanging_membership_check_does_not_hold_the_reply(db: &TestDb) {
+    let s = Slack::with(db, "allowed_groups = [\"S0ONCALL\"]", "").await;
+    s.command(DECLARER, &s.general, "declare Disk full").await;
+    s.pass().await;
+    let channel = s.incident_channel();
+    s.fake.hang_everything(true);
+    let started = std::time::Instant::now();
+    let reply = s.command("U0STRANGER", &channel.id, "ack").await;
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "replied after {took:?}"
+    );
+    assert!(
+        reply
+            .to_string()
+            .contains("did not answer a group-membership check"),
+        "{reply}"
+    );
+    assert!(
+        s.store.incidents(false, 5).await.unwrap()[0]
+            .acknowledged_at
+            .is_none()
+    );
+}
+
+pub async fn one_refused_invitation_does_not_keep_the_others_out(db: &TestDb) {
+    let s = Slack::start(db).await;
+    s.fake.fail_next(
+        "conversations.invite",
+        Fault::SlackError("user_disabled".into()),
+    );
+    s.command(DECLARER, &s.general, "declare Disk full").await;
+    s.pass().await;
+    let channel = s.incident_channel();
+    assert!(
+        channel.members.contains(&RESPONDER.to_string()),
+        "{channel:?}"
+    );
+    let notice = s
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .find(|m| text_of(m).contains("could not invite"))
+        .expect("the refusal is said in the channel");
+    assert!(
+        text_of(&notice).contains(&format!("<@{DECLARER}> (user_disabled)")),
+        "{}",
+        text_of(&notice)
+    );
+    let counts = s.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0));
+}
+
 pub async fn slow_answers_follow_through_the_response_url(db: &TestDb) {
     // No time at all for the answer to go in the reply: it must follow through response_url.
     let s = Slack::build(db, "", "", std::time::Duration::ZERO).await;
@@ -673,10 +784,10 @@ pub async fn retried_events_and_double_clicks_change_things_once(db: &TestDb) {
 
     // Two presses of Resolve at once resolve once.
     let channel = s.incident_channel();
-    let resolve = button(&s.summary(&channel.id), "warroom_resolve");
+    let summary = s.summary(&channel.id);
     let (a, b) = tokio::join!(
-        s.click(DECLARER, &channel.id, &resolve, "r1"),
-        s.click(DECLARER, &channel.id, &resolve, "r2")
+        s.click(DECLARER, &channel.id, &summary, "warroom_resolve", "r1"),
+        s.click(DECLARER, &channel.id, &summary, "warroom_resolve", "r2")
     );
     assert_eq!((a, b), (StatusCode::OK, StatusCode::OK));
     // The press that lost is told; the one that won shows in the channel.
@@ -711,9 +822,16 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
         .await;
     s.pass().await;
     let channel = s.incident_channel();
-    let ack = button(&s.summary(&channel.id), "warroom_acknowledge");
+    let summary = s.summary(&channel.id);
 
-    s.click("U0STRANGER", &channel.id, &ack, "stranger").await;
+    s.click(
+        "U0STRANGER",
+        &channel.id,
+        &summary,
+        "warroom_acknowledge",
+        "stranger",
+    )
+    .await;
     s.eventually("the refusal", || !s.fake.responses("stranger").is_empty())
         .await;
     let refusal = s.fake.responses("stranger")[0].to_string();
@@ -733,7 +851,14 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
     assert!(reply.to_string().contains("Timeline of INC-1"), "{reply}");
 
     // A member of an allowed group may.
-    s.click("U0ONCALL", &channel.id, &ack, "member").await;
+    s.click(
+        "U0ONCALL",
+        &channel.id,
+        &summary,
+        "warroom_acknowledge",
+        "member",
+    )
+    .await;
     s.acknowledged().await;
 }
 
@@ -777,9 +902,18 @@ pub async fn rate_limits_and_errors_are_retried_without_duplicates(db: &TestDb) 
     }
     let counts = s.store.outbox_counts().await.unwrap();
     assert_eq!((counts.pending, counts.failed), (0, 0));
+    // While pins.add waited out its Retry-After, other methods went on.
+    let calls: Vec<String> = s.fake.calls().into_iter().map(|c| c.method).collect();
+    let limited = calls.iter().position(|m| m == "pins.add").unwrap();
+    let next_pin = limited
+        + 1
+        + calls[limited + 1..]
+            .iter()
+            .position(|m| m == "pins.add")
+            .unwrap();
     assert!(
-        s.fake.calls().iter().any(|c| c.method == "pins.add"),
-        "pins retried"
+        calls[limited..next_pin].iter().any(|m| m != "pins.add"),
+        "{calls:?}"
     );
 }
 
@@ -999,6 +1133,16 @@ on_both_stores!(
     bad_signatures_are_refused_and_store_nothing,
     retried_events_and_double_clicks_change_things_once,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_membership_check_does_not_hold_the_reply_sqlite() {
+    a_hanging_membership_check_does_not_hold_the_reply(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_invitation_does_not_keep_the_others_out_sqlite() {
+    one_refused_invitation_does_not_keep_the_others_out(&TestDb::sqlite()).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_mode_works_without_a_public_url_sqlite() {

@@ -216,7 +216,8 @@ impl SlackApi {
         Ok(created.channel.id.to_string())
     }
 
-    /// The public channel called `name`, with its creator: `conversations.list`, page by page.
+    /// The public channel called `name` that is not archived, with its creator:
+    /// `conversations.list`, page by page.
     pub async fn find_channel(
         &self,
         name: &str,
@@ -226,7 +227,7 @@ impl SlackApi {
         for _ in 0..100 {
             let request = SlackApiConversationsListRequest::new()
                 .with_limit(1000)
-                .with_exclude_archived(false)
+                .with_exclude_archived(true)
                 .with_types(vec![SlackConversationType::Public])
                 .opt_cursor(cursor.clone());
             let page = self
@@ -235,7 +236,7 @@ impl SlackApi {
             if let Some(found) = page
                 .channels
                 .iter()
-                .find(|c| c.name.as_deref() == Some(name))
+                .find(|c| c.name.as_deref() == Some(name) && c.flags.is_archived != Some(true))
             {
                 return Ok(Some((
                     found.id.to_string(),
@@ -253,15 +254,12 @@ impl SlackApi {
         Ok(None)
     }
 
-    /// `conversations.invite`; people already in the channel count as invited.
-    pub async fn invite(&self, channel: &str, users: &[String]) -> Result<(), ApiError> {
-        if users.is_empty() {
-            return Ok(());
-        }
+    /// `conversations.invite` of one user; someone already in the channel counts as invited.
+    pub async fn invite(&self, channel: &str, user: &str) -> Result<(), ApiError> {
         let session = self.session();
         let request = SlackApiConversationsInviteRequest::new(
             channel.into(),
-            users.iter().map(|u| SlackUserId::new(u.clone())).collect(),
+            vec![SlackUserId::new(user.to_string())],
         );
         match self
             .call(
@@ -275,17 +273,10 @@ impl SlackApi {
         }
     }
 
-    /// `conversations.setTopic`, cut to Slack's 250 characters.
+    /// `conversations.setTopic` (the caller keeps it within Slack's 250 characters).
     pub async fn set_topic(&self, channel: &str, topic: &str) -> Result<(), ApiError> {
         let session = self.session();
-        let topic: String = if topic.chars().count() > 250 {
-            let mut cut: String = topic.chars().take(249).collect();
-            cut.push('…');
-            cut
-        } else {
-            topic.to_string()
-        };
-        let request = SlackApiConversationsSetTopicRequest::new(channel.into(), topic);
+        let request = SlackApiConversationsSetTopicRequest::new(channel.into(), topic.to_string());
         self.call(
             "conversations.setTopic",
             session.conversations_set_topic(&request),

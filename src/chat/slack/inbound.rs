@@ -126,19 +126,47 @@ impl SlackInbound {
         }
     }
 
+    /// Slack ids the escalation steps mention (`slack:U…` users, `slack:S…` groups): the
+    /// people called on to acknowledge may always do so.
+    fn escalation_mentions(&self) -> (Vec<String>, Vec<String>) {
+        let mut users = Vec::new();
+        let mut groups = Vec::new();
+        for step in &self.app.policy.escalation {
+            for mention in &step.mention {
+                if let Some(id) = mention.strip_prefix("slack:") {
+                    if id.starts_with('S') {
+                        groups.push(id.to_string());
+                    } else {
+                        users.push(id.to_string());
+                    }
+                }
+            }
+        }
+        (users, groups)
+    }
+
     /// `None` when `user` may change `incident`; otherwise the refusal to show them.
+    ///
+    /// With `slack.allowed_users` and `slack.allowed_groups` both empty, everyone may. Otherwise:
+    /// the incident's declarer and commander, `slack.responders`, the allowed users, members of
+    /// the allowed groups, and the users and groups the escalation steps mention.
     pub async fn refusal(&self, user: &UserRef, incident: Option<&Incident>) -> Option<Message> {
         let config = &self.config;
         if config.allowed_users.is_empty() && config.allowed_groups.is_empty() {
             return None;
         }
-        if incident.is_some_and(|i| i.commander == *user || i.declared_by == *user)
-            || config.allowed_users.iter().any(|u| u == user.as_str())
-        {
+        let (step_users, step_groups) = self.escalation_mentions();
+        let listed = config
+            .allowed_users
+            .iter()
+            .chain(&config.responders)
+            .chain(&step_users)
+            .any(|u| u == user.as_str());
+        if listed || incident.is_some_and(|i| i.commander == *user || i.declared_by == *user) {
             return None;
         }
         let mut unchecked = Vec::new();
-        for group in &config.allowed_groups {
+        for group in config.allowed_groups.iter().chain(&step_groups) {
             match tokio::time::timeout(MEMBERSHIP_CHECK, self.api.group_members(group)).await {
                 Ok(Ok(members)) if members.iter().any(|m| m == user.as_str()) => return None,
                 Ok(Ok(_)) => {}
@@ -152,7 +180,7 @@ impl SlackInbound {
                 }
             }
         }
-        let mut text = "Only the incident's responders can do that: the declarer, the commander, and the people and groups in slack.allowed_users and slack.allowed_groups.".to_string();
+        let mut text = "Only the incident's responders can do that: the declarer, the commander, slack.responders, the people and groups in slack.allowed_users and slack.allowed_groups, and those the escalation calls on.".to_string();
         if let Some(incident) = incident {
             text.push_str(&format!(
                 " Ask @{} (commander of {}).",
@@ -307,7 +335,9 @@ impl SlackInbound {
     }
 
     /// A button was pressed: handled after the caller has answered Slack, with any answer
-    /// sent through `response_url`. Buttons that are not warroom's are ignored.
+    /// sent through `response_url`. When it worked, the pressed message (unless it is the
+    /// summary, which the outbox edits) loses its buttons and says who acted. Buttons that
+    /// are not warroom's are ignored.
     pub fn press(
         self: &Arc<Self>,
         channel_id: String,
@@ -315,6 +345,7 @@ impl SlackInbound {
         action_id: &str,
         value: Option<&str>,
         response_url: String,
+        pressed: Option<PressedMessage>,
     ) {
         if !action_id.starts_with("warroom_") {
             return;
@@ -328,12 +359,59 @@ impl SlackInbound {
                     "This button is from an older version of warroom and no longer works; use /incident instead.".to_string(),
                 )),
             };
-            if let Some(reply) = reply {
-                slack
-                    .answer_later(&response_url, &channel_id, &user_id, &reply)
-                    .await;
+            match (reply, &action, pressed) {
+                (Some(reply), _, _) => {
+                    slack
+                        .answer_later(&response_url, &channel_id, &user_id, &reply)
+                        .await
+                }
+                (None, Some(action), Some(pressed)) => {
+                    slack.mark_pressed(&pressed, action, &user_id).await
+                }
+                _ => {}
             }
         });
+    }
+
+    /// Replace the buttons of a pressed message with who acted ("✅ Acknowledged by @bob").
+    async fn mark_pressed(&self, pressed: &PressedMessage, action: &ButtonAction, user_id: &str) {
+        let summary = match self.channel_name(&pressed.channel_id).await {
+            Ok(name) => self
+                .app
+                .store
+                .chat_ref(SLACK, &format!("slot:{name}:summary"))
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        };
+        if summary.as_deref() == Some(&format!("{} {}", pressed.channel_id, pressed.ts)) {
+            return;
+        }
+        let done = match action {
+            ButtonAction::Acknowledge { .. } => "✅ Acknowledged",
+            ButtonAction::Resolve { .. } => "✅ Resolved",
+        };
+        let mut blocks: Vec<Value> = pressed
+            .blocks
+            .iter()
+            .filter(|b| b["type"] != "actions")
+            .cloned()
+            .collect();
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{
+                "type": "mrkdwn",
+                "text": format!("{done} by {}", crate::render::mention(Platform::Slack, user_id)),
+            }],
+        }));
+        if let Err(error) = self
+            .api
+            .update(&pressed.channel_id, &pressed.ts, &pressed.text, &blocks)
+            .await
+        {
+            tracing::warn!(%error, "could not mark a pressed message");
+        }
     }
 
     /// An Events API event: `Ok(false)` if its id was seen before (a retry). An `app_mention`
@@ -363,6 +441,15 @@ impl SlackInbound {
         }
         Ok(true)
     }
+}
+
+/// The message whose button was pressed, as Slack sent it back.
+#[derive(Clone, Debug)]
+pub struct PressedMessage {
+    pub channel_id: String,
+    pub ts: String,
+    pub text: String,
+    pub blocks: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -418,12 +505,24 @@ async fn interactions(
     let Some(pressed) = payload["actions"].as_array().and_then(|a| a.first()) else {
         return refuse(StatusCode::BAD_REQUEST, "no action in the payload");
     };
+    let message = (payload["container"]["type"] == "message"
+        && payload["message"]["blocks"].is_array())
+    .then(|| PressedMessage {
+        channel_id: text(&payload["container"]["channel_id"]),
+        ts: text(&payload["container"]["message_ts"]),
+        text: text(&payload["message"]["text"]),
+        blocks: payload["message"]["blocks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    });
     slack.press(
         text(&payload["channel"]["id"]),
         text(&payload["user"]["id"]),
         pressed["action_id"].as_str().unwrap_or_default(),
         pressed["value"].as_str(),
         text(&payload["response_url"]),
+        message,
     );
     StatusCode::OK.into_response()
 }

@@ -66,7 +66,7 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now.timestamp() - sent).abs() > MAX_SIGNATURE_AGE_SECONDS {
+    if now.timestamp().abs_diff(sent) > MAX_SIGNATURE_AGE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = signature
@@ -154,6 +154,10 @@ mod tests {
         assert_eq!(
             verify(&secret, ts, Some("v0=zz"), body, at(sent)),
             Err(SignatureError::Bad)
+        );
+        assert_eq!(
+            verify(&secret, Some("-9223372036854775808"), sig, body, at(sent)),
+            Err(SignatureError::Stale)
         );
     }
 

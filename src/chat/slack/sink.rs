@@ -10,7 +10,7 @@ use super::api::{ApiError, SlackApi};
 use super::blocks;
 use crate::chat::{Delivered, DeliveryError, Sink};
 use crate::config::SlackConfig;
-use crate::core::{ChannelName, ChannelTarget, Effect, Message, Platform, Slot};
+use crate::core::{ChannelName, ChannelTarget, Effect, Incident, Message, Platform, Slot};
 use crate::render::{self, Renderer};
 use crate::store::{OutboxItem, Store, StoreError};
 use async_trait::async_trait;
@@ -50,16 +50,35 @@ pub fn is_user_id(id: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
-/// A topic for Slack: escaped like user text, with `@U…` user ids shown as mentions.
-fn slack_topic(topic: &str) -> String {
-    render::escape(Platform::Slack, topic)
-        .split(' ')
-        .map(|word| match word.strip_prefix('@') {
-            Some(id) if is_user_id(id) => render::mention(Platform::Slack, id),
-            _ => word.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Slack's limit on a channel topic, in characters.
+const TOPIC_LIMIT: usize = 250;
+
+/// The channel topic of an incident for Slack: key, severity, status, the commander as a
+/// mention, and the title escaped like user text, cut (before escaping, so no entity is split)
+/// to Slack's 250 characters.
+pub fn slack_topic(incident: &Incident) -> String {
+    let prefix = format!(
+        "{} {} | {} | commander {} | ",
+        incident.key,
+        incident.severity,
+        incident.status,
+        render::mention(Platform::Slack, incident.commander.as_str())
+    );
+    let room = TOPIC_LIMIT.saturating_sub(prefix.chars().count());
+    let mut title = String::new();
+    let chars: Vec<char> = incident.title.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let piece = render::escape(Platform::Slack, &c.to_string());
+        let last = i + 1 == chars.len();
+        // Keep room for the ellipsis unless this is the last character.
+        let needed = title.chars().count() + piece.chars().count() + usize::from(!last);
+        if needed > room {
+            title.push('…');
+            break;
+        }
+        title.push_str(&piece);
+    }
+    format!("{prefix}{title}")
 }
 
 /// The outbox sink for Slack.
@@ -150,6 +169,58 @@ impl SlackSink {
         })
     }
 
+    /// Set the channel topic from the incident's current state (the effect's text if the
+    /// incident cannot be read).
+    async fn set_topic(
+        &self,
+        item: &OutboxItem,
+        channel_id: &str,
+        fallback: &str,
+    ) -> Result<(), DeliveryError> {
+        let topic = match self
+            .store
+            .incident(item.incident)
+            .await
+            .map_err(store_error)?
+        {
+            Some(incident) => slack_topic(&incident),
+            None => blocks::truncate(&render::escape(Platform::Slack, fallback), TOPIC_LIMIT),
+        };
+        self.api.set_topic(channel_id, &topic).await?;
+        Ok(())
+    }
+
+    /// Invite each user on their own, so one unknown or deactivated id does not keep the
+    /// others out; those Slack refused are named in the channel for someone to add by hand.
+    async fn invite(&self, channel_id: &str, users: &[String]) -> Result<(), DeliveryError> {
+        let mut refused = Vec::new();
+        for user in users {
+            match self.api.invite(channel_id, user).await {
+                Ok(()) => {}
+                Err(ApiError::Refused { code, .. }) => {
+                    tracing::warn!(user, %code, "Slack refused an invitation");
+                    refused.push(format!(
+                        "{} ({code})",
+                        render::mention(Platform::Slack, user)
+                    ));
+                }
+                Err(temporary) => return Err(temporary.into()),
+            }
+        }
+        if !refused.is_empty() {
+            let text = format!(
+                "⚠️ warroom could not invite {} to this channel; please add them by hand.",
+                refused.join(", ")
+            );
+            let section = serde_json::json!({
+                "type": "section",
+                "text": { "type": "mrkdwn", "text": text },
+            });
+            self.api.post(channel_id, &text, &[section]).await?;
+        }
+        Ok(())
+    }
+
     /// Where a post goes: the incident channel's id, or the incidents channel.
     async fn target(&self, target: &ChannelTarget) -> Result<String, DeliveryError> {
         match target {
@@ -221,6 +292,11 @@ impl SlackSink {
                 ts
             }
         };
+        // Pin before recording the slot: a retry after a failed pin finds no slot, comes back
+        // here, reuses the post (its note above) and pins it.
+        if pin {
+            self.api.pin(&channel_id, &ts).await?;
+        }
         if let (Some(slot), ChannelTarget::Incident(name)) = (slot, channel) {
             self.store
                 .set_chat_ref(
@@ -230,9 +306,6 @@ impl SlackSink {
                 )
                 .await
                 .map_err(store_error)?;
-        }
-        if pin {
-            self.api.pin(&channel_id, &ts).await?;
         }
         Ok(())
     }
@@ -296,7 +369,7 @@ impl Sink for SlackSink {
                     Some(id) => id,
                     None => self.create_channel(channel).await?,
                 };
-                self.api.set_topic(&id, &slack_topic(topic)).await?;
+                self.set_topic(item, &id, topic).await?;
                 let mut users: Vec<String> = invite
                     .iter()
                     .map(|u| u.as_str().to_string())
@@ -307,15 +380,7 @@ impl Sink for SlackSink {
                         users.push(responder.clone());
                     }
                 }
-                self.api.invite(&id, &users).await.map_err(|e| match e {
-                    ApiError::Refused { code, .. } => DeliveryError::Permanent {
-                        reason: format!(
-                            "#{channel} was created, but inviting {} failed: {code}",
-                            users.join(", ")
-                        ),
-                    },
-                    temporary => temporary.into(),
-                })?;
+                self.invite(&id, &users).await?;
                 Ok(Delivered::Done)
             }
             Effect::Post {
@@ -337,7 +402,7 @@ impl Sink for SlackSink {
             }
             Effect::SetTopic { channel, topic } => {
                 let id = self.incident_channel(channel).await?;
-                self.api.set_topic(&id, &slack_topic(topic)).await?;
+                self.set_topic(item, &id, topic).await?;
                 Ok(Delivered::Done)
             }
             Effect::Invite { channel, users } => {
@@ -347,12 +412,55 @@ impl Sink for SlackSink {
                     .map(|u| u.as_str().to_string())
                     .filter(|u| is_user_id(u))
                     .collect();
-                self.api.invite(&id, &users).await?;
+                self.invite(&id, &users).await?;
                 Ok(Delivered::Done)
             }
             Effect::PagerDuty { action } => Err(DeliveryError::Permanent {
                 reason: format!("Slack cannot {}", action.describe()),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::decide::{DeclareRequest, declare};
+    use crate::core::{IncidentKey, UserRef};
+
+    fn incident(title: &str, commander: &str) -> Incident {
+        let policy = crate::config::load(None).unwrap().policy;
+        declare(
+            &policy,
+            DeclareRequest {
+                key: IncidentKey(7),
+                title: title.into(),
+                severity: None,
+                actor: UserRef::parse(commander).unwrap(),
+                platform: Platform::Slack,
+                channel: ChannelName::parse("inc-x").unwrap(),
+                now: chrono::Utc::now(),
+                from_pagerduty: None,
+            },
+        )
+        .incident
+    }
+
+    #[test]
+    fn topics_mention_only_the_commander_and_fit_slacks_limit() {
+        let topic = slack_topic(&incident("@USA & <@U0VICTIM> down", "U0LEAD"));
+        assert!(topic.contains("commander <@U0LEAD>"), "{topic}");
+        assert!(
+            topic.contains("@USA &amp; &lt;@U0VICTIM&gt; down"),
+            "{topic}"
+        );
+        let long = slack_topic(&incident(&"&".repeat(400), "alice"));
+        assert!(
+            long.chars().count() <= TOPIC_LIMIT,
+            "{}",
+            long.chars().count()
+        );
+        assert!(long.ends_with("&amp;…"), "no entity is cut: {long}");
+        assert!(long.contains("commander @alice"), "{long}");
     }
 }

@@ -87,6 +87,27 @@ async fn on_interaction(
     let Some(pressed) = event.actions.as_ref().and_then(|a| a.first()) else {
         return Ok(());
     };
+    let message = match (&event.container, &event.message) {
+        (SlackInteractionActionContainer::Message(container), Some(message)) => {
+            Some(super::inbound::PressedMessage {
+                channel_id: container
+                    .channel_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                ts: container.message_ts.to_string(),
+                text: message.content.text.clone().unwrap_or_default(),
+                blocks: message
+                    .content
+                    .blocks
+                    .as_ref()
+                    .and_then(|b| serde_json::to_value(b).ok())
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default(),
+            })
+        }
+        _ => None,
+    };
     slack.press(
         event
             .channel
@@ -105,6 +126,7 @@ async fn on_interaction(
             .as_ref()
             .map(|u| u.0.to_string())
             .unwrap_or_default(),
+        message,
     );
     Ok(())
 }
