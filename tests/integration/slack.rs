@@ -696,6 +696,35 @@ pub async fn one_refused_invitation_does_not_keep_the_others_out(db: &TestDb) {
     assert_eq!((counts.pending, counts.failed), (0, 0));
 }
 
+/// A timeline longer than a Slack section is split into sections within Slack's limits, and
+/// what does not fit in a message is cut with a note.
+pub async fn long_answers_fit_slacks_limits(db: &TestDb) {
+    let s = Slack::start(db).await;
+    s.command(DECLARER, &s.general, "declare Disk full").await;
+    s.pass().await;
+    let channel = s.incident_channel();
+    let update = format!(
+        "update {}",
+        "checked the volume & rotated logs; ".repeat(50)
+    );
+    for _ in 0..40 {
+        s.command(DECLARER, &channel.id, &update).await;
+    }
+    let reply = s.command(DECLARER, &channel.id, "timeline").await;
+    let blocks = reply["blocks"].as_array().unwrap();
+    assert!(blocks.len() > 2 && blocks.len() <= 50, "{}", blocks.len());
+    for block in blocks {
+        let text = block["text"]["text"].as_str().unwrap_or_default();
+        assert!(text.chars().count() <= 3_000, "{}", text.chars().count());
+    }
+    let all = reply.to_string();
+    assert!(
+        all.contains("not shown (Slack's limit)"),
+        "a note says what was cut"
+    );
+    assert!(reply["text"].as_str().unwrap().chars().count() <= 4_100);
+}
+
 pub async fn slow_answers_follow_through_the_response_url(db: &TestDb) {
     // No time at all for the answer to go in the reply: it must follow through response_url.
     let s = Slack::build(db, "", "", std::time::Duration::ZERO).await;
@@ -1142,6 +1171,11 @@ async fn a_hanging_membership_check_does_not_hold_the_reply_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_invitation_does_not_keep_the_others_out_sqlite() {
     one_refused_invitation_does_not_keep_the_others_out(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_answers_fit_slacks_limits_sqlite() {
+    long_answers_fit_slacks_limits(&TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
