@@ -57,6 +57,21 @@ enum Commands {
         #[arg(long, value_name = "P0|P1|P2|P3")]
         severity: crate::core::Severity,
     },
+    /// Playbooks: `warroom playbook lint [--dir DIR]`.
+    Playbook {
+        #[command(subcommand)]
+        command: PlaybookCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PlaybookCommand {
+    /// Check every playbook and print every problem with its file and line.
+    Lint {
+        /// A folder of playbooks (default: runbooks.playbooks_dir, else the built-in ones).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +142,33 @@ fn init_logging(cli: &Cli) {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Check => Ok(check(cli.config.as_deref())),
+        Commands::Playbook {
+            command: PlaybookCommand::Lint { dir },
+        } => {
+            let config = config::load(cli.config.as_deref())?;
+            let dir = dir.or(config.runbooks.playbooks_dir.clone());
+            match crate::runbook::playbook::Playbooks::load(dir.as_deref()) {
+                Ok(playbooks) => {
+                    println!(
+                        "ok: {} playbooks ({})",
+                        playbooks.names().len(),
+                        playbooks.names().join(", ")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(problems) => {
+                    for problem in &problems {
+                        println!("{problem}");
+                    }
+                    println!(
+                        "{} problem{} found",
+                        problems.len(),
+                        if problems.len() == 1 { "" } else { "s" }
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Commands::Simulate { severity } => {
             let config = config::load(cli.config.as_deref())?;
             for line in crate::core::escalation::simulate(&config.policy, severity) {
@@ -238,10 +280,15 @@ fn check(file: Option<&std::path::Path>) -> ExitCode {
                 problems.extend(template_problems.iter().map(ToString::to_string))
             }
         }
+        if let Err(playbook_problems) =
+            crate::runbook::playbook::Playbooks::load(config.runbooks.playbooks_dir.as_deref())
+        {
+            problems.extend(playbook_problems.iter().map(ToString::to_string));
+        }
     }
     if problems.is_empty() {
         println!(
-            "ok: configuration and templates are valid{}",
+            "ok: configuration, templates and playbooks are valid{}",
             file.map(|f| format!(" ({})", f.display()))
                 .unwrap_or_default()
         );
@@ -281,7 +328,8 @@ async fn run_console(
         Some(clock) => clock.clone(),
         None => Arc::new(SystemClock),
     };
-    let app = App::new(store, config.policy.clone(), clock, config.scheduler.lease);
+    let app = App::new(store, config.policy.clone(), clock, config.scheduler.lease)
+        .with_runbooks(runbooks(&config).await?);
     let output: Output = Arc::new(Mutex::new(Box::new(std::io::stdout())));
     let sink = ConsoleSink::new(renderer, output);
     let options = ConsoleOptions {
@@ -296,6 +344,31 @@ async fn run_console(
 }
 
 /// The PagerDuty sink, when any part of PagerDuty is configured.
+/// The runbook engine: guard, cluster (if any), playbooks.
+async fn runbooks(config: &Config) -> anyhow::Result<crate::app::runbook::Runbooks> {
+    let playbooks =
+        crate::runbook::playbook::Playbooks::load(config.runbooks.playbooks_dir.as_deref())
+            .map_err(|problems| {
+                anyhow::anyhow!(
+                    "playbooks: {}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+    let cluster = crate::runbook::kube::Cluster::connect(&config.runbooks).await?;
+    if cluster.is_none() {
+        tracing::info!("no Kubernetes cluster configured: runbook commands will say so");
+    }
+    Ok(crate::app::runbook::Runbooks {
+        guard: crate::runbook::guard::Guard::new(config.runbooks.clone()),
+        cluster,
+        playbooks,
+    })
+}
+
 fn load_renderer(config: &Config) -> anyhow::Result<Arc<Renderer>> {
     Renderer::load(config.templates_dir.as_deref())
         .map(Arc::new)
@@ -324,12 +397,15 @@ fn pagerduty_sink(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chat:
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = store::open(&config).await?;
     tracing::info!(store = store.backend(), database = %describe(&config.database), "store ready");
-    let app = Arc::new(App::new(
-        store.clone(),
-        config.policy.clone(),
-        Arc::new(SystemClock),
-        config.scheduler.lease,
-    ));
+    let app = Arc::new(
+        App::new(
+            store.clone(),
+            config.policy.clone(),
+            Arc::new(SystemClock),
+            config.scheduler.lease,
+        )
+        .with_runbooks(runbooks(&config).await?),
+    );
     let heartbeat = Arc::new(Heartbeat::default());
     let poll = config.scheduler.poll_interval;
     store.watch(app.timers_changed.clone(), app.outbox_changed.clone());

@@ -79,6 +79,52 @@ struct RawConfig {
     escalation: RawEscalation,
     pagerduty: RawPagerDuty,
     slack: RawSlack,
+    runbooks: RawRunbooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunbooks {
+    #[serde(deserialize_with = "text")]
+    cluster: String,
+    #[serde(deserialize_with = "text")]
+    context: String,
+    namespaces: Vec<String>,
+    #[serde(deserialize_with = "text")]
+    default_namespace: String,
+    #[serde(deserialize_with = "text")]
+    confirm_within: String,
+    p0_second_person: bool,
+    #[serde(deserialize_with = "text")]
+    timeout: String,
+    #[serde(deserialize_with = "text")]
+    playbooks_dir: String,
+    bounds: std::collections::BTreeMap<String, RawBounds>,
+    probes: std::collections::BTreeMap<String, String>,
+    roles: Vec<RawRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounds {
+    min: i64,
+    max: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    #[serde(deserialize_with = "text")]
+    name: String,
+    #[serde(default)]
+    everyone: bool,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    actions: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +360,7 @@ pub struct Config {
     pub pagerduty: PagerDutyConfig,
     /// `None` when Slack is not configured (no bot token and signing secret).
     pub slack: Option<SlackConfig>,
+    pub runbooks: crate::runbook::guard::RunbookConfig,
 }
 
 /// How Slack reaches warroom.
@@ -1037,6 +1084,148 @@ fn validate(
             ),
         );
     }
+    // Runbooks.
+    let rb = &raw.runbooks;
+    let runbooks = {
+        use crate::runbook::action::{ActionKind, MAX_REPLICAS, valid_label};
+        use crate::runbook::guard::{ClusterSource, Role, RunbookConfig};
+        let cluster = match rb.cluster.trim() {
+            "auto" => ClusterSource::Auto,
+            "in-cluster" => ClusterSource::InCluster,
+            "kubeconfig" => ClusterSource::Kubeconfig,
+            "none" | "" => ClusterSource::None,
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                ClusterSource::Url(url.to_string())
+            }
+            other => {
+                problem(
+                    "runbooks.cluster",
+                    format!(
+                        "`{other}` is not auto, in-cluster, kubeconfig, none or an API server URL"
+                    ),
+                );
+                ClusterSource::None
+            }
+        };
+        let mut namespaces = Vec::new();
+        for ns in &rb.namespaces {
+            if valid_label(ns) {
+                namespaces.push(ns.clone());
+            } else {
+                problem(
+                    "runbooks.namespaces",
+                    format!(
+                        "`{}` is not a namespace name",
+                        ns.chars().take(60).collect::<String>()
+                    ),
+                );
+            }
+        }
+        let default_namespace = rb.default_namespace.trim().to_string();
+        if !namespaces.contains(&default_namespace) {
+            problem(
+                "runbooks.default_namespace",
+                format!("`{default_namespace}` is not in runbooks.namespaces"),
+            );
+        }
+        let mut bounds = std::collections::BTreeMap::new();
+        for (deployment, b) in &rb.bounds {
+            let key = format!("runbooks.bounds.{deployment}");
+            if !valid_label(deployment) {
+                problem(&key, "is not a deployment name".into());
+            } else if b.min < 0 || b.max > i64::from(MAX_REPLICAS) || b.min > b.max {
+                problem(
+                    &key,
+                    format!(
+                        "min {} and max {} must satisfy 0 ≤ min ≤ max ≤ {MAX_REPLICAS}",
+                        b.min, b.max
+                    ),
+                );
+            } else {
+                bounds.insert(deployment.clone(), (b.min as i32, b.max as i32));
+            }
+        }
+        let mut probes = std::collections::BTreeMap::new();
+        for (name, url) in &rb.probes {
+            let key = format!("runbooks.probes.{name}");
+            match url::Url::parse(url) {
+                Ok(parsed) if valid_label(name) && matches!(parsed.scheme(), "http" | "https") => {
+                    probes.insert(name.clone(), parsed);
+                }
+                _ => problem(
+                    &key,
+                    format!("`{url}` is not an http(s) URL (or the name is not a plain name)"),
+                ),
+            }
+        }
+        let mut roles = Vec::new();
+        for (i, role) in rb.roles.iter().enumerate() {
+            let key = |field: &str| format!("runbooks.roles.{i}.{field}");
+            let mut actions = Vec::new();
+            for action in &role.actions {
+                match ActionKind::parse(action) {
+                    Some(kind) => actions.push(kind),
+                    None => problem(
+                        &key("actions"),
+                        format!(
+                            "`{action}` is not an action; known: {}",
+                            ActionKind::ALL.map(ActionKind::as_str).join(", ")
+                        ),
+                    ),
+                }
+            }
+            for ns in &role.namespaces {
+                if !namespaces.contains(ns) {
+                    problem(
+                        &key("namespaces"),
+                        format!("`{ns}` is not in runbooks.namespaces"),
+                    );
+                }
+            }
+            let mut users = Vec::new();
+            for user in &role.users {
+                match crate::core::UserRef::parse(user) {
+                    Ok(user) => users.push(user),
+                    Err(e) => problem(&key("users"), e.to_string()),
+                }
+            }
+            roles.push(Role {
+                name: role.name.clone(),
+                everyone: role.everyone,
+                users,
+                groups: role.groups.clone(),
+                actions,
+                namespaces: role.namespaces.clone(),
+            });
+        }
+        RunbookConfig {
+            cluster,
+            context: (!rb.context.trim().is_empty()).then(|| rb.context.trim().to_string()),
+            namespaces,
+            default_namespace,
+            confirm_within: duration(
+                "runbooks.confirm_within",
+                &rb.confirm_within,
+                (Duration::seconds(30), minutes(60)),
+                &mut problem,
+            ),
+            p0_second_person: rb.p0_second_person,
+            timeout: duration(
+                "runbooks.timeout",
+                &rb.timeout,
+                (Duration::seconds(1), minutes(5)),
+                &mut problem,
+            )
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(30)),
+            playbooks_dir: (!rb.playbooks_dir.trim().is_empty())
+                .then(|| PathBuf::from(rb.playbooks_dir.trim())),
+            bounds,
+            probes,
+            roles,
+        }
+    };
+
     // A Slack delivery makes a few calls (create, topic, invites; post, pin).
     if slack_enabled && lease < slack_timeout * 4 {
         problem(
@@ -1117,6 +1306,7 @@ fn validate(
         }),
         templates_dir: (!raw.templates.dir.trim().is_empty())
             .then(|| PathBuf::from(raw.templates.dir.trim())),
+        runbooks,
     })
 }
 

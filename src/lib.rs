@@ -8,4 +8,6 @@ pub mod core;
 pub mod http;
 pub mod pagerduty;
 pub mod render;
+pub mod runbook;
 pub mod store;
+pub mod tls;

@@ -36,6 +36,10 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::DeliveryFailed => include_str!("../templates/delivery_failed.hbs"),
         TemplateName::OnCall => include_str!("../templates/on_call.hbs"),
         TemplateName::Summary => include_str!("../templates/summary.hbs"),
+        TemplateName::RunbookOutput => include_str!("../templates/runbook_output.hbs"),
+        TemplateName::ChangeProposed => include_str!("../templates/change_proposed.hbs"),
+        TemplateName::ChangeResult => include_str!("../templates/change_result.hbs"),
+        TemplateName::PlaybookList => include_str!("../templates/playbook_list.hbs"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! decision (state, events, timers, outbox) in one transaction, then dispatch.
 
 pub mod clock;
+pub mod runbook;
 pub mod runner;
 
 use crate::chat::{Delivered, DeliveryError, Sink};
@@ -45,6 +46,8 @@ pub struct App {
     pub timers_changed: Arc<Notify>,
     /// Woken when outbox rows are written, so dispatchers deliver at once.
     pub outbox_changed: Arc<Notify>,
+    /// Diagnostics, playbooks and changes; `None` until `with_runbooks`.
+    pub runbooks: Option<Arc<runbook::Runbooks>>,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -84,7 +87,14 @@ impl App {
             lease,
             timers_changed: Arc::new(Notify::new()),
             outbox_changed: Arc::new(Notify::new()),
+            runbooks: None,
         }
+    }
+
+    /// The app with the runbook engine.
+    pub fn with_runbooks(mut self, runbooks: runbook::Runbooks) -> App {
+        self.runbooks = Some(Arc::new(runbooks));
+        self
     }
 
     /// Handle the text typed after `/incident`. Returns the direct answer to the person, if
@@ -106,6 +116,17 @@ impl App {
             ButtonAction::Acknowledge { incident } => (*incident, Command::Ack),
             ButtonAction::Resolve { incident } => {
                 (*incident, Command::Resolve { root_cause: None })
+            }
+            ButtonAction::Confirm { request } => {
+                return self
+                    .runbook_button(origin, Command::Confirm(*request))
+                    .await;
+            }
+            ButtonAction::Cancel { request } => {
+                return self.runbook_button(origin, Command::Cancel(*request)).await;
+            }
+            ButtonAction::Undo { request } => {
+                return self.runbook_button(origin, Command::Undo(*request)).await;
             }
         };
         let result = async {
@@ -135,6 +156,25 @@ impl App {
             }
             Command::Declare { title, severity } => {
                 self.declare(origin, title, severity).await.map(Some)
+            }
+            Command::Playbooks => self.runbook_command(origin, None, command).await,
+            runbook @ (Command::Run { .. }
+            | Command::Diag { .. }
+            | Command::Scale { .. }
+            | Command::Restart { .. }
+            | Command::Confirm(_)
+            | Command::Cancel(_)
+            | Command::Undo(_)) => {
+                let incident = self.store.incident_by_channel(&origin.channel).await?;
+                if incident.is_none() {
+                    let open = self.store.incidents(false, LIST_LIMIT).await?;
+                    return Ok(Some(views::not_in_incident_channel(
+                        runbook.name(),
+                        &open,
+                        now,
+                    )));
+                }
+                self.runbook_command(origin, incident, runbook).await
             }
             other => {
                 let name = other.name();

@@ -38,6 +38,31 @@ pub enum Command {
     },
     Page(PageTarget),
     Escalate,
+    /// List the playbooks.
+    Playbooks,
+    /// Run a playbook; `args` is the `key=value …` text after its name.
+    Run {
+        playbook: String,
+        args: String,
+    },
+    /// Run one action; `args` is the `key=value …` text after its name.
+    Diag {
+        action: String,
+        args: String,
+    },
+    /// Scale a deployment (the count is checked by the runbook guard, not here).
+    Scale {
+        deployment: String,
+        replicas: String,
+    },
+    /// Rollout restart of a deployment.
+    Restart {
+        deployment: String,
+    },
+    /// Confirm, cancel or undo runbook request N.
+    Confirm(i64),
+    Cancel(i64),
+    Undo(i64),
 }
 
 impl Command {
@@ -56,6 +81,14 @@ impl Command {
             Command::Help { .. } => CommandName::Help,
             Command::Page(_) => CommandName::Page,
             Command::Escalate => CommandName::Escalate,
+            Command::Playbooks => CommandName::Playbooks,
+            Command::Run { .. } => CommandName::Run,
+            Command::Diag { .. } => CommandName::Diag,
+            Command::Scale { .. } => CommandName::Scale,
+            Command::Restart { .. } => CommandName::Restart,
+            Command::Confirm(_) => CommandName::Confirm,
+            Command::Cancel(_) => CommandName::Cancel,
+            Command::Undo(_) => CommandName::Undo,
         }
     }
 }
@@ -75,10 +108,18 @@ pub enum CommandName {
     Help,
     Page,
     Escalate,
+    Playbooks,
+    Run,
+    Diag,
+    Scale,
+    Restart,
+    Confirm,
+    Cancel,
+    Undo,
 }
 
 impl CommandName {
-    pub const ALL: [CommandName; 12] = [
+    pub const ALL: [CommandName; 20] = [
         CommandName::Declare,
         CommandName::Ack,
         CommandName::Sev,
@@ -90,6 +131,14 @@ impl CommandName {
         CommandName::Escalate,
         CommandName::Timeline,
         CommandName::List,
+        CommandName::Playbooks,
+        CommandName::Run,
+        CommandName::Diag,
+        CommandName::Scale,
+        CommandName::Restart,
+        CommandName::Confirm,
+        CommandName::Cancel,
+        CommandName::Undo,
         CommandName::Help,
     ];
 
@@ -108,6 +157,14 @@ impl CommandName {
             "help" => CommandName::Help,
             "page" => CommandName::Page,
             "escalate" => CommandName::Escalate,
+            "playbooks" => CommandName::Playbooks,
+            "run" => CommandName::Run,
+            "diag" => CommandName::Diag,
+            "scale" => CommandName::Scale,
+            "restart" => CommandName::Restart,
+            "confirm" => CommandName::Confirm,
+            "cancel" => CommandName::Cancel,
+            "undo" => CommandName::Undo,
             _ => return None,
         })
     }
@@ -126,6 +183,14 @@ impl CommandName {
             CommandName::Help => "help",
             CommandName::Page => "page",
             CommandName::Escalate => "escalate",
+            CommandName::Playbooks => "playbooks",
+            CommandName::Run => "run",
+            CommandName::Diag => "diag",
+            CommandName::Scale => "scale",
+            CommandName::Restart => "restart",
+            CommandName::Confirm => "confirm",
+            CommandName::Cancel => "cancel",
+            CommandName::Undo => "undo",
         }
     }
 
@@ -144,6 +209,16 @@ impl CommandName {
             CommandName::Help => "help [command]",
             CommandName::Page => "page <service:NAME|user:ID|escalation_policy:ID|schedule:ID>",
             CommandName::Escalate => "escalate",
+            CommandName::Playbooks => "playbooks",
+            CommandName::Run => "run <playbook> [key=value ...]",
+            CommandName::Diag => {
+                "diag <pods|events|logs|top|rollout_status|endpoints|nodes|probe> [key=value ...]"
+            }
+            CommandName::Scale => "scale <deployment> <replicas> [namespace=NS]",
+            CommandName::Restart => "restart <deployment> [namespace=NS]",
+            CommandName::Confirm => "confirm <request number>",
+            CommandName::Cancel => "cancel <request number>",
+            CommandName::Undo => "undo <request number>",
         }
     }
 
@@ -164,6 +239,20 @@ impl CommandName {
             CommandName::Help => "Show the commands, or the details of one.",
             CommandName::Page => "Page an extra target through PagerDuty now.",
             CommandName::Escalate => "Jump to the next escalation step now.",
+            CommandName::Playbooks => "List the runbook playbooks, with what each is for.",
+            CommandName::Run => {
+                "Run a playbook's steps; changes wait for a confirmation after a dry run."
+            }
+            CommandName::Diag => "Run one read-only diagnostic against the cluster.",
+            CommandName::Scale => {
+                "Scale a deployment within its bounds (dry run, then confirmation)."
+            }
+            CommandName::Restart => "Rollout restart of a deployment (dry run, then confirmation).",
+            CommandName::Confirm => "Confirm a change waiting for confirmation.",
+            CommandName::Cancel => "Cancel a change waiting for confirmation.",
+            CommandName::Undo => {
+                "Scale a deployment back to where a change found it (with confirmation)."
+            }
         }
     }
 
@@ -171,7 +260,7 @@ impl CommandName {
     pub fn needs_incident(self) -> bool {
         !matches!(
             self,
-            CommandName::Declare | CommandName::List | CommandName::Help
+            CommandName::Declare | CommandName::List | CommandName::Help | CommandName::Playbooks
         )
     }
 }
@@ -255,6 +344,70 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
                 .map_err(|e| ParseError::new(Some(name), format!("{e}.")))
         }
         CommandName::Timeline => no_args(name, args, Command::Timeline),
+        CommandName::Playbooks => no_args(name, args, Command::Playbooks),
+        CommandName::Run | CommandName::Diag => {
+            let (first, rest) = split_first_word(args);
+            if first.is_empty() {
+                return Err(ParseError::new(
+                    Some(name),
+                    if name == CommandName::Run {
+                        "Which playbook? `/incident playbooks` lists them."
+                    } else {
+                        "Which diagnostic?"
+                    },
+                ));
+            }
+            let rest = bounded_text(name, rest, "arguments")?;
+            Ok(if name == CommandName::Run {
+                Command::Run {
+                    playbook: truncate_chars(first, 80).to_string(),
+                    args: rest,
+                }
+            } else {
+                Command::Diag {
+                    action: truncate_chars(first, 80).to_string(),
+                    args: rest,
+                }
+            })
+        }
+        CommandName::Scale => {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            match words.as_slice() {
+                [deployment, replicas] => Ok(Command::Scale {
+                    deployment: truncate_chars(deployment, 80).to_string(),
+                    replicas: truncate_chars(replicas, 20).to_string(),
+                }),
+                _ => Err(ParseError::new(
+                    Some(name),
+                    "Give a deployment and a replica count, e.g. `scale stock-analysis-api 5`.",
+                )),
+            }
+        }
+        CommandName::Restart => {
+            if args.is_empty() {
+                return Err(ParseError::new(Some(name), "Which deployment?"));
+            }
+            Ok(Command::Restart {
+                deployment: truncate_chars(one_word(name, args)?, 80).to_string(),
+            })
+        }
+        CommandName::Confirm | CommandName::Cancel | CommandName::Undo => {
+            let word = one_word(name, args.trim_start_matches('#'))?;
+            let number = word.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ParseError::new(
+                    Some(name),
+                    format!(
+                        "`{}` is not a request number (they look like #12).",
+                        truncate_chars(word, 20)
+                    ),
+                )
+            })?;
+            Ok(match name {
+                CommandName::Confirm => Command::Confirm(number),
+                CommandName::Cancel => Command::Cancel(number),
+                _ => Command::Undo(number),
+            })
+        }
         CommandName::Sev => {
             if args.is_empty() {
                 return Err(ParseError::new(Some(name), "Which severity?"));

@@ -704,8 +704,42 @@ pub fn apply(
                 "That command does not change an incident.".to_string(),
             ));
         }
+        // Runbook commands talk to a cluster: the app runs them and records what happened
+        // with `runbook_note`.
+        Command::Playbooks
+        | Command::Run { .. }
+        | Command::Diag { .. }
+        | Command::Scale { .. }
+        | Command::Restart { .. }
+        | Command::Confirm(_)
+        | Command::Cancel(_)
+        | Command::Undo(_) => {
+            return Err(refuse(
+                "Runbook commands are run by warroom's runbook engine, not the incident state machine.".to_string(),
+            ));
+        }
     }
     Ok(draft.finish(Some(policy), current, None))
+}
+
+/// Record what the runbook engine did (it talks to the cluster; the core only records): the
+/// events in the timeline and the messages in the incident channel.
+pub fn runbook_note(
+    incident: &Incident,
+    actor: &UserRef,
+    events: Vec<EventKind>,
+    posts: Vec<Message>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut draft = Draft::new(incident, now);
+    let who = Actor::User(actor.clone());
+    for kind in events {
+        draft.event(&who, kind);
+    }
+    for message in posts {
+        draft.post(message);
+    }
+    draft.finish(None, incident, None)
 }
 
 /// A durable timer came due. Returns `None` when it is stale (its fence has moved on, the step

@@ -228,6 +228,43 @@ pub enum EventKind {
         target: String,
         names: Vec<String>,
     },
+    /// A read-only runbook action ran (a diagnostic or a playbook step).
+    RunbookRan {
+        action: String,
+        ok: bool,
+        /// The first line of what it found, or why it failed.
+        outcome: String,
+    },
+    /// A change passed its dry run and waits for confirmation as request `request`.
+    ChangeProposed {
+        request: i64,
+        action: String,
+        /// What the dry run said it would do.
+        change: String,
+        /// The state it is bound to (e.g. "3 replicas").
+        prior: String,
+        expires_in_seconds: i64,
+    },
+    /// A change was refused before it ran (dry run failed, not allowed, out of bounds, …).
+    ChangeRefused {
+        action: String,
+        reason: String,
+    },
+    /// A proposed change was confirmed and ran (or failed when it ran).
+    ChangeApplied {
+        request: i64,
+        action: String,
+        confirmed_by: UserRef,
+        ok: bool,
+        outcome: String,
+        prior: String,
+    },
+    /// A proposed change was cancelled, expired, or found the state changed since its preview.
+    ChangeDropped {
+        request: i64,
+        action: String,
+        why: String,
+    },
 }
 
 impl EventKind {
@@ -249,6 +286,11 @@ impl EventKind {
             EventKind::DeliveryFailed { .. } => "delivery_failed",
             EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
             EventKind::OnCall { .. } => "on_call",
+            EventKind::RunbookRan { .. } => "runbook_ran",
+            EventKind::ChangeProposed { .. } => "change_proposed",
+            EventKind::ChangeRefused { .. } => "change_refused",
+            EventKind::ChangeApplied { .. } => "change_applied",
+            EventKind::ChangeDropped { .. } => "change_dropped",
         }
     }
 
@@ -315,6 +357,48 @@ impl EventKind {
             EventKind::OnCall { target, names } => {
                 format!("on call for {target}: {}", names.join(", "))
             }
+            EventKind::RunbookRan {
+                action,
+                ok: true,
+                outcome,
+            } => format!("ran {action}: {outcome}"),
+            EventKind::RunbookRan {
+                action, outcome, ..
+            } => {
+                format!("ran {action}; it failed: {outcome}")
+            }
+            EventKind::ChangeProposed {
+                request,
+                action,
+                change,
+                prior,
+                ..
+            } => format!("proposed #{request}: {action} (dry run: {change}; was {prior})"),
+            EventKind::ChangeRefused { action, reason } => {
+                format!("refused {action}: {reason}")
+            }
+            EventKind::ChangeApplied {
+                request,
+                action,
+                confirmed_by,
+                ok: true,
+                outcome,
+                prior,
+            } => format!(
+                "applied #{request} ({action}), confirmed by @{confirmed_by}: {outcome} (was {prior})"
+            ),
+            EventKind::ChangeApplied {
+                request,
+                action,
+                confirmed_by,
+                outcome,
+                ..
+            } => format!("#{request} ({action}), confirmed by @{confirmed_by}, failed: {outcome}"),
+            EventKind::ChangeDropped {
+                request,
+                action,
+                why,
+            } => format!("dropped #{request} ({action}): {why}"),
         }
     }
 }

@@ -39,10 +39,14 @@ pub enum TemplateName {
     DeliveryFailed,
     OnCall,
     Summary,
+    RunbookOutput,
+    ChangeProposed,
+    ChangeResult,
+    PlaybookList,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 18] = [
+    pub const ALL: [TemplateName; 22] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -61,6 +65,10 @@ impl TemplateName {
         TemplateName::DeliveryFailed,
         TemplateName::OnCall,
         TemplateName::Summary,
+        TemplateName::RunbookOutput,
+        TemplateName::ChangeProposed,
+        TemplateName::ChangeResult,
+        TemplateName::PlaybookList,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -84,6 +92,10 @@ impl TemplateName {
             TemplateName::DeliveryFailed => "delivery_failed",
             TemplateName::OnCall => "on_call",
             TemplateName::Summary => "summary",
+            TemplateName::RunbookOutput => "runbook_output",
+            TemplateName::ChangeProposed => "change_proposed",
+            TemplateName::ChangeResult => "change_result",
+            TemplateName::PlaybookList => "playbook_list",
         }
     }
 }
@@ -129,8 +141,24 @@ pub struct ConfirmDialog {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ButtonAction {
-    Acknowledge { incident: IncidentKey },
-    Resolve { incident: IncidentKey },
+    Acknowledge {
+        incident: IncidentKey,
+    },
+    Resolve {
+        incident: IncidentKey,
+    },
+    /// Confirm runbook request N (a change that passed its dry run).
+    Confirm {
+        request: i64,
+    },
+    /// Cancel runbook request N.
+    Cancel {
+        request: i64,
+    },
+    /// Propose the reverse of applied request N.
+    Undo {
+        request: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use super::incident::{Actor, Incident, TimelineEvent};
 use super::message::{
     Button, ButtonAction, ButtonStyle, ConfirmDialog, Field, Message, TemplateName, Visibility,
 };
-use super::{Policy, human_duration};
+use super::{Policy, UserRef, human_duration};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -74,6 +74,7 @@ pub fn summary(policy: &Policy, incident: &Incident) -> Message {
                 incident.status.is_open() && incident.acknowledged_at.is_none()
             }
             ButtonAction::Resolve { .. } => incident.status.is_open(),
+            _ => false,
         })
         .collect();
     Message::from_template(
@@ -412,6 +413,11 @@ pub fn refusal(text: String) -> Message {
     Message::notice(Visibility::Ephemeral, text)
 }
 
+/// A short notice for everyone in the channel.
+pub fn notice_in_channel(text: String) -> Message {
+    Message::notice(Visibility::InChannel, text)
+}
+
 /// One message of every template, built from a sample incident: `warroom check` renders them
 /// all on every platform, and the snapshot tests pin their text.
 pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
@@ -549,10 +555,189 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
     messages.push(usage(&parse("sev P7").expect_err("sample error")));
     messages.push(not_in_incident_channel(
         CommandName::Ack,
-        &[updated.incident],
+        std::slice::from_ref(&updated.incident),
         later,
     ));
+    let olivia = Actor::User(UserRef::parse("olivia").expect("valid sample user"));
+    messages.push(runbook_output(
+        &updated.incident,
+        &olivia,
+        "pods deployment=stock-analysis-api namespace=stock-analysis-system",
+        Some("Current pods"),
+        true,
+        "NAME                              READY  STATUS   RESTARTS  AGE\nstock-analysis-api-7d9f8-abcde     1/1    Running  0         5m",
+    ));
+    messages.push(change_proposed(
+        &updated.incident,
+        &olivia,
+        ChangeView {
+            request: 7,
+            action: "scale deployment=stock-analysis-api namespace=stock-analysis-system replicas=5",
+            change: "stock-analysis-api in stock-analysis-system: 3 → 5 replicas",
+            bounds: Some((3, 10)),
+            prior: "3 replicas",
+            expires: later + chrono::Duration::minutes(5),
+            who_may: "roles: operators",
+        },
+    ));
+    messages.push(change_result(
+        &updated.incident,
+        ChangeOutcome {
+            request: 7,
+            action: "scale deployment=stock-analysis-api namespace=stock-analysis-system replicas=5",
+            confirmed_by: &UserRef::parse("bob").expect("valid sample user"),
+            ok: true,
+            outcome: "stock-analysis-api in stock-analysis-system: 3 → 5 replicas",
+            prior: Some("3 replicas"),
+            undo: true,
+        },
+    ));
+    messages.push(playbook_list(&[
+        (
+            "scale-api".to_string(),
+            "Scale the API deployment within its bounds.".to_string(),
+            "replicas (integer, default 5)".to_string(),
+        ),
+        (
+            "system-health-check".to_string(),
+            "Nodes, pods, endpoints, events and a health probe.".to_string(),
+            String::new(),
+        ),
+    ]));
     messages
+}
+
+/// Output of a runbook action, posted in the incident channel (already redacted and cut).
+pub fn runbook_output(
+    incident: &Incident,
+    actor: &Actor,
+    action: &str,
+    step: Option<&str>,
+    ok: bool,
+    output: &str,
+) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::RunbookOutput,
+        json!({
+            "key": incident.key.to_string(),
+            "actor": actor.to_string(),
+            "action": action,
+            "step": step,
+            "ok": ok,
+            // A code block must not be closed early by the output itself.
+            "output": output.replace("```", "\u{2035}\u{2035}\u{2035}"),
+        }),
+    )
+}
+
+/// What a change proposal shows.
+pub struct ChangeView<'a> {
+    pub request: i64,
+    pub action: &'a str,
+    pub change: &'a str,
+    pub bounds: Option<(i32, i32)>,
+    pub prior: &'a str,
+    pub expires: DateTime<Utc>,
+    pub who_may: &'a str,
+}
+
+/// A change that passed its dry run, with Confirm and Cancel.
+pub fn change_proposed(incident: &Incident, actor: &Actor, view: ChangeView<'_>) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::ChangeProposed,
+        json!({
+            "key": incident.key.to_string(),
+            "actor": actor.to_string(),
+            "request": view.request,
+            "action": view.action,
+            "change": view.change,
+            "bounds": view.bounds.map(|(min, max)| format!("{min}–{max}")),
+            "prior": view.prior,
+            "expires": format_time(view.expires),
+            "who_may": view.who_may,
+        }),
+    )
+    .with_buttons(vec![
+        Button {
+            label: "Confirm".into(),
+            style: ButtonStyle::Primary,
+            action: ButtonAction::Confirm {
+                request: view.request,
+            },
+            confirm: Some(ConfirmDialog {
+                title: format!("Apply change #{}?", view.request),
+                text: view.change.to_string(),
+                confirm: "Apply".into(),
+                deny: "Not yet".into(),
+            }),
+        },
+        Button {
+            label: "Cancel".into(),
+            style: ButtonStyle::Default,
+            action: ButtonAction::Cancel {
+                request: view.request,
+            },
+            confirm: None,
+        },
+    ])
+}
+
+/// What a confirmed change did.
+pub struct ChangeOutcome<'a> {
+    pub request: i64,
+    pub action: &'a str,
+    pub confirmed_by: &'a UserRef,
+    pub ok: bool,
+    pub outcome: &'a str,
+    pub prior: Option<&'a str>,
+    /// Offer Undo (a scale that worked).
+    pub undo: bool,
+}
+
+/// The result of a confirmed change, with Undo when it can be undone.
+pub fn change_result(incident: &Incident, view: ChangeOutcome<'_>) -> Message {
+    let message = Message::from_template(
+        Visibility::InChannel,
+        TemplateName::ChangeResult,
+        json!({
+            "key": incident.key.to_string(),
+            "request": view.request,
+            "action": view.action,
+            "confirmed_by": view.confirmed_by.to_string(),
+            "ok": view.ok,
+            "outcome": view.outcome,
+            "prior": view.prior,
+        }),
+    );
+    if view.ok && view.undo {
+        message.with_buttons(vec![Button {
+            label: "Undo".into(),
+            style: ButtonStyle::Default,
+            action: ButtonAction::Undo {
+                request: view.request,
+            },
+            confirm: None,
+        }])
+    } else {
+        message
+    }
+}
+
+/// The playbooks: (name, description, parameters).
+pub fn playbook_list(playbooks: &[(String, String, String)]) -> Message {
+    let entries: Vec<serde_json::Value> = playbooks
+        .iter()
+        .map(|(name, description, parameters)| {
+            json!({ "name": name, "description": description, "parameters": parameters })
+        })
+        .collect();
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::PlaybookList,
+        json!({ "playbooks": entries }),
+    )
 }
 
 #[cfg(test)]

@@ -68,6 +68,20 @@ pub struct OutboxItem {
     pub attempts: i32,
 }
 
+/// A runbook action waiting for (or past) its confirmation. The body is the app's own record
+/// (the action, who asked, the preview, the state it is bound to); the store keeps the state
+/// machine: pending → running → done | failed, or pending → cancelled | expired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunbookRequest {
+    pub id: i64,
+    pub incident: IncidentKey,
+    pub body: serde_json::Value,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+}
+
 /// Counts by outbox state, for health and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutboxCounts {
@@ -153,6 +167,28 @@ pub trait Store: Send + Sync {
         &self,
         source: &str,
         id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Record a runbook action awaiting confirmation; its id.
+    async fn insert_runbook_request(
+        &self,
+        incident: IncidentKey,
+        body: &serde_json::Value,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64>;
+
+    async fn runbook_request(&self, id: i64) -> StoreResult<Option<RunbookRequest>>;
+
+    /// Move a request from state `from` to `to` (by whom, when); `false` if it was not in
+    /// `from` any more (someone else decided first).
+    async fn transition_runbook_request(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
 
@@ -387,4 +423,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;

@@ -3,9 +3,9 @@
 //! lease, so two replicas never take the same row at the same time.
 
 use super::{
-    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
-    StoreError, StoreResult, Timer, actor_column, effect_from_json, event_from_columns,
-    idempotency_key, paged_services_column, timer_kind,
+    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
+    SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
+    event_from_columns, idempotency_key, paged_services_column, timer_kind,
 };
 use crate::core::{Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
@@ -109,6 +109,22 @@ CREATE TABLE chat_refs (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (platform, key)
 );
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE runbook_requests (
+    id BIGSERIAL PRIMARY KEY,
+    incident BIGINT NOT NULL REFERENCES incidents (number),
+    body JSONB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    decided_by TEXT,
+    decided_at TIMESTAMPTZ
+);
+CREATE INDEX runbook_requests_incident ON runbook_requests (incident, id);
 "#,
     ),
 ];
@@ -421,6 +437,79 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(inserted == 1)
+    }
+
+    async fn insert_runbook_request(
+        &self,
+        incident: IncidentKey,
+        body: &serde_json::Value,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(
+                &client
+                    .prepare_cached(
+                        "INSERT INTO runbook_requests (incident, body, created_at, expires_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&incident.0, body, &now, &expires_at],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.get(0))
+    }
+
+    async fn runbook_request(&self, id: i64) -> StoreResult<Option<RunbookRequest>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached(
+                        "SELECT incident, body, state, created_at, expires_at, decided_by FROM runbook_requests WHERE id = $1",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&id],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| RunbookRequest {
+            id,
+            incident: IncidentKey(r.get(0)),
+            body: r.get(1),
+            state: r.get(2),
+            created_at: r.get(3),
+            expires_at: r.get(4),
+            decided_by: r.get(5),
+        }))
+    }
+
+    async fn transition_runbook_request(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n = client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "UPDATE runbook_requests SET state = $3, decided_by = COALESCE($4, decided_by), decided_at = $5 \
+                         WHERE id = $1 AND state = $2",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&id, &from, &to, &by, &now],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(n == 1)
     }
 
     async fn chat_ref(&self, platform: &str, key: &str) -> StoreResult<Option<String>> {

@@ -3,9 +3,10 @@
 //! writes take SQLite's write lock (`BEGIN IMMEDIATE`), so claims cannot overlap.
 
 use super::{
-    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, SCHEMA_VERSION, Store,
-    StoreError, StoreResult, Timer, actor_column, effect_from_json, effect_json, event_detail,
-    event_from_columns, idempotency_key, paged_services_column, timer_kind,
+    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
+    SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
+    effect_json, event_detail, event_from_columns, idempotency_key, paged_services_column,
+    timer_kind,
 };
 use crate::core::{Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
@@ -109,6 +110,22 @@ CREATE TABLE chat_refs (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (platform, key)
 );
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE runbook_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident INTEGER NOT NULL REFERENCES incidents (number),
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at TEXT
+);
+CREATE INDEX runbook_requests_incident ON runbook_requests (incident, id);
 "#,
     ),
 ];
@@ -364,6 +381,83 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
             Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn insert_runbook_request(
+        &self,
+        incident: IncidentKey,
+        body: &serde_json::Value,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        let body = body.to_string();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO runbook_requests (incident, body, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![incident.0, body, ts(now), ts(expires_at)],
+            )
+            .map_err(db_error)?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn runbook_request(&self, id: i64) -> StoreResult<Option<RunbookRequest>> {
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT incident, body, state, created_at, expires_at, decided_by FROM runbook_requests WHERE id = ?1",
+                    params![id],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(db_error)?;
+            let Some((incident, body, state, created, expires, decided_by)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(RunbookRequest {
+                id,
+                incident: IncidentKey(incident),
+                body: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("runbook request {id}: {e}")))?,
+                state,
+                created_at: parse_ts(&created).map_err(db_error)?,
+                expires_at: parse_ts(&expires).map_err(db_error)?,
+                decided_by,
+            }))
+        })
+        .await
+    }
+
+    async fn transition_runbook_request(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (from, to, by) = (from.to_string(), to.to_string(), by.map(String::from));
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE runbook_requests SET state = ?3, decided_by = COALESCE(?4, decided_by), decided_at = ?5 \
+                     WHERE id = ?1 AND state = ?2",
+                    params![id, from, to, by, ts(now)],
+                )
+                .map_err(db_error)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -790,7 +790,48 @@ pub async fn urgent_rows_go_first_across_incidents(db: &TestDb) {
     assert!(matches!(items[1].effect, Effect::SetTopic { .. }));
 }
 
+pub async fn runbook_requests_change_state_once(db: &TestDb) {
+    let store = db.open().await;
+    let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
+    let body = serde_json::json!({ "action": { "kind": "scale" }, "note": "ünïcödé & <x>" });
+    let expires = t0() + Duration::minutes(5);
+    let id = store
+        .insert_runbook_request(d.incident.key, &body, expires, t0())
+        .await
+        .unwrap();
+    let request = store.runbook_request(id).await.unwrap().expect("stored");
+    assert_eq!(
+        (
+            request.incident,
+            request.state.as_str(),
+            &request.body,
+            request.expires_at
+        ),
+        (d.incident.key, "pending", &body, expires)
+    );
+    assert!(store.runbook_request(id + 1000).await.unwrap().is_none());
+    // Two confirmations at once: one wins.
+    let (a, b) = tokio::join!(
+        store.transition_runbook_request(id, "pending", "running", Some("alice"), t0()),
+        store.transition_runbook_request(id, "pending", "running", Some("bob"), t0())
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one moves it");
+    assert!(
+        store
+            .transition_runbook_request(id, "running", "done", None, t0())
+            .await
+            .unwrap()
+    );
+    let request = store.runbook_request(id).await.unwrap().unwrap();
+    assert_eq!(request.state, "done");
+    assert!(matches!(
+        request.decided_by.as_deref(),
+        Some("alice" | "bob")
+    ));
+}
+
 on_both_stores!(
+    runbook_requests_change_state_once,
     chat_refs_are_kept_and_replaced,
     urgent_rows_go_first_across_incidents,
     stores_and_reads_back_everything,

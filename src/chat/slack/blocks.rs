@@ -107,6 +107,9 @@ pub fn action_id(action: &ButtonAction) -> &'static str {
     match action {
         ButtonAction::Acknowledge { .. } => "warroom_acknowledge",
         ButtonAction::Resolve { .. } => "warroom_resolve",
+        ButtonAction::Confirm { .. } => "warroom_confirm",
+        ButtonAction::Cancel { .. } => "warroom_cancel",
+        ButtonAction::Undo { .. } => "warroom_undo",
     }
 }
 

@@ -238,14 +238,14 @@ impl SlackInbound {
                 "`{user_id}` is not a Slack user id."
             )));
         };
-        let key = match action {
-            ButtonAction::Acknowledge { incident } | ButtonAction::Resolve { incident } => {
-                *incident
+        // Acknowledge and Resolve follow Slack's incident permissions; runbook buttons
+        // (Confirm, Cancel, Undo) are checked by the runbook guard's roles.
+        if let ButtonAction::Acknowledge { incident } | ButtonAction::Resolve { incident } = action
+        {
+            let incident = self.app.store.incident(*incident).await.ok().flatten();
+            if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
+                return Some(refusal);
             }
-        };
-        let incident = self.app.store.incident(key).await.ok().flatten();
-        if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
-            return Some(refusal);
         }
         let channel = match self.channel_name(channel_id).await {
             Ok(channel) => channel,
@@ -391,6 +391,9 @@ impl SlackInbound {
         let done = match action {
             ButtonAction::Acknowledge { .. } => "✅ Acknowledged",
             ButtonAction::Resolve { .. } => "✅ Resolved",
+            ButtonAction::Confirm { .. } => "✅ Confirmed",
+            ButtonAction::Cancel { .. } => "🚫 Cancelled",
+            ButtonAction::Undo { .. } => "↩️ Undo requested",
         };
         let mut blocks: Vec<Value> = pressed
             .blocks

@@ -1,0 +1,748 @@
+//! The runbook engine: diagnostics, playbooks and changes behind confirmations. The guard
+//! decides what may run; the cluster (kube-rs) runs it; every action, proposal, confirmation
+//! and outcome is recorded in the incident's timeline and posted in its channel.
+//!
+//! A change (scale, restart, delete pod) first runs as a server-side dry run and becomes a
+//! request in the store (pending, with an expiry and the state it is bound to). Confirming it
+//! moves it to running exactly once (a compare-and-set on its state), re-reads the state, and
+//! only then applies it. A playbook stops at a change and carries on after its confirmation.
+
+use super::{App, Origin, unavailable};
+use crate::core::decide;
+use crate::core::views::{self, ChangeOutcome, ChangeView};
+use crate::core::{Actor, Command, EventKind, Incident, Message, UserRef};
+use crate::runbook::action::{Action, ActionKind};
+use crate::runbook::guard::Guard;
+use crate::runbook::kube::{Cluster, PriorState};
+use crate::runbook::playbook::{self, Playbook, Playbooks};
+use crate::runbook::redact::redact;
+use crate::store::{Change, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Characters of action output kept (the chat adapters cut further to their own limits).
+const MAX_OUTPUT_CHARS: usize = 12_000;
+
+/// What the runbook engine needs.
+pub struct Runbooks {
+    pub guard: Guard,
+    /// `None`: no cluster configured; runbook commands say so.
+    pub cluster: Option<Cluster>,
+    pub playbooks: Playbooks,
+}
+
+/// A playbook to carry on with after a confirmed change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Continuation {
+    playbook: String,
+    params: BTreeMap<String, String>,
+    next: usize,
+}
+
+/// The body of a runbook request in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Proposal {
+    action: Action,
+    requested_by: UserRef,
+    change: String,
+    prior: PriorState,
+    bounds: Option<(i32, i32)>,
+    continuation: Option<Continuation>,
+}
+
+fn refusal(text: impl Into<String>) -> Message {
+    views::refusal(text.into())
+}
+
+/// Cut output to a size worth storing and posting, with a note.
+fn cut(output: &str) -> String {
+    let total = output.chars().count();
+    if total <= MAX_OUTPUT_CHARS {
+        return output.to_string();
+    }
+    let kept: String = output.chars().take(MAX_OUTPUT_CHARS).collect();
+    format!(
+        "{kept}\n… ({} more characters not shown)",
+        total - MAX_OUTPUT_CHARS
+    )
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+impl App {
+    fn runbooks(&self) -> Result<&Runbooks, Message> {
+        self.runbooks.as_deref().ok_or_else(|| {
+            refusal(
+                "Runbooks are not set up in this warroom (see [runbooks] in the configuration).",
+            )
+        })
+    }
+
+    fn cluster(&self) -> Result<&Cluster, Message> {
+        self.runbooks()?.cluster.as_ref().ok_or_else(|| {
+            refusal(
+                "No Kubernetes cluster is configured (runbooks.cluster), so runbook actions cannot run here.",
+            )
+        })
+    }
+
+    /// `playbooks`, `run`, `diag`, `scale`, `restart`, `confirm`, `cancel`, `undo` typed in
+    /// `incident`'s channel (`playbooks` anywhere).
+    pub(super) async fn runbook_command(
+        &self,
+        origin: &Origin,
+        incident: Option<Incident>,
+        command: Command,
+    ) -> Result<Option<Message>, StoreError> {
+        let runbooks = match self.runbooks() {
+            Ok(runbooks) => runbooks,
+            Err(message) => return Ok(Some(message)),
+        };
+        if command == Command::Playbooks {
+            let list: Vec<(String, String, String)> = runbooks
+                .playbooks
+                .all()
+                .map(|p| (p.name.clone(), p.description.clone(), parameters_text(p)))
+                .collect();
+            return Ok(Some(views::playbook_list(&list)));
+        }
+        let Some(incident) = incident else {
+            return Ok(Some(refusal(
+                "Runbook commands run in an incident's channel, so that what they do is recorded there.",
+            )));
+        };
+        let actor = &origin.actor;
+        match command {
+            Command::Diag { action, args } => {
+                let Some(kind) = ActionKind::parse(&action) else {
+                    return Ok(Some(refusal(format!(
+                        "There is no diagnostic `{}`. Known: {}.",
+                        action.chars().take(40).collect::<String>(),
+                        ActionKind::ALL
+                            .iter()
+                            .filter(|k| !k.mutating())
+                            .map(|k| k.usage())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    ))));
+                };
+                if kind.mutating() {
+                    return Ok(Some(refusal(format!(
+                        "{kind} changes the cluster: use `/incident scale`, `/incident restart`, or a playbook, which ask for confirmation."
+                    ))));
+                }
+                let action = match playbook::parse_arguments(&args)
+                    .and_then(|args| Action::new(kind, args))
+                {
+                    Ok(action) => action,
+                    Err(problem) => return Ok(Some(refusal(problem))),
+                };
+                self.run_read_only(&incident, actor, &action, None, None)
+                    .await
+                    .map(|(_, reply)| reply)
+            }
+            Command::Scale {
+                deployment,
+                replicas,
+            } => {
+                let args = BTreeMap::from([
+                    ("deployment".to_string(), deployment),
+                    ("replicas".to_string(), replicas),
+                ]);
+                match Action::new(ActionKind::Scale, args) {
+                    Ok(action) => self.propose(&incident, actor, action, None).await,
+                    Err(problem) => Ok(Some(refusal(problem))),
+                }
+            }
+            Command::Restart { deployment } => {
+                let args = BTreeMap::from([("deployment".to_string(), deployment)]);
+                match Action::new(ActionKind::Restart, args) {
+                    Ok(action) => self.propose(&incident, actor, action, None).await,
+                    Err(problem) => Ok(Some(refusal(problem))),
+                }
+            }
+            Command::Run { playbook, args } => {
+                let found = match runbooks.playbooks.find(&playbook) {
+                    Ok(found) => found,
+                    Err(problem) => return Ok(Some(refusal(problem))),
+                };
+                let params =
+                    match playbook::parse_arguments(&args).and_then(|given| found.bind(&given)) {
+                        Ok(params) => params,
+                        Err(problem) => return Ok(Some(refusal(problem))),
+                    };
+                self.run_playbook(&incident, actor, found, &params, 0).await
+            }
+            Command::Confirm(id) => self.confirm(origin, id).await,
+            Command::Cancel(id) => self.cancel(origin, id).await,
+            Command::Undo(id) => self.undo(origin, id).await,
+            _ => Ok(Some(refusal("Not a runbook command."))),
+        }
+    }
+
+    /// A Confirm, Cancel or Undo button.
+    pub(super) async fn runbook_button(
+        &self,
+        origin: &Origin,
+        command: Command,
+    ) -> Option<Message> {
+        let result = match command {
+            Command::Confirm(id) => self.confirm(origin, id).await,
+            Command::Cancel(id) => self.cancel(origin, id).await,
+            Command::Undo(id) => self.undo(origin, id).await,
+            _ => Ok(Some(refusal("Not a runbook button."))),
+        };
+        result.unwrap_or_else(|error| Some(unavailable(&error)))
+    }
+
+    /// Record events and posts on an incident, re-reading it if another writer got there first.
+    async fn record(
+        &self,
+        incident: &Incident,
+        actor: &UserRef,
+        events: Vec<EventKind>,
+        posts: Vec<Message>,
+    ) -> Result<(), StoreError> {
+        let mut current = incident.clone();
+        for _ in 0..super::CONFLICT_RETRIES {
+            let now = self.clock.now();
+            let decision =
+                decide::runbook_note(&current, actor, events.clone(), posts.clone(), now);
+            match self
+                .commit(Change::new(&decision, Some(current.version), now))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) => {
+                    current = self
+                        .store
+                        .incident(incident.key)
+                        .await?
+                        .ok_or_else(|| StoreError::Conflict(incident.key.to_string()))?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(StoreError::Conflict(incident.key.to_string()))
+    }
+
+    /// Check and run a read-only action now; its output is redacted, recorded and posted.
+    /// Returns whether it worked and the direct reply (a refusal), if any.
+    async fn run_read_only(
+        &self,
+        incident: &Incident,
+        actor: &UserRef,
+        action: &Action,
+        step: Option<&str>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(bool, Option<Message>), StoreError> {
+        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
+            (Ok(r), Ok(c)) => (r, c),
+            (Err(m), _) | (_, Err(m)) => return Ok((false, Some(m))),
+        };
+        let guard = &runbooks.guard;
+        let action = match guard.resolve(action).and_then(|a| {
+            guard
+                .allowed(actor, &[], a.kind, a.arg("namespace"))
+                .map(|()| a)
+        }) {
+            Ok(action) => action,
+            Err(problem) => return Ok((false, Some(refusal(problem)))),
+        };
+        let timeout = timeout.unwrap_or(guard.config.timeout);
+        let (ok, output) = match cluster.run(&action, timeout, self.clock.now()).await {
+            Ok(output) => (true, cut(&redact(&output))),
+            Err(error) => (false, cut(&redact(&error.to_string()))),
+        };
+        let described = action.describe();
+        let event = EventKind::RunbookRan {
+            action: described.clone(),
+            ok,
+            outcome: first_line(&output),
+        };
+        let post = views::runbook_output(
+            incident,
+            &Actor::User(actor.clone()),
+            &described,
+            step,
+            ok,
+            &output,
+        );
+        self.record(incident, actor, vec![event], vec![post])
+            .await?;
+        tracing::info!(incident = %incident.key, action = %described, ok, "runbook action ran");
+        Ok((ok, None))
+    }
+
+    /// Run a playbook from step `from`: read-only steps now, up to the first change, which
+    /// is proposed (the rest runs after its confirmation).
+    async fn run_playbook(
+        &self,
+        incident: &Incident,
+        actor: &UserRef,
+        playbook: &Playbook,
+        params: &BTreeMap<String, String>,
+        from: usize,
+    ) -> Result<Option<Message>, StoreError> {
+        let context = playbook::incident_context(
+            &incident.key.to_string(),
+            incident.severity,
+            &incident.title,
+        );
+        for (index, step) in playbook.steps.iter().enumerate().skip(from) {
+            let action = match playbook.action(index, params, &context) {
+                Ok(action) => action,
+                Err(problem) => {
+                    let event = EventKind::ChangeRefused {
+                        action: format!("{} step {}", playbook.name, index + 1),
+                        reason: problem.clone(),
+                    };
+                    self.record(incident, actor, vec![event], vec![]).await?;
+                    return Ok(Some(refusal(format!(
+                        "{} stopped at step {} ({}): {problem}",
+                        playbook.name,
+                        index + 1,
+                        step.name
+                    ))));
+                }
+            };
+            if step.confirm || action.kind.mutating() {
+                let continuation = Continuation {
+                    playbook: playbook.name.clone(),
+                    params: params.clone(),
+                    next: index + 1,
+                };
+                return self
+                    .propose(incident, actor, action, Some(continuation))
+                    .await;
+            }
+            let (ok, reply) = self
+                .run_read_only(
+                    incident,
+                    actor,
+                    &action,
+                    Some(&step.name),
+                    Some(step.timeout),
+                )
+                .await?;
+            if reply.is_some() {
+                return Ok(reply);
+            }
+            if !ok && !step.continue_on_failure {
+                return Ok(Some(refusal(format!(
+                    "{} stopped at step {} ({}): it failed, and the step says to stop.",
+                    playbook.name,
+                    index + 1,
+                    step.name
+                ))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Check a change, dry-run it, and post it for confirmation.
+    async fn propose(
+        &self,
+        incident: &Incident,
+        actor: &UserRef,
+        action: Action,
+        continuation: Option<Continuation>,
+    ) -> Result<Option<Message>, StoreError> {
+        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
+            (Ok(r), Ok(c)) => (r, c),
+            (Err(m), _) | (_, Err(m)) => return Ok(Some(m)),
+        };
+        if !incident.status.is_open() {
+            return Ok(Some(refusal(format!(
+                "{} is resolved: warroom does not change the cluster for a resolved incident.",
+                incident.key
+            ))));
+        }
+        let guard = &runbooks.guard;
+        let checked = guard.resolve(&action).and_then(|a| {
+            guard.allowed(actor, &[], a.kind, a.arg("namespace"))?;
+            let bounds = guard.check_bounds(&a)?;
+            Ok((a, bounds))
+        });
+        let (action, bounds) = match checked {
+            Ok(checked) => checked,
+            Err(problem) => {
+                let event = EventKind::ChangeRefused {
+                    action: action.describe(),
+                    reason: problem.clone(),
+                };
+                self.record(incident, actor, vec![event], vec![]).await?;
+                return Ok(Some(refusal(problem)));
+            }
+        };
+        let now = self.clock.now();
+        let preview = match cluster.preview(&action, guard.config.timeout, now).await {
+            Ok(preview) => preview,
+            Err(error) => {
+                let reason = format!("the dry run failed: {error}");
+                let event = EventKind::ChangeRefused {
+                    action: action.describe(),
+                    reason: reason.clone(),
+                };
+                self.record(incident, actor, vec![event], vec![]).await?;
+                return Ok(Some(refusal(format!(
+                    "{}: {reason}. Nothing was changed.",
+                    action.describe()
+                ))));
+            }
+        };
+        let expires = guard.expiry(now);
+        let proposal = Proposal {
+            action: action.clone(),
+            requested_by: actor.clone(),
+            change: preview.change.clone(),
+            prior: preview.prior.clone(),
+            bounds,
+            continuation,
+        };
+        let body = serde_json::to_value(&proposal).expect("proposals serialize");
+        let id = self
+            .store
+            .insert_runbook_request(incident.key, &body, expires, now)
+            .await?;
+        let who_may = who_may_confirm(guard, action.kind, &proposal.requested_by, incident);
+        let described = action.describe();
+        let event = EventKind::ChangeProposed {
+            request: id,
+            action: described.clone(),
+            change: preview.change.clone(),
+            prior: preview.prior.describe(),
+            expires_in_seconds: guard.config.confirm_within.num_seconds(),
+        };
+        let post = views::change_proposed(
+            incident,
+            &Actor::User(actor.clone()),
+            ChangeView {
+                request: id,
+                action: &described,
+                change: &preview.change,
+                bounds,
+                prior: &preview.prior.describe(),
+                expires,
+                who_may: &who_may,
+            },
+        );
+        self.record(incident, actor, vec![event], vec![post])
+            .await?;
+        tracing::info!(incident = %incident.key, request = id, action = %described, "change proposed");
+        Ok(None)
+    }
+
+    async fn load_request(
+        &self,
+        id: i64,
+    ) -> Result<Result<(crate::store::RunbookRequest, Proposal, Incident), Message>, StoreError>
+    {
+        let Some(request) = self.store.runbook_request(id).await? else {
+            return Ok(Err(refusal(format!("There is no change #{id}."))));
+        };
+        let proposal: Proposal = match serde_json::from_value(request.body.clone()) {
+            Ok(p) => p,
+            Err(e) => return Err(StoreError::Corrupt(format!("runbook request {id}: {e}"))),
+        };
+        let Some(incident) = self.store.incident(request.incident).await? else {
+            return Ok(Err(refusal(format!("Change #{id} has no incident."))));
+        };
+        Ok(Ok((request, proposal, incident)))
+    }
+
+    async fn confirm(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
+        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
+            (Ok(r), Ok(c)) => (r, c),
+            (Err(m), _) | (_, Err(m)) => return Ok(Some(m)),
+        };
+        let (request, proposal, incident) = match self.load_request(id).await? {
+            Ok(found) => found,
+            Err(message) => return Ok(Some(message)),
+        };
+        let confirmer = &origin.actor;
+        let described = proposal.action.describe();
+        if request.state != "pending" {
+            let by = request
+                .decided_by
+                .as_deref()
+                .map(|b| format!(" by @{b}"))
+                .unwrap_or_default();
+            return Ok(Some(refusal(format!(
+                "Change #{id} is already {}{by}.",
+                request.state
+            ))));
+        }
+        let now = self.clock.now();
+        if now >= request.expires_at {
+            if self
+                .store
+                .transition_runbook_request(id, "pending", "expired", None, now)
+                .await?
+            {
+                let event = EventKind::ChangeDropped {
+                    request: id,
+                    action: described.clone(),
+                    why: "its confirmation came after it expired".into(),
+                };
+                self.record(&incident, confirmer, vec![event], vec![])
+                    .await?;
+            }
+            return Ok(Some(refusal(format!(
+                "Change #{id} expired at {}; nothing was changed. Ask again for a fresh dry run.",
+                views::format_time(request.expires_at)
+            ))));
+        }
+        let guard = &runbooks.guard;
+        let checks = guard
+            .allowed(
+                confirmer,
+                &[],
+                proposal.action.kind,
+                proposal.action.arg("namespace"),
+            )
+            .and_then(|()| {
+                guard.confirmer_rule(&proposal.requested_by, confirmer, incident.severity)
+            })
+            .and_then(|()| guard.check_bounds(&proposal.action).map(|_| ()));
+        if let Err(problem) = checks {
+            return Ok(Some(refusal(format!(
+                "You cannot confirm change #{id}: {problem}"
+            ))));
+        }
+        if !incident.status.is_open() {
+            return Ok(Some(refusal(format!(
+                "{} is resolved: change #{id} is not applied.",
+                incident.key
+            ))));
+        }
+        // Exactly one confirmation wins.
+        if !self
+            .store
+            .transition_runbook_request(id, "pending", "running", Some(confirmer.as_str()), now)
+            .await?
+        {
+            return Ok(Some(refusal(format!(
+                "Change #{id} was decided by someone else just now."
+            ))));
+        }
+        let timeout = guard.config.timeout;
+        // Bound to the state it was previewed against.
+        match cluster.prior_state(&proposal.action, timeout).await {
+            Ok(current) if current == proposal.prior => {}
+            found => {
+                let why = match found {
+                    Ok(current) => format!(
+                        "the state changed since its dry run: now {} (was {}); nothing was changed, ask again for a fresh dry run",
+                        current.describe(),
+                        proposal.prior.describe()
+                    ),
+                    Err(error) => format!(
+                        "the current state could not be read ({error}); nothing was changed"
+                    ),
+                };
+                self.store
+                    .transition_runbook_request(id, "running", "failed", None, self.clock.now())
+                    .await?;
+                let event = EventKind::ChangeDropped {
+                    request: id,
+                    action: described.clone(),
+                    why: why.clone(),
+                };
+                let post = views::change_result(
+                    &incident,
+                    ChangeOutcome {
+                        request: id,
+                        action: &described,
+                        confirmed_by: confirmer,
+                        ok: false,
+                        outcome: &why,
+                        prior: None,
+                        undo: false,
+                    },
+                );
+                self.record(&incident, confirmer, vec![event], vec![post])
+                    .await?;
+                return Ok(None);
+            }
+        }
+        let result = cluster
+            .run(&proposal.action, timeout, self.clock.now())
+            .await;
+        let (ok, outcome) = match &result {
+            Ok(outcome) => (true, outcome.clone()),
+            Err(error) => (false, error.to_string()),
+        };
+        self.store
+            .transition_runbook_request(
+                id,
+                "running",
+                if ok { "done" } else { "failed" },
+                None,
+                self.clock.now(),
+            )
+            .await?;
+        let prior = proposal.prior.describe();
+        let event = EventKind::ChangeApplied {
+            request: id,
+            action: described.clone(),
+            confirmed_by: confirmer.clone(),
+            ok,
+            outcome: outcome.clone(),
+            prior: prior.clone(),
+        };
+        let post = views::change_result(
+            &incident,
+            ChangeOutcome {
+                request: id,
+                action: &described,
+                confirmed_by: confirmer,
+                ok,
+                outcome: &outcome,
+                prior: Some(&prior),
+                undo: proposal.action.kind == ActionKind::Scale,
+            },
+        );
+        self.record(&incident, confirmer, vec![event], vec![post])
+            .await?;
+        tracing::info!(incident = %incident.key, request = id, action = %described, ok, "change applied");
+        if let (true, Some(next)) = (ok, proposal.continuation) {
+            let Some(playbook) = runbooks.playbooks.get(&next.playbook) else {
+                return Ok(Some(refusal(format!(
+                    "Playbook {} is no longer loaded; its remaining steps were not run.",
+                    next.playbook
+                ))));
+            };
+            let fresh = self.store.incident(incident.key).await?.unwrap_or(incident);
+            return self
+                .run_playbook(
+                    &fresh,
+                    &proposal.requested_by,
+                    playbook,
+                    &next.params,
+                    next.next,
+                )
+                .await;
+        }
+        Ok(None)
+    }
+
+    async fn cancel(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
+        let runbooks = match self.runbooks() {
+            Ok(r) => r,
+            Err(m) => return Ok(Some(m)),
+        };
+        let (request, proposal, incident) = match self.load_request(id).await? {
+            Ok(found) => found,
+            Err(message) => return Ok(Some(message)),
+        };
+        let actor = &origin.actor;
+        if proposal.requested_by != *actor
+            && let Err(problem) = runbooks.guard.allowed(
+                actor,
+                &[],
+                proposal.action.kind,
+                proposal.action.arg("namespace"),
+            )
+        {
+            return Ok(Some(refusal(format!(
+                "You cannot cancel change #{id}: {problem}"
+            ))));
+        }
+        if request.state != "pending"
+            || !self
+                .store
+                .transition_runbook_request(
+                    id,
+                    "pending",
+                    "cancelled",
+                    Some(actor.as_str()),
+                    self.clock.now(),
+                )
+                .await?
+        {
+            return Ok(Some(refusal(format!(
+                "Change #{id} is no longer waiting for confirmation."
+            ))));
+        }
+        let event = EventKind::ChangeDropped {
+            request: id,
+            action: proposal.action.describe(),
+            why: format!("cancelled by @{actor}"),
+        };
+        let post = views::notice_in_channel(format!(
+            "{}: change #{id} ({}) was cancelled by @{actor}; nothing was changed.",
+            incident.key,
+            proposal.action.describe()
+        ));
+        self.record(&incident, actor, vec![event], vec![post])
+            .await?;
+        Ok(None)
+    }
+
+    /// Propose the reverse of an applied scale: back to the replica count it found.
+    async fn undo(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
+        let (request, proposal, incident) = match self.load_request(id).await? {
+            Ok(found) => found,
+            Err(message) => return Ok(Some(message)),
+        };
+        let PriorState::Replicas { replicas } = proposal.prior else {
+            return Ok(Some(refusal(format!(
+                "Change #{id} ({}) cannot be undone by warroom.",
+                proposal.action.describe()
+            ))));
+        };
+        if request.state != "done" {
+            return Ok(Some(refusal(format!(
+                "Change #{id} was not applied ({}), so there is nothing to undo.",
+                request.state
+            ))));
+        }
+        let mut args = proposal.action.args.clone();
+        args.insert("replicas".into(), replicas.to_string());
+        match Action::new(ActionKind::Scale, args) {
+            Ok(action) => self.propose(&incident, &origin.actor, action, None).await,
+            Err(problem) => Ok(Some(refusal(problem))),
+        }
+    }
+}
+
+/// "roles: operators" (and the two-person rule when it applies).
+fn who_may_confirm(
+    guard: &Guard,
+    kind: ActionKind,
+    requester: &UserRef,
+    incident: &Incident,
+) -> String {
+    let roles: Vec<&str> = guard
+        .config
+        .roles
+        .iter()
+        .filter(|r| r.actions.contains(&kind))
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut text = format!("who may: roles {}", roles.join(", "));
+    if guard.config.p0_second_person && incident.severity == crate::core::Severity::P0 {
+        text.push_str(&format!("; P0: someone other than @{requester}"));
+    }
+    text
+}
+
+fn parameters_text(playbook: &Playbook) -> String {
+    playbook
+        .parameters
+        .iter()
+        .map(|p| match &p.default {
+            Some(default) => format!("{}={default}", p.name),
+            None => format!("{} (required)", p.name),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
