@@ -12,6 +12,7 @@ mod pagerduty;
 mod playbooks;
 mod render;
 mod replicas;
+mod runbooks;
 mod slack;
 mod slack_fake;
 mod store_contract;

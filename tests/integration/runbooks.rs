@@ -1,0 +1,681 @@
+//! Runbooks end to end: diagnostics, changes behind confirmations and playbooks, through the
+//! app and the console, against the fake Kubernetes API server (`support::kube`) with a
+//! kube-rs client.
+
+use crate::support::TestDb;
+use crate::support::kube::FakeKube;
+use async_trait::async_trait;
+use chrono::{Duration, TimeZone, Utc};
+use std::sync::{Arc, Mutex};
+use warroom::app::clock::VirtualClock;
+use warroom::app::runbook::Runbooks;
+use warroom::app::{App, Origin};
+use warroom::chat::{Delivered, DeliveryError, Sink};
+use warroom::core::{Effect, EventKind, Platform, UserRef};
+use warroom::render::Renderer;
+use warroom::runbook::guard::{Guard, RunbookConfig};
+use warroom::runbook::kube::Cluster;
+use warroom::runbook::playbook::Playbooks;
+use warroom::store::{OutboxItem, Store};
+
+const NS: &str = "stock-analysis-system";
+const API: &str = "stock-analysis-api";
+
+/// Renders what is posted, as the console would.
+struct TextSink {
+    renderer: Renderer,
+    posted: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Sink for TextSink {
+    fn destination(&self) -> &'static str {
+        "console"
+    }
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        if let Effect::Post { message, .. } | Effect::Update { message, .. } = &item.effect {
+            let rendered = self.renderer.render(Platform::Console, message).unwrap();
+            let mut text = rendered.plain_text();
+            if !rendered.buttons.is_empty() {
+                let labels: Vec<&str> = rendered.buttons.iter().map(|b| b.label.as_str()).collect();
+                text.push_str(&format!("\nbuttons: {}", labels.join(", ")));
+            }
+            self.posted.lock().unwrap().push(text);
+        }
+        Ok(Delivered::Done)
+    }
+}
+
+pub struct Rig {
+    pub app: App,
+    pub fake: FakeKube,
+    pub clock: Arc<VirtualClock>,
+    pub store: Arc<dyn Store>,
+    sink: TextSink,
+    pub channel: String,
+    _health: tokio::task::JoinHandle<()>,
+}
+
+/// A cluster with the runbook's deployments, and a health endpoint for `probe`.
+async fn cluster() -> (FakeKube, String, tokio::task::JoinHandle<()>) {
+    let fake = FakeKube::start().await;
+    fake.add_deployment(NS, API, 3, &[("app", API)]);
+    fake.add_deployment(
+        NS,
+        "stock-analysis-worker",
+        3,
+        &[("app", "stock-analysis-worker")],
+    );
+    fake.add_deployment(
+        NS,
+        "stock-analysis-frontend",
+        4,
+        &[("app", "stock-analysis-frontend")],
+    );
+    fake.add_deployment(NS, "postgres", 1, &[("app", "postgres")]);
+    fake.add_node("node-a", true);
+    fake.add_node("node-b", false);
+    fake.add_service_endpoints(NS, API, &["10.0.0.1", "10.0.0.2"], &["10.0.0.3"]);
+    fake.add_service_endpoints(NS, "postgres", &["10.0.1.1"], &[]);
+    fake.add_event(
+        NS,
+        "Pod",
+        "stock-analysis-api-x",
+        "BackOff",
+        "Back-off restarting failed container",
+        "Warning",
+        2,
+    );
+    fake.add_event(
+        NS,
+        "Deployment",
+        API,
+        "ScalingReplicaSet",
+        "Scaled up replica set",
+        "Normal",
+        30,
+    );
+    for pod in fake.pods(NS) {
+        fake.set_pod_metrics(NS, &pod, "250m", "512Mi");
+        fake.set_logs(NS, &pod, None, &["GET /health 200", "GET /api/quotes 503"]);
+    }
+    fake.set_node_metrics("node-a", "1200m", "6Gi");
+    let health = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move { axum::serve(listener, health).await.unwrap() });
+    (fake, url, task)
+}
+
+pub fn runbook_config(fake: &FakeKube, health: &str) -> RunbookConfig {
+    let mut config = warroom::config::load(None).unwrap().runbooks;
+    config.cluster = warroom::runbook::guard::ClusterSource::Url(fake.url.clone());
+    config.probes.insert("api".into(), health.parse().unwrap());
+    let operators = config
+        .roles
+        .iter_mut()
+        .find(|r| r.name == "operators")
+        .unwrap();
+    operators.users = vec![user("olivia"), user("bob")];
+    config
+}
+
+fn user(name: &str) -> UserRef {
+    UserRef::parse(name).unwrap()
+}
+
+fn origin(channel: &str, who: &str) -> Origin {
+    Origin {
+        platform: Platform::Console,
+        channel: channel.into(),
+        actor: user(who),
+    }
+}
+
+impl Rig {
+    pub async fn new(db: &TestDb) -> Rig {
+        Rig::with(db, |_| {}).await
+    }
+
+    pub async fn with(db: &TestDb, tweak: impl FnOnce(&mut RunbookConfig)) -> Rig {
+        let (fake, health, task) = cluster().await;
+        let mut config = runbook_config(&fake, &health);
+        tweak(&mut config);
+        let store = db.open().await;
+        let clock = Arc::new(VirtualClock::starting_at(
+            Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap(),
+        ));
+        let mut policy = warroom::config::load(None).unwrap().policy;
+        policy.escalation.clear();
+        let runbooks = Runbooks {
+            cluster: Some(Cluster::new(fake.client(), config.probes.clone())),
+            guard: Guard::new(config),
+            playbooks: Playbooks::builtin(),
+        };
+        let app = App::new(store.clone(), policy, clock.clone(), Duration::seconds(60))
+            .with_runbooks(runbooks);
+        let reply = app
+            .handle_command(&origin("general", "alice"), "declare API returning 503s")
+            .await;
+        assert!(reply.is_some());
+        let channel = store.incidents(false, 5).await.unwrap()[0]
+            .channel
+            .to_string();
+        Rig {
+            app,
+            fake,
+            clock,
+            store,
+            sink: TextSink {
+                renderer: Renderer::load(None).unwrap(),
+                posted: Mutex::new(Vec::new()),
+            },
+            channel,
+            _health: task,
+        }
+    }
+
+    /// Type in the incident channel as `who`; the direct answer as text.
+    pub async fn say(&self, who: &str, text: &str) -> String {
+        let reply = self
+            .app
+            .handle_command(&origin(&self.channel, who), text)
+            .await;
+        reply
+            .map(|m| {
+                self.sink
+                    .renderer
+                    .render(Platform::Console, &m)
+                    .unwrap()
+                    .plain_text()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Everything posted so far (delivering the outbox first).
+    pub async fn posted(&self) -> String {
+        self.app.dispatch_outbox(&self.sink).await.unwrap();
+        self.sink.posted.lock().unwrap().join("\n")
+    }
+
+    pub async fn events(&self) -> Vec<EventKind> {
+        let incident = self.store.incidents(true, 5).await.unwrap()[0].clone();
+        self.store
+            .timeline(incident.key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    /// The request number of the last change proposed.
+    pub async fn last_request(&self) -> i64 {
+        self.events()
+            .await
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                EventKind::ChangeProposed { request, .. } => Some(*request),
+                _ => None,
+            })
+            .expect("a change was proposed")
+    }
+}
+
+fn count(events: &[EventKind], name: &str) -> usize {
+    events.iter().filter(|e| e.name() == name).count()
+}
+
+pub async fn diagnostics_show_the_cluster(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    for (command, expect) in [
+        ("diag pods deployment=stock-analysis-api", "Running"),
+        ("diag events", "BackOff"),
+        (
+            "diag logs deployment=stock-analysis-api lines=2",
+            "GET /api/quotes 503",
+        ),
+        ("diag top", "512Mi"),
+        ("diag top of=nodes", "1200m"),
+        (
+            "diag rollout_status deployment=stock-analysis-api",
+            "successfully rolled out",
+        ),
+        (
+            "diag endpoints service=stock-analysis-api",
+            "2 ready (10.0.0.1:8080, 10.0.0.2:8080); 1 not ready",
+        ),
+        ("diag nodes", "NotReady"),
+        ("diag probe target=api", "200 OK"),
+    ] {
+        let reply = rig.say("carol", command).await;
+        assert!(reply.is_empty(), "{command}: {reply}");
+        let posted = rig.posted().await;
+        assert!(
+            posted.contains(expect),
+            "{command}: no {expect:?} in\n{posted}"
+        );
+    }
+    // Events newest first.
+    let posted = rig.posted().await;
+    let backoff = posted.find("BackOff").unwrap();
+    let scaled = posted.find("ScalingReplicaSet").unwrap();
+    assert!(backoff < scaled, "newest first");
+    let events = rig.events().await;
+    assert_eq!(count(&events, "runbook_ran"), 9);
+    // No metrics server: said plainly.
+    rig.fake.disable_metrics();
+    rig.say("carol", "diag top").await;
+    assert!(rig.posted().await.contains("no metrics API"));
+    // Secrets were never asked for.
+    assert!(
+        rig.fake
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("secrets"))
+    );
+}
+
+pub async fn a_scale_waits_for_confirmation_and_can_be_undone(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    let reply = rig.say("olivia", "scale stock-analysis-api 5").await;
+    assert!(reply.is_empty(), "{reply}");
+    let posted = rig.posted().await;
+    assert!(
+        posted
+            .contains("stock-analysis-api in stock-analysis-system: 3 → 5 replicas (bounds 3–10)"),
+        "{posted}"
+    );
+    assert!(posted.contains("buttons: Confirm, Cancel"), "{posted}");
+    assert_eq!(rig.fake.dry_runs(), 1, "a server-side dry run");
+    assert_eq!(
+        rig.fake.deployment_replicas(NS, API),
+        Some(3),
+        "nothing changed yet"
+    );
+    let id = rig.last_request().await;
+
+    let reply = rig.say("bob", &format!("confirm {id}")).await;
+    assert!(reply.is_empty(), "{reply}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(5));
+    let posted = rig.posted().await;
+    assert!(posted.contains("done, confirmed by @bob"), "{posted}");
+    assert!(posted.contains("(before: 3 replicas)"), "{posted}");
+    assert!(posted.contains("buttons: Undo"), "{posted}");
+    // A second confirmation changes nothing.
+    let again = rig.say("bob", &format!("confirm {id}")).await;
+    assert!(again.contains("already done by @bob"), "{again}");
+
+    // Undo proposes the way back, which is confirmed like any change.
+    rig.say("olivia", &format!("undo {id}")).await;
+    let undo = rig.last_request().await;
+    assert_ne!(undo, id);
+    assert!(rig.posted().await.contains("5 → 3 replicas"));
+    rig.say("olivia", &format!("confirm {undo}")).await;
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+
+    let events = rig.events().await;
+    assert_eq!(count(&events, "change_proposed"), 2);
+    assert_eq!(count(&events, "change_applied"), 2);
+    let applied = events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::ChangeApplied {
+                confirmed_by,
+                prior,
+                ok,
+                ..
+            } => Some((confirmed_by.clone(), prior.clone(), *ok)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(applied, (user("bob"), "3 replicas".to_string(), true));
+}
+
+pub async fn changes_are_refused_cancelled_expired_and_bound_to_their_preview(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    // Bounds, counts, namespaces, names.
+    for (command, complaint) in [
+        (
+            "scale stock-analysis-api 11",
+            "outside the bounds of stock-analysis-api (3–10)",
+        ),
+        ("scale stock-analysis-api 2", "outside the bounds"),
+        ("scale stock-analysis-api -1", "between 0 and 1000"),
+        ("scale stock-analysis-api 99999999", "between 0 and 1000"),
+        ("scale stock-analysis-api five", "whole number"),
+        ("scale redis 2", "no replica bounds"),
+        ("scale ../kube-system 3", "not a valid deployment"),
+        (
+            "diag pods namespace=kube-system",
+            "not one warroom may touch",
+        ),
+        (
+            "diag pods namespace=../kube-system",
+            "not a valid namespace",
+        ),
+        ("diag pods shell=rm", "no argument `shell`"),
+        ("diag frobnicate", "There is no diagnostic `frobnicate`"),
+        ("diag scale deployment=x replicas=3", "changes the cluster"),
+    ] {
+        let reply = rig.say("olivia", command).await;
+        assert!(reply.contains(complaint), "{command}: {reply}");
+    }
+    assert_eq!(rig.fake.dry_runs(), 0);
+
+    // Someone without a role may not ask, nor confirm.
+    let reply = rig.say("carol", "restart stock-analysis-api").await;
+    assert!(
+        reply.contains("no role in runbooks.roles allows it"),
+        "{reply}"
+    );
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let id = rig.last_request().await;
+    let reply = rig.say("carol", &format!("confirm {id}")).await;
+    assert!(reply.contains("You cannot confirm"), "{reply}");
+    // Cancel.
+    rig.say("olivia", &format!("cancel {id}")).await;
+    let reply = rig.say("bob", &format!("confirm {id}")).await;
+    assert!(reply.contains("already cancelled by @olivia"), "{reply}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+
+    // Expiry.
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let id = rig.last_request().await;
+    rig.clock.advance(Duration::minutes(6));
+    let reply = rig.say("bob", &format!("confirm {id}")).await;
+    assert!(reply.contains("expired"), "{reply}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+
+    // The deployment changed between the preview and the confirmation.
+    rig.say("olivia", "scale stock-analysis-api 6").await;
+    let id = rig.last_request().await;
+    rig.fake.set_replicas_behind_our_back(NS, API, 4);
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert_eq!(
+        rig.fake.deployment_replicas(NS, API),
+        Some(4),
+        "not silently applied"
+    );
+    let posted = rig.posted().await;
+    assert!(
+        posted.contains("now 4 replicas (was 3 replicas)"),
+        "{posted}"
+    );
+
+    let events = rig.events().await;
+    // Refusals by the guard are recorded (bad input is only answered).
+    assert_eq!(count(&events, "change_refused"), 4, "{events:?}");
+    assert_eq!(
+        count(&events, "change_dropped"),
+        3,
+        "cancelled, expired, state changed"
+    );
+    assert_eq!(count(&events, "change_applied"), 0);
+}
+
+pub async fn p0_changes_need_a_second_person(db: &TestDb) {
+    let rig = Rig::with(db, |c| c.p0_second_person = true).await;
+    rig.say("alice", "sev P0").await;
+    rig.say("olivia", "restart stock-analysis-api").await;
+    let id = rig.last_request().await;
+    let reply = rig.say("olivia", &format!("confirm {id}")).await;
+    assert!(reply.contains("a second person must confirm"), "{reply}");
+    assert!(rig.fake.restarted_at(NS, API).is_none());
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert!(
+        rig.fake.restarted_at(NS, API).is_some(),
+        "restarted like kubectl"
+    );
+}
+
+pub async fn output_is_redacted_and_cut(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    let pod = rig
+        .fake
+        .pods(NS)
+        .into_iter()
+        .find(|p| p.starts_with(API))
+        .unwrap();
+    let long = "x".repeat(400);
+    let mut lines: Vec<&str> = vec![
+        "connecting to postgres://app:hunter2@db:5432/quotes",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.secret",
+        "config password=s3cr3t loaded",
+    ];
+    for _ in 0..60 {
+        lines.push(&long);
+    }
+    for other in rig.fake.pods(NS) {
+        rig.fake.set_logs(NS, &other, None, &[]);
+    }
+    rig.fake.set_logs(NS, &pod, None, &lines);
+    rig.say("carol", "diag logs deployment=stock-analysis-api lines=100")
+        .await;
+    let posted = rig.posted().await;
+    for secret in ["hunter2", "eyJhbGciOiJIUzI1NiJ9", "s3cr3t"] {
+        assert!(!posted.contains(secret), "{secret} leaked:\n{posted}");
+    }
+    assert!(posted.contains("[redacted]"));
+    assert!(
+        posted.contains("more characters not shown"),
+        "cut with a note"
+    );
+    let events = rig.events().await;
+    let stored = format!("{events:?}");
+    assert!(
+        !stored.contains("hunter2") && !stored.contains("s3cr3t"),
+        "{stored}"
+    );
+}
+
+pub async fn playbooks_are_listed_checked_and_run(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    let list = rig.say("carol", "playbooks").await;
+    for name in ["api-not-responding", "scale-api", "system-health-check"] {
+        assert!(list.contains(name), "{list}");
+    }
+    let reply = rig.say("carol", "run nope").await;
+    assert!(
+        reply.contains("scale-api") && reply.contains("system-health-check"),
+        "{reply}"
+    );
+    let reply = rig.say("olivia", "run scale-api replicas=abc").await;
+    assert!(reply.contains("replicas"), "{reply}");
+    let reply = rig.say("olivia", "run scale-api replicas=50").await;
+    assert!(reply.contains("replicas"), "{reply}");
+    let reply = rig
+        .say("olivia", "run scale-api namespace=../kube-system")
+        .await;
+    assert!(!reply.is_empty(), "refused");
+    let reply = rig.say("olivia", "run scale-api frob=1").await;
+    assert!(reply.contains("frob"), "{reply}");
+    assert_eq!(rig.fake.dry_runs(), 0);
+
+    // scale-api: pods, then the scale waits, then the rest runs after the confirmation.
+    rig.say("olivia", "run scale-api replicas=6").await;
+    let events = rig.events().await;
+    assert_eq!(count(&events, "runbook_ran"), 1);
+    assert_eq!(count(&events, "change_proposed"), 1);
+    let id = rig.last_request().await;
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(6));
+    let events = rig.events().await;
+    assert_eq!(
+        count(&events, "runbook_ran"),
+        2,
+        "rollout status after the scale"
+    );
+}
+
+pub async fn without_a_cluster_runbooks_say_so(db: &TestDb) {
+    let store = db.open().await;
+    let clock = Arc::new(VirtualClock::starting_at(Utc::now()));
+    let config = warroom::config::load(None).unwrap();
+    let app = App::new(
+        store.clone(),
+        config.policy.clone(),
+        clock,
+        Duration::seconds(60),
+    )
+    .with_runbooks(Runbooks {
+        guard: Guard::new(config.runbooks.clone()),
+        cluster: None,
+        playbooks: Playbooks::builtin(),
+    });
+    app.handle_command(&origin("general", "alice"), "declare Disk full")
+        .await;
+    let channel = store.incidents(false, 5).await.unwrap()[0]
+        .channel
+        .to_string();
+    let renderer = Renderer::load(None).unwrap();
+    for command in [
+        "diag pods",
+        "scale stock-analysis-api 4",
+        "run system-health-check",
+    ] {
+        let reply = app
+            .handle_command(&origin(&channel, "alice"), command)
+            .await
+            .unwrap();
+        let text = renderer
+            .render(Platform::Console, &reply)
+            .unwrap()
+            .plain_text();
+        assert!(
+            text.contains("No Kubernetes cluster is configured"),
+            "{command}: {text}"
+        );
+    }
+}
+
+on_both_stores!(
+    diagnostics_show_the_cluster,
+    a_scale_waits_for_confirmation_and_can_be_undone,
+    changes_are_refused_cancelled_expired_and_bound_to_their_preview,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p0_changes_need_a_second_person_sqlite() {
+    p0_changes_need_a_second_person(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_redacted_and_cut_sqlite() {
+    output_is_redacted_and_cut(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playbooks_are_listed_checked_and_run_sqlite() {
+    playbooks_are_listed_checked_and_run(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cluster_runbooks_say_so_sqlite() {
+    without_a_cluster_runbooks_say_so(&TestDb::sqlite()).await;
+}
+
+/// Every shipped playbook, end to end in the console binary against the fake cluster: the
+/// read-only steps post their output, each change is confirmed, and the playbook carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_playbook_runs_in_the_console() {
+    let (fake, health, _task) = cluster().await;
+    let playbooks = Playbooks::builtin();
+    let read_only = [
+        "pods",
+        "events",
+        "logs",
+        "top",
+        "rollout_status",
+        "endpoints",
+        "nodes",
+        "probe",
+    ]
+    .map(|a| format!("\"{a}\""))
+    .join(", ");
+    let config = format!(
+        r#"
+[runbooks]
+cluster = "{}"
+
+[runbooks.probes]
+api = "{health}"
+
+[[runbooks.roles]]
+name = "everyone"
+everyone = true
+actions = [{read_only}]
+
+[[runbooks.roles]]
+name = "operators"
+users = ["olivia"]
+actions = [{read_only}, "scale", "restart", "delete_pod"]
+"#,
+        fake.url
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warroom.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let mut script = String::from("declare API returning 503s\n:channel INC-1\n");
+    let (mut request, mut changes, mut diagnostics) = (0, 0, 0);
+    for playbook in playbooks.all() {
+        script.push_str(&format!("run {}\n", playbook.name));
+        for step in &playbook.steps {
+            if step.confirm || step.action.mutating() {
+                request += 1;
+                changes += 1;
+                script.push_str(&format!("confirm {request}\n"));
+            } else {
+                diagnostics += 1;
+            }
+        }
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warroom"))
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "console",
+                "--ephemeral",
+                "--as",
+                "olivia",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!stdout.contains("stopped at step"), "{stdout}");
+    assert!(!stdout.contains("it failed"), "{stdout}");
+    assert_eq!(stdout.matches("🔧 INC-1").count(), diagnostics, "{stdout}");
+    assert_eq!(
+        stdout.matches("✅ INC-1 change #").count(),
+        changes,
+        "{stdout}"
+    );
+    assert!(changes >= 5, "the shipped playbooks make changes");
+    assert!(fake.restarted_at(NS, API).is_some());
+    assert_eq!(
+        fake.deployment_replicas(NS, "stock-analysis-worker"),
+        Some(8)
+    );
+}
