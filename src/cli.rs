@@ -329,7 +329,7 @@ async fn run_console(
         None => Arc::new(SystemClock),
     };
     let app = App::new(store, config.policy.clone(), clock, config.scheduler.lease)
-        .with_runbooks(runbooks(&config).await?);
+        .with_runbooks(runbooks(&config, None).await?);
     let output: Output = Arc::new(Mutex::new(Box::new(std::io::stdout())));
     let sink = ConsoleSink::new(renderer, output);
     let options = ConsoleOptions {
@@ -345,7 +345,10 @@ async fn run_console(
 
 /// The PagerDuty sink, when any part of PagerDuty is configured.
 /// The runbook engine: guard, cluster (if any), playbooks.
-async fn runbooks(config: &Config) -> anyhow::Result<crate::app::runbook::Runbooks> {
+async fn runbooks(
+    config: &Config,
+    directory: Option<Arc<dyn crate::app::runbook::Directory>>,
+) -> anyhow::Result<crate::app::runbook::Runbooks> {
     let playbooks =
         crate::runbook::playbook::Playbooks::load(config.runbooks.playbooks_dir.as_deref())
             .map_err(|problems| {
@@ -366,6 +369,7 @@ async fn runbooks(config: &Config) -> anyhow::Result<crate::app::runbook::Runboo
         guard: crate::runbook::guard::Guard::new(config.runbooks.clone()),
         cluster,
         playbooks,
+        directory,
     })
 }
 
@@ -397,6 +401,13 @@ fn pagerduty_sink(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chat:
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = store::open(&config).await?;
     tracing::info!(store = store.backend(), database = %describe(&config.database), "store ready");
+    let slack_api = match &config.slack {
+        Some(slack) => Some(Arc::new(crate::chat::slack::SlackApi::new(slack)?)),
+        None => None,
+    };
+    let directory = slack_api
+        .clone()
+        .map(|api| api as Arc<dyn crate::app::runbook::Directory>);
     let app = Arc::new(
         App::new(
             store.clone(),
@@ -404,7 +415,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Arc::new(SystemClock),
             config.scheduler.lease,
         )
-        .with_runbooks(runbooks(&config).await?),
+        .with_runbooks(runbooks(&config, directory).await?),
     );
     let heartbeat = Arc::new(Heartbeat::default());
     let poll = config.scheduler.poll_interval;
@@ -423,9 +434,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let slack = match &config.slack {
-        Some(slack) => {
-            let api = Arc::new(crate::chat::slack::SlackApi::new(slack)?);
+    let slack = match (&config.slack, slack_api) {
+        (Some(slack), Some(api)) => {
             let renderer = load_renderer(&config)?;
             let sink: Arc<dyn crate::chat::Sink> = Arc::new(crate::chat::slack::SlackSink::new(
                 api.clone(),
@@ -457,7 +467,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             };
             Some((inbound, dispatcher, socket))
         }
-        None => {
+        _ => {
             tracing::info!("Slack is not configured (see [slack] in warroom.example.toml)");
             None
         }

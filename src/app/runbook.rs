@@ -19,6 +19,7 @@ use crate::runbook::redact::redact;
 use crate::store::{Change, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Characters of action output kept (the chat adapters cut further to their own limits).
 const MAX_OUTPUT_CHARS: usize = 12_000;
@@ -29,6 +30,16 @@ pub struct Runbooks {
     /// `None`: no cluster configured; runbook commands say so.
     pub cluster: Option<Cluster>,
     pub playbooks: Playbooks,
+    /// Answers "which of these groups is this user in" for roles that name chat groups
+    /// (Slack user groups); `None` where the chat has no groups (the console).
+    pub directory: Option<Arc<dyn Directory>>,
+}
+
+/// Chat group membership, for roles that name groups.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    /// Which of `groups` `user` belongs to. A group that cannot be checked counts as not.
+    async fn groups_of(&self, user: &UserRef, groups: &[String]) -> Vec<String>;
 }
 
 /// A playbook to carry on with after a confirmed change.
@@ -91,6 +102,18 @@ impl App {
                 "No Kubernetes cluster is configured (runbooks.cluster), so runbook actions cannot run here.",
             )
         })
+    }
+
+    /// The role groups `user` is in.
+    async fn groups(&self, user: &UserRef) -> Vec<String> {
+        let Ok(runbooks) = self.runbooks() else {
+            return Vec::new();
+        };
+        let candidates = runbooks.guard.role_groups();
+        match (&runbooks.directory, candidates.is_empty()) {
+            (Some(directory), false) => directory.groups_of(user, &candidates).await,
+            _ => Vec::new(),
+        }
     }
 
     /// `playbooks`, `run`, `diag`, `scale`, `restart`, `confirm`, `cancel`, `undo` typed in
@@ -248,9 +271,10 @@ impl App {
             (Err(m), _) | (_, Err(m)) => return Ok((false, Some(m))),
         };
         let guard = &runbooks.guard;
+        let groups = self.groups(actor).await;
         let action = match guard.resolve(action).and_then(|a| {
             guard
-                .allowed(actor, &[], a.kind, a.arg("namespace"))
+                .allowed(actor, &groups, a.kind, a.arg("namespace"))
                 .map(|()| a)
         }) {
             Ok(action) => action,
@@ -366,8 +390,9 @@ impl App {
             ))));
         }
         let guard = &runbooks.guard;
+        let groups = self.groups(actor).await;
         let checked = guard.resolve(&action).and_then(|a| {
-            guard.allowed(actor, &[], a.kind, a.arg("namespace"))?;
+            guard.allowed(actor, &groups, a.kind, a.arg("namespace"))?;
             let bounds = guard.check_bounds(&a)?;
             Ok((a, bounds))
         });
@@ -501,10 +526,11 @@ impl App {
             ))));
         }
         let guard = &runbooks.guard;
+        let groups = self.groups(confirmer).await;
         let checks = guard
             .allowed(
                 confirmer,
-                &[],
+                &groups,
                 proposal.action.kind,
                 proposal.action.arg("namespace"),
             )
@@ -644,10 +670,11 @@ impl App {
             Err(message) => return Ok(Some(message)),
         };
         let actor = &origin.actor;
+        let groups = self.groups(actor).await;
         if proposal.requested_by != *actor
             && let Err(problem) = runbooks.guard.allowed(
                 actor,
-                &[],
+                &groups,
                 proposal.action.kind,
                 proposal.action.arg("namespace"),
             )

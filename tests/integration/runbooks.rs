@@ -138,6 +138,14 @@ impl Rig {
     }
 
     pub async fn with(db: &TestDb, tweak: impl FnOnce(&mut RunbookConfig)) -> Rig {
+        Rig::build(db, tweak, None).await
+    }
+
+    pub async fn build(
+        db: &TestDb,
+        tweak: impl FnOnce(&mut RunbookConfig),
+        directory: Option<Arc<dyn warroom::app::runbook::Directory>>,
+    ) -> Rig {
         let (fake, health, task) = cluster().await;
         let mut config = runbook_config(&fake, &health);
         tweak(&mut config);
@@ -151,6 +159,7 @@ impl Rig {
             cluster: Some(Cluster::new(fake.client(), config.probes.clone())),
             guard: Guard::new(config),
             playbooks: Playbooks::builtin(),
+            directory,
         };
         let app = App::new(store.clone(), policy, clock.clone(), Duration::seconds(60))
             .with_runbooks(runbooks);
@@ -430,6 +439,42 @@ pub async fn p0_changes_need_a_second_person(db: &TestDb) {
     );
 }
 
+/// Chat groups as the Slack directory would answer them.
+struct Groups(Vec<(&'static str, &'static str)>);
+
+#[async_trait]
+impl warroom::app::runbook::Directory for Groups {
+    async fn groups_of(&self, user: &UserRef, groups: &[String]) -> Vec<String> {
+        groups
+            .iter()
+            .filter(|g| {
+                self.0
+                    .iter()
+                    .any(|(u, group)| *u == user.as_str() && *group == g.as_str())
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+pub async fn a_role_can_name_a_chat_group(db: &TestDb) {
+    let directory = Arc::new(Groups(vec![("dave", "S0SRE")]));
+    let rig = Rig::build(
+        db,
+        |c| {
+            let operators = c.roles.iter_mut().find(|r| r.name == "operators").unwrap();
+            operators.groups = vec!["S0SRE".into()];
+        },
+        Some(directory),
+    )
+    .await;
+    let reply = rig.say("erin", "restart stock-analysis-api").await;
+    assert!(reply.contains("no role"), "{reply}");
+    let reply = rig.say("dave", "restart stock-analysis-api").await;
+    assert!(reply.is_empty(), "a member of S0SRE may: {reply}");
+    assert_eq!(count(&rig.events().await, "change_proposed"), 1);
+}
+
 pub async fn output_is_redacted_and_cut(db: &TestDb) {
     let rig = Rig::new(db).await;
     let pod = rig
@@ -523,6 +568,7 @@ pub async fn without_a_cluster_runbooks_say_so(db: &TestDb) {
         guard: Guard::new(config.runbooks.clone()),
         cluster: None,
         playbooks: Playbooks::builtin(),
+        directory: None,
     });
     app.handle_command(&origin("general", "alice"), "declare Disk full")
         .await;
@@ -559,6 +605,11 @@ on_both_stores!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p0_changes_need_a_second_person_sqlite() {
     p0_changes_need_a_second_person(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_can_name_a_chat_group_sqlite() {
+    a_role_can_name_a_chat_group(&TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -402,6 +402,26 @@ impl SlackApi {
     }
 }
 
+/// Slack user groups for runbook roles: a group that cannot be checked counts as not a
+/// member (and is logged).
+#[async_trait::async_trait]
+impl crate::app::runbook::Directory for SlackApi {
+    async fn groups_of(&self, user: &crate::core::UserRef, groups: &[String]) -> Vec<String> {
+        let mut member_of = Vec::new();
+        for group in groups.iter().filter(|g| g.starts_with('S')) {
+            match tokio::time::timeout(Duration::from_secs(2), self.group_members(group)).await {
+                Ok(Ok(members)) if members.iter().any(|m| m == user.as_str()) => {
+                    member_of.push(group.clone())
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, group, "cannot check a user group"),
+                Err(_) => tracing::warn!(group, "user group check timed out"),
+            }
+        }
+        member_of
+    }
+}
+
 /// Text and blocks as slack-morphism's message content: the blocks go through its Block Kit
 /// types, so a block it does not know is caught here rather than by Slack.
 fn message_content(
