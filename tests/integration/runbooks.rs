@@ -138,13 +138,14 @@ impl Rig {
     }
 
     pub async fn with(db: &TestDb, tweak: impl FnOnce(&mut RunbookConfig)) -> Rig {
-        Rig::build(db, tweak, None).await
+        Rig::build(db, tweak, None, Playbooks::builtin()).await
     }
 
     pub async fn build(
         db: &TestDb,
         tweak: impl FnOnce(&mut RunbookConfig),
         directory: Option<Arc<dyn warroom::app::runbook::Directory>>,
+        playbooks: Playbooks,
     ) -> Rig {
         let (fake, health, task) = cluster().await;
         let mut config = runbook_config(&fake, &health);
@@ -158,7 +159,7 @@ impl Rig {
         let runbooks = Runbooks {
             cluster: Some(Cluster::new(fake.client(), config.probes.clone())),
             guard: Guard::new(config),
-            playbooks: Playbooks::builtin(),
+            playbooks,
             directory,
         };
         let app = App::new(store.clone(), policy, clock.clone(), Duration::seconds(60))
@@ -466,6 +467,7 @@ pub async fn a_role_can_name_a_chat_group(db: &TestDb) {
             operators.groups = vec!["S0SRE".into()];
         },
         Some(directory),
+        Playbooks::builtin(),
     )
     .await;
     let reply = rig.say("erin", "restart stock-analysis-api").await;
@@ -596,6 +598,119 @@ pub async fn without_a_cluster_runbooks_say_so(db: &TestDb) {
     }
 }
 
+/// A pod deleted through a playbook (the only way to reach delete_pod), bound to the pod's uid.
+pub async fn a_pod_is_deleted_after_confirmation(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("evict-pod.yaml"),
+        r#"name: evict-pod
+description: Delete one pod so that its deployment replaces it.
+parameters:
+  - name: pod
+    type: string
+    pattern: "[a-z0-9.-]+"
+steps:
+  - name: Delete the pod
+    action: delete_pod
+    args: { namespace: stock-analysis-system, pod: "{{pod}}" }
+    confirm: true
+"#,
+    )
+    .unwrap();
+    let playbooks = Playbooks::load_dir(dir.path()).expect("lints clean");
+    let rig = Rig::build(db, |_| {}, None, playbooks).await;
+    let pod = rig.fake.pods(NS).into_iter().find(|p| p.starts_with(API)).unwrap();
+    let reply = rig.say("olivia", &format!("run evict-pod pod={pod}")).await;
+    assert!(reply.is_empty(), "{reply}");
+    assert!(rig.fake.pods(NS).contains(&pod), "a dry run deletes nothing");
+    let id = rig.last_request().await;
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert!(!rig.fake.pods(NS).contains(&pod), "deleted");
+    assert!(rig.posted().await.contains("deleted (its controller replaces it)"));
+}
+
+/// deploy/kubernetes/rbac.yaml grants exactly what the actions use: every request warroom made
+/// in these flows is allowed by it, and every verb it grants was used.
+pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("evict-pod.yaml"),
+        "name: evict-pod\ndescription: Delete a pod.\nparameters:\n  - name: pod\n    type: string\nsteps:\n  - name: Delete\n    action: delete_pod\n    args: { pod: \"{{pod}}\" }\n    confirm: true\n",
+    )
+    .unwrap();
+    let rig = Rig::build(db, |_| {}, None, Playbooks::load_dir(dir.path()).unwrap()).await;
+    for command in [
+        "diag pods deployment=stock-analysis-api",
+        "diag events",
+        "diag logs deployment=stock-analysis-api",
+        "diag top",
+        "diag top of=nodes",
+        "diag rollout_status deployment=stock-analysis-api",
+        "diag endpoints service=stock-analysis-api",
+        "diag nodes",
+        "scale stock-analysis-api 4",
+        "restart stock-analysis-api",
+    ] {
+        assert_eq!(rig.say("olivia", command).await, "", "{command}");
+    }
+    let pod = rig.fake.pods(NS).into_iter().find(|p| p.starts_with(API)).unwrap();
+    rig.say("olivia", &format!("run evict-pod pod={pod}")).await;
+    for id in 1..=3 {
+        rig.say("bob", &format!("confirm {id}")).await;
+    }
+    // (group, resource, verb) of each request.
+    let used: std::collections::BTreeSet<(String, String, String)> = rig
+        .fake
+        .requests()
+        .iter()
+        .map(|r| {
+            let parts: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+            let (group, rest) = match parts.as_slice() {
+                ["api", "v1", rest @ ..] => ("", rest.to_vec()),
+                ["apis", group, _version, rest @ ..] => (*group, rest.to_vec()),
+                _ => panic!("unexpected path {}", r.path),
+            };
+            let (resource, named) = match rest.as_slice() {
+                ["namespaces", _, resource] => (resource.to_string(), false),
+                ["namespaces", _, resource, _name] => (resource.to_string(), true),
+                ["namespaces", _, resource, _name, sub] => (format!("{resource}/{sub}"), true),
+                [resource] => (resource.to_string(), false),
+                other => panic!("unexpected path {other:?}"),
+            };
+            let verb = match (r.method.as_str(), named) {
+                ("GET", true) => "get",
+                ("GET", false) => "list",
+                ("PATCH", _) => "patch",
+                ("DELETE", _) => "delete",
+                (m, _) => panic!("unexpected method {m}"),
+            };
+            (group.to_string(), resource, verb.to_string())
+        })
+        .collect();
+    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rbac.yaml")).unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for document in serde_norway::Deserializer::from_str(&rbac) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        if !matches!(value["kind"].as_str(), Some("Role" | "ClusterRole")) {
+            continue;
+        }
+        for rule in value["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            group.as_str().unwrap().to_string(),
+                            resource.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(used, granted, "used vs granted");
+}
+
 on_both_stores!(
     diagnostics_show_the_cluster,
     a_scale_waits_for_confirmation_and_can_be_undone,
@@ -610,6 +725,16 @@ async fn p0_changes_need_a_second_person_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_can_name_a_chat_group_sqlite() {
     a_role_can_name_a_chat_group(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_deleted_after_confirmation_sqlite() {
+    a_pod_is_deleted_after_confirmation(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rbac_is_exactly_what_the_actions_use_sqlite() {
+    the_shipped_rbac_is_exactly_what_the_actions_use(&TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
