@@ -619,14 +619,26 @@ steps:
     .unwrap();
     let playbooks = Playbooks::load_dir(dir.path()).expect("lints clean");
     let rig = Rig::build(db, |_| {}, None, playbooks).await;
-    let pod = rig.fake.pods(NS).into_iter().find(|p| p.starts_with(API)).unwrap();
+    let pod = rig
+        .fake
+        .pods(NS)
+        .into_iter()
+        .find(|p| p.starts_with(API))
+        .unwrap();
     let reply = rig.say("olivia", &format!("run evict-pod pod={pod}")).await;
     assert!(reply.is_empty(), "{reply}");
-    assert!(rig.fake.pods(NS).contains(&pod), "a dry run deletes nothing");
+    assert!(
+        rig.fake.pods(NS).contains(&pod),
+        "a dry run deletes nothing"
+    );
     let id = rig.last_request().await;
     rig.say("bob", &format!("confirm {id}")).await;
     assert!(!rig.fake.pods(NS).contains(&pod), "deleted");
-    assert!(rig.posted().await.contains("deleted (its controller replaces it)"));
+    assert!(
+        rig.posted()
+            .await
+            .contains("deleted (its controller replaces it)")
+    );
 }
 
 /// deploy/kubernetes/rbac.yaml grants exactly what the actions use: every request warroom made
@@ -653,7 +665,12 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
     ] {
         assert_eq!(rig.say("olivia", command).await, "", "{command}");
     }
-    let pod = rig.fake.pods(NS).into_iter().find(|p| p.starts_with(API)).unwrap();
+    let pod = rig
+        .fake
+        .pods(NS)
+        .into_iter()
+        .find(|p| p.starts_with(API))
+        .unwrap();
     rig.say("olivia", &format!("run evict-pod pod={pod}")).await;
     for id in 1..=3 {
         rig.say("bob", &format!("confirm {id}")).await;
@@ -687,7 +704,11 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
             (group.to_string(), resource, verb.to_string())
         })
         .collect();
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rbac.yaml")).unwrap();
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/rbac.yaml"
+    ))
+    .unwrap();
     let mut granted = std::collections::BTreeSet::new();
     for document in serde_norway::Deserializer::from_str(&rbac) {
         let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
