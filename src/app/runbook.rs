@@ -59,6 +59,9 @@ struct Proposal {
     prior: PriorState,
     bounds: Option<(i32, i32)>,
     continuation: Option<Continuation>,
+    /// The incident's severity when the change was asked for: the two-person rule holds if
+    /// the incident was P0 then or is P0 now.
+    severity: crate::core::Severity,
 }
 
 fn refusal(text: impl Into<String>) -> Message {
@@ -78,13 +81,33 @@ fn cut(output: &str) -> String {
     )
 }
 
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect()
+/// A line for the timeline: a one-line answer as it is; for a table or logs, how many lines
+/// and the first that is not a header.
+fn summary(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = |l: &str| {
+        l.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(160)
+            .collect::<String>()
+    };
+    match lines.as_slice() {
+        [] => "no output".into(),
+        [one] => shown(one),
+        [first, rest @ ..] => {
+            let header = (first.chars().any(|c| c.is_alphabetic())
+                && first.chars().all(|c| !c.is_lowercase()))
+                || first.starts_with("==>");
+            let line = if header { rest[0] } else { first };
+            format!(
+                "{} lines; {}",
+                lines.len() - usize::from(header),
+                shown(line)
+            )
+        }
+    }
 }
 
 impl App {
@@ -174,18 +197,28 @@ impl App {
             Command::Scale {
                 deployment,
                 replicas,
+                namespace,
             } => {
-                let args = BTreeMap::from([
+                let mut args = BTreeMap::from([
                     ("deployment".to_string(), deployment),
                     ("replicas".to_string(), replicas),
                 ]);
+                if let Some(namespace) = namespace {
+                    args.insert("namespace".into(), namespace);
+                }
                 match Action::new(ActionKind::Scale, args) {
                     Ok(action) => self.propose(&incident, actor, action, None).await,
                     Err(problem) => Ok(Some(refusal(problem))),
                 }
             }
-            Command::Restart { deployment } => {
-                let args = BTreeMap::from([("deployment".to_string(), deployment)]);
+            Command::Restart {
+                deployment,
+                namespace,
+            } => {
+                let mut args = BTreeMap::from([("deployment".to_string(), deployment)]);
+                if let Some(namespace) = namespace {
+                    args.insert("namespace".into(), namespace);
+                }
                 match Action::new(ActionKind::Restart, args) {
                     Ok(action) => self.propose(&incident, actor, action, None).await,
                     Err(problem) => Ok(Some(refusal(problem))),
@@ -289,7 +322,7 @@ impl App {
         let event = EventKind::RunbookRan {
             action: described.clone(),
             ok,
-            outcome: first_line(&output),
+            outcome: summary(&output),
         };
         let post = views::runbook_output(
             incident,
@@ -411,7 +444,7 @@ impl App {
         let preview = match cluster.preview(&action, guard.config.timeout, now).await {
             Ok(preview) => preview,
             Err(error) => {
-                let reason = format!("the dry run failed: {error}");
+                let reason = redact(&format!("the dry run failed: {error}"));
                 let event = EventKind::ChangeRefused {
                     action: action.describe(),
                     reason: reason.clone(),
@@ -431,6 +464,7 @@ impl App {
             prior: preview.prior.clone(),
             bounds,
             continuation,
+            severity: incident.severity,
         };
         let body = serde_json::to_value(&proposal).expect("proposals serialize");
         let id = self
@@ -465,14 +499,23 @@ impl App {
         Ok(None)
     }
 
+    /// Request `id`, which must belong to the incident of the channel it is decided in.
     async fn load_request(
         &self,
+        origin: &Origin,
         id: i64,
     ) -> Result<Result<(crate::store::RunbookRequest, Proposal, Incident), Message>, StoreError>
     {
         let Some(request) = self.store.runbook_request(id).await? else {
             return Ok(Err(refusal(format!("There is no change #{id}."))));
         };
+        let here = self.store.incident_by_channel(&origin.channel).await?;
+        if here.as_ref().map(|i| i.key) != Some(request.incident) {
+            return Ok(Err(refusal(format!(
+                "Change #{id} belongs to {}: decide it in that incident's channel.",
+                request.incident
+            ))));
+        }
         let proposal: Proposal = match serde_json::from_value(request.body.clone()) {
             Ok(p) => p,
             Err(e) => return Err(StoreError::Corrupt(format!("runbook request {id}: {e}"))),
@@ -488,12 +531,21 @@ impl App {
             (Ok(r), Ok(c)) => (r, c),
             (Err(m), _) | (_, Err(m)) => return Ok(Some(m)),
         };
-        let (request, proposal, incident) = match self.load_request(id).await? {
+        let (request, proposal, incident) = match self.load_request(origin, id).await? {
             Ok(found) => found,
             Err(message) => return Ok(Some(message)),
         };
         let confirmer = &origin.actor;
         let described = proposal.action.describe();
+        let guard = &runbooks.guard;
+        // A request left running by a process that stopped mid-way: find out what happened.
+        let stale_after = guard.config.confirm_within
+            + chrono::Duration::from_std(guard.config.timeout * 2).unwrap_or_default();
+        if request.state == "running" && self.clock.now() > request.created_at + stale_after {
+            return self
+                .finish_interrupted(&incident, confirmer, id, &proposal)
+                .await;
+        }
         if request.state != "pending" {
             let by = request
                 .decided_by
@@ -521,11 +573,11 @@ impl App {
                     .await?;
             }
             return Ok(Some(refusal(format!(
-                "Change #{id} expired at {}; nothing was changed. Ask again for a fresh dry run.",
-                views::format_time(request.expires_at)
+                "Change #{id} expired at {}; nothing was changed. Ask again for a fresh dry run.{}",
+                views::format_time(request.expires_at),
+                playbook_stopped(&proposal)
             ))));
         }
-        let guard = &runbooks.guard;
         let groups = self.groups(confirmer).await;
         let checks = guard
             .allowed(
@@ -535,7 +587,12 @@ impl App {
                 proposal.action.arg("namespace"),
             )
             .and_then(|()| {
-                guard.confirmer_rule(&proposal.requested_by, confirmer, incident.severity)
+                let severity = if proposal.severity == crate::core::Severity::P0 {
+                    proposal.severity
+                } else {
+                    incident.severity
+                };
+                guard.confirmer_rule(&proposal.requested_by, confirmer, severity)
             })
             .and_then(|()| guard.check_bounds(&proposal.action).map(|_| ()));
         if let Err(problem) = checks {
@@ -566,9 +623,10 @@ impl App {
             found => {
                 let why = match found {
                     Ok(current) => format!(
-                        "the state changed since its dry run: now {} (was {}); nothing was changed, ask again for a fresh dry run",
+                        "the state changed since its dry run: now {} (was {}); nothing was changed, ask again for a fresh dry run.{}",
                         current.describe(),
-                        proposal.prior.describe()
+                        proposal.prior.describe(),
+                        playbook_stopped(&proposal)
                     ),
                     Err(error) => format!(
                         "the current state could not be read ({error}); nothing was changed"
@@ -602,9 +660,19 @@ impl App {
         let result = cluster
             .run(&proposal.action, timeout, self.clock.now())
             .await;
-        let (ok, outcome) = match &result {
-            Ok(outcome) => (true, outcome.clone()),
-            Err(error) => (false, error.to_string()),
+        let (ok, outcome) = match result {
+            Ok(outcome) => (true, outcome),
+            // The change may have landed even though its answer did not: look.
+            Err(error) => {
+                let error = redact(&error.to_string());
+                let (ok, outcome) = self.settle(cluster, &proposal, &error).await;
+                let stopped = if ok {
+                    String::new()
+                } else {
+                    playbook_stopped(&proposal)
+                };
+                (ok, format!("{outcome}{stopped}"))
+            }
         };
         self.store
             .transition_runbook_request(
@@ -660,12 +728,96 @@ impl App {
         Ok(None)
     }
 
+    /// After an apply that failed or was interrupted, read the state: whether the change is
+    /// there (`true`), with what to say.
+    async fn settle(&self, cluster: &Cluster, proposal: &Proposal, error: &str) -> (bool, String) {
+        let timeout = self
+            .runbooks()
+            .map(|r| r.guard.config.timeout)
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let now = cluster.prior_state(&proposal.action, timeout).await;
+        let applied = match (&proposal.prior, &now) {
+            (PriorState::Replicas { .. }, Ok(PriorState::Replicas { replicas })) => proposal
+                .action
+                .arg("replicas")
+                .and_then(|r| r.parse::<i32>().ok())
+                .map(|target| target == *replicas),
+            (PriorState::Restarted { at: before }, Ok(PriorState::Restarted { at })) => {
+                Some(at != before)
+            }
+            (PriorState::Pod { uid: before }, Ok(PriorState::Pod { uid })) => Some(uid != before),
+            (PriorState::Pod { .. }, Err(crate::runbook::kube::RunError::NotFound(_))) => {
+                Some(true)
+            }
+            _ => None,
+        };
+        match applied {
+            Some(true) => (
+                true,
+                format!(
+                    "applied: the cluster shows the change, though its answer was lost ({error})"
+                ),
+            ),
+            Some(false) => (false, format!("{error}; the cluster shows nothing changed")),
+            None => (
+                false,
+                format!(
+                    "{error}; whether it was applied could not be checked: look at the cluster"
+                ),
+            ),
+        }
+    }
+
+    /// Close a request a stopped process left running, from what the cluster shows.
+    async fn finish_interrupted(
+        &self,
+        incident: &Incident,
+        actor: &UserRef,
+        id: i64,
+        proposal: &Proposal,
+    ) -> Result<Option<Message>, StoreError> {
+        let cluster = match self.cluster() {
+            Ok(c) => c,
+            Err(m) => return Ok(Some(m)),
+        };
+        let (ok, outcome) = self
+            .settle(cluster, proposal, "warroom stopped while applying it")
+            .await;
+        if !self
+            .store
+            .transition_runbook_request(
+                id,
+                "running",
+                if ok { "done" } else { "failed" },
+                None,
+                self.clock.now(),
+            )
+            .await?
+        {
+            return Ok(Some(refusal(format!(
+                "Change #{id} was settled by someone else just now."
+            ))));
+        }
+        let event = EventKind::ChangeApplied {
+            request: id,
+            action: proposal.action.describe(),
+            confirmed_by: actor.clone(),
+            ok,
+            outcome: outcome.clone(),
+            prior: proposal.prior.describe(),
+        };
+        self.record(incident, actor, vec![event], vec![]).await?;
+        Ok(Some(refusal(format!(
+            "Change #{id} had been interrupted: {outcome}."
+        ))))
+    }
+
     async fn cancel(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
         let runbooks = match self.runbooks() {
             Ok(r) => r,
             Err(m) => return Ok(Some(m)),
         };
-        let (request, proposal, incident) = match self.load_request(id).await? {
+        let (request, proposal, incident) = match self.load_request(origin, id).await? {
             Ok(found) => found,
             Err(message) => return Ok(Some(message)),
         };
@@ -705,9 +857,10 @@ impl App {
             why: format!("cancelled by @{actor}"),
         };
         let post = views::notice_in_channel(format!(
-            "{}: change #{id} ({}) was cancelled by @{actor}; nothing was changed.",
+            "{}: change #{id} ({}) was cancelled by @{actor}; nothing was changed.{}",
             incident.key,
-            proposal.action.describe()
+            proposal.action.describe(),
+            playbook_stopped(&proposal)
         ));
         self.record(&incident, actor, vec![event], vec![post])
             .await?;
@@ -716,7 +869,7 @@ impl App {
 
     /// Propose the reverse of an applied scale: back to the replica count it found.
     async fn undo(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
-        let (request, proposal, incident) = match self.load_request(id).await? {
+        let (request, proposal, incident) = match self.load_request(origin, id).await? {
             Ok(found) => found,
             Err(message) => return Ok(Some(message)),
         };
@@ -738,6 +891,17 @@ impl App {
             Ok(action) => self.propose(&incident, &origin.actor, action, None).await,
             Err(problem) => Ok(Some(refusal(problem))),
         }
+    }
+}
+
+/// " Playbook X stopped here; …" when a change that ends without being applied was a step.
+fn playbook_stopped(proposal: &Proposal) -> String {
+    match &proposal.continuation {
+        Some(next) => format!(
+            " Playbook {} stopped here; its remaining steps were not run.",
+            next.playbook
+        ),
+        None => String::new(),
     }
 }
 

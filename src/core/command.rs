@@ -54,10 +54,12 @@ pub enum Command {
     Scale {
         deployment: String,
         replicas: String,
+        namespace: Option<String>,
     },
     /// Rollout restart of a deployment.
     Restart {
         deployment: String,
+        namespace: Option<String>,
     },
     /// Confirm, cancel or undo runbook request N.
     Confirm(i64),
@@ -370,26 +372,34 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
                 }
             })
         }
-        CommandName::Scale => {
-            let words: Vec<&str> = args.split_whitespace().collect();
-            match words.as_slice() {
-                [deployment, replicas] => Ok(Command::Scale {
+        CommandName::Scale | CommandName::Restart => {
+            let mut words: Vec<&str> = args.split_whitespace().collect();
+            let mut namespace = None;
+            if let Some(last) = words.last()
+                && let Some(ns) = last.strip_prefix("namespace=")
+            {
+                namespace = Some(truncate_chars(ns, 80).to_string());
+                words.pop();
+            }
+            match (name, words.as_slice()) {
+                (CommandName::Scale, [deployment, replicas]) => Ok(Command::Scale {
                     deployment: truncate_chars(deployment, 80).to_string(),
                     replicas: truncate_chars(replicas, 20).to_string(),
+                    namespace,
                 }),
-                _ => Err(ParseError::new(
+                (CommandName::Restart, [deployment]) => Ok(Command::Restart {
+                    deployment: truncate_chars(deployment, 80).to_string(),
+                    namespace,
+                }),
+                (CommandName::Scale, _) => Err(ParseError::new(
                     Some(name),
                     "Give a deployment and a replica count, e.g. `scale stock-analysis-api 5`.",
                 )),
+                _ => Err(ParseError::new(
+                    Some(name),
+                    "Give one deployment, e.g. `restart stock-analysis-api`.",
+                )),
             }
-        }
-        CommandName::Restart => {
-            if args.is_empty() {
-                return Err(ParseError::new(Some(name), "Which deployment?"));
-            }
-            Ok(Command::Restart {
-                deployment: truncate_chars(one_word(name, args)?, 80).to_string(),
-            })
         }
         CommandName::Confirm | CommandName::Cancel | CommandName::Undo => {
             let word = one_word(name, args.trim_start_matches('#'))?;

@@ -705,7 +705,25 @@ fn restarted_at(d: &Deployment) -> Option<String> {
         .cloned()
 }
 
+/// The API kind of a lowercase object kind as people type it (`replicaset` → `ReplicaSet`).
 fn capitalise(kind: &str) -> String {
+    const KINDS: [&str; 12] = [
+        "Pod",
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "Node",
+        "Service",
+        "Endpoints",
+        "HorizontalPodAutoscaler",
+        "PersistentVolumeClaim",
+    ];
+    if let Some(known) = KINDS.iter().find(|k| k.eq_ignore_ascii_case(kind)) {
+        return known.to_string();
+    }
     let mut chars = kind.chars();
     match chars.next() {
         Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
@@ -770,5 +788,7 @@ mod tests {
         assert_eq!(age(Some(now - chrono::Duration::minutes(5)), now), "5m");
         assert_eq!(age(Some(now - chrono::Duration::hours(30)), now), "30h");
         assert_eq!(age(None, now), "?");
+        assert_eq!(capitalise("replicaset"), "ReplicaSet");
+        assert_eq!(capitalise("pod"), "Pod");
     }
 }

@@ -1513,6 +1513,16 @@ fn lint_steps(
             }
         }
 
+        if raw.confirm == Some(true) && action.is_some_and(|a| !a.mutating()) {
+            let line = key_line(lint, "confirm");
+            lint.add(
+                line,
+                format!(
+                    "{label}: `confirm: true` applies to changes only: {} reads the cluster and runs at once",
+                    action.map(ActionKind::as_str).unwrap_or_default()
+                ),
+            );
+        }
         if raw.confirm == Some(false) && action.is_some_and(ActionKind::mutating) {
             let line = key_line(lint, "confirm");
             lint.add(
@@ -2152,6 +2162,15 @@ steps:
             &text,
             "`confirm: false` is not allowed: scale changes the cluster",
             "confirm: false",
+        );
+        let text = edited(
+            "    timeout: 10s\n",
+            "    timeout: 10s\n    confirm: true\n",
+        );
+        assert_one(
+            &text,
+            "`confirm: true` applies to changes only: pods reads the cluster",
+            "confirm: true",
         );
         let text = edited("timeout: 10s", "timeout: soon");
         assert_one(&text, "timeout `soon` is not a duration", "timeout: soon");

@@ -2,7 +2,8 @@
 //! stored or shown: bearer tokens, `password=…`-style pairs, credentials in URLs, private keys,
 //! AWS access key ids.
 
-/// Key names whose values are hidden (matched case-insensitively at the end of a key).
+/// Key names whose values are hidden (matched case-insensitively anywhere in a key, so
+/// `DB_PASSWORD`, `SECRET_KEY_BASE` and `x-api-key` count).
 const SECRET_KEYS: [&str; 12] = [
     "password",
     "passwd",
@@ -15,8 +16,13 @@ const SECRET_KEYS: [&str; 12] = [
     "access_key",
     "private_key",
     "authorization",
-    "credentials",
+    "credential",
 ];
+
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|k| key.contains(k))
+}
 
 const REDACTED: &str = "[redacted]";
 
@@ -72,10 +78,86 @@ fn is_token_char(c: char) -> bool {
 }
 
 fn redact_line(line: &str) -> String {
-    let mut line = bearer(line);
+    let mut line = authorization_header(line);
+    line = bearer(&line);
     line = key_values(&line);
+    line = flags(&line);
     line = url_credentials(&line);
+    line = known_tokens(&line);
     aws_keys(&line)
+}
+
+/// `Authorization: Basic dXNlcjpwYXNz` (any scheme): everything after the header name.
+fn authorization_header(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    match lower.find("authorization") {
+        Some(at) => {
+            let after = at + "authorization".len();
+            let rest = line[after..].trim_start_matches(['"', '\'']).trim_start();
+            if let Some(value) = rest.strip_prefix(':').or_else(|| rest.strip_prefix('=')) {
+                let start = line.len() - value.len();
+                let value = value.trim_start();
+                if !value.is_empty() {
+                    let start = start + (line[start..].len() - value.len());
+                    return format!("{}{REDACTED}", &line[..start]);
+                }
+            }
+            line.to_string()
+        }
+        None => line.to_string(),
+    }
+}
+
+/// `--password hunter2`, `-p`-style flags named like a secret, followed by a value.
+fn flags(line: &str) -> String {
+    let words: Vec<&str> = line.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut hide_next = false;
+    for word in words {
+        if hide_next && !word.is_empty() && !word.starts_with('-') {
+            out.push(REDACTED.to_string());
+            hide_next = false;
+            continue;
+        }
+        hide_next = word.starts_with('-')
+            && !word.contains('=')
+            && secret_key(word.trim_start_matches('-'));
+        out.push(word.to_string());
+    }
+    out.join(" ")
+}
+
+/// Tokens recognisable by their shape: Slack (`xoxb-…`), GitHub (`ghp_…`, `github_pat_…`),
+/// JSON Web Tokens (`eyJ….eyJ….…`).
+fn known_tokens(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let slack = word.len() > 10
+            && word.starts_with("xox")
+            && word[3..].starts_with(['a', 'b', 'p', 'r', 's', 'e'])
+            && word[4..].starts_with('-');
+        let github = ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]
+            .iter()
+            .any(|p| word.starts_with(p) && word.len() > p.len() + 10);
+        let jwt = word.starts_with("eyJ") && word.matches('.').count() >= 2 && word.len() > 20;
+        if slack || github || jwt {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if is_token_char(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// `Bearer abc.def` → `Bearer [redacted]` (any case).
@@ -84,8 +166,14 @@ fn bearer(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut last = 0;
     let mut search = 0;
-    while let Some(found) = lower[search..].find("bearer ") {
-        let start = search + found + "bearer ".len();
+    while let Some(found) = lower[search..].find("bearer") {
+        let after = search + found + "bearer".len();
+        let spaces = line[after..].len() - line[after..].trim_start().len();
+        if spaces == 0 {
+            search = after;
+            continue;
+        }
+        let start = after + spaces;
         let end = start
             + line[start..]
                 .char_indices()
@@ -113,7 +201,7 @@ fn key_values(line: &str) -> String {
         let (at, c) = chars[i];
         if c == '=' || c == ':' {
             // The key: identifier characters before the separator (skipping a closing quote).
-            let before = line[..at].trim_end_matches(['"', '\'']);
+            let before = line[..at].trim_end().trim_end_matches(['"', '\'']);
             let key_start = before
                 .char_indices()
                 .rev()
@@ -121,7 +209,7 @@ fn key_values(line: &str) -> String {
                 .map(|(i, c)| i + c.len_utf8())
                 .unwrap_or(0);
             let key = before[key_start..].to_ascii_lowercase();
-            if !key.is_empty() && SECRET_KEYS.iter().any(|k| key.ends_with(k)) {
+            if !key.is_empty() && secret_key(&key) {
                 // The value: after optional spaces and an opening quote, up to a delimiter.
                 let mut j = at + c.len_utf8();
                 let rest = &line[j..];
@@ -260,6 +348,23 @@ mod tests {
         let out = redact(key);
         assert_eq!(out, "before\n[redacted private key]\nafter");
         // Ordinary text is untouched.
+        for (input, must_not) in [
+            ("password = hunter2", "hunter2"),
+            ("\"password\" : \"x-secret\"", "x-secret"),
+            ("run --password hunter2 now", "hunter2"),
+            ("SECRET_KEY_BASE=abcdef123", "abcdef123"),
+            ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+            ("token xoxb-123456789012-abcdefghij", "xoxb-123456789012"),
+            ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abc"),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+                "eyJhbGci",
+            ),
+            ("Bearer\tabc.def.ghi", "abc.def"),
+        ] {
+            let out = redact(input);
+            assert!(!out.contains(must_not), "{input} -> {out}");
+        }
         let plain = "GET /health 200 in 12ms; url=http://api/health; passes: 3";
         assert_eq!(redact(plain), plain);
         assert_eq!(

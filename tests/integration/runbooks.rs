@@ -598,6 +598,80 @@ pub async fn without_a_cluster_runbooks_say_so(db: &TestDb) {
     }
 }
 
+/// Kubernetes errors and hangs while applying, requests decided from another incident's
+/// channel, the P0 rule across a severity change, and a namespace given on the command.
+pub async fn failures_while_applying_are_reported_truthfully(db: &TestDb) {
+    use crate::support::kube::Fault;
+    let rig = Rig::with(db, |c| {
+        c.p0_second_person = true;
+        c.timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // Forbidden when applying: said, and nothing changed.
+    rig.say(
+        "olivia",
+        "scale stock-analysis-api 4 namespace=stock-analysis-system",
+    )
+    .await;
+    let id = rig.last_request().await;
+    rig.fake.fail_next("PATCH", "/scale", Fault::Forbidden);
+    rig.say("bob", &format!("confirm {id}")).await;
+    let posted = rig.posted().await;
+    assert!(posted.contains("forbidden"), "{posted}");
+    assert!(
+        posted.contains("the cluster shows nothing changed"),
+        "{posted}"
+    );
+    // A hang: the answer never comes, the state is read again, and the truth is told.
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let id = rig.last_request().await;
+    rig.fake.fail_next("PATCH", "/scale", Fault::Hang);
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert!(rig.posted().await.contains("no answer within 1s"));
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+    // Not found, on a diagnostic.
+    rig.say("carol", "diag rollout_status deployment=nope")
+        .await;
+    assert!(rig.posted().await.contains("not found"));
+    // Another namespace on the command line is checked like any other.
+    let reply = rig
+        .say("olivia", "restart stock-analysis-api namespace=kube-system")
+        .await;
+    assert!(reply.contains("not one warroom may touch"), "{reply}");
+
+    // A P0 change asked for, then the severity lowered: still two people.
+    rig.say("alice", "sev P0").await;
+    rig.say("olivia", "scale stock-analysis-api 5").await;
+    let id = rig.last_request().await;
+    rig.say("alice", "sev P1").await;
+    let reply = rig.say("olivia", &format!("confirm {id}")).await;
+    assert!(reply.contains("a second person must confirm"), "{reply}");
+
+    // Decided only in its own incident's channel.
+    rig.app
+        .handle_command(&origin("general", "alice"), "declare Search down")
+        .await;
+    let other = rig
+        .store
+        .incidents(false, 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Search down")
+        .unwrap();
+    let reply = rig
+        .app
+        .handle_command(
+            &origin(other.channel.as_str(), "bob"),
+            &format!("confirm {id}"),
+        )
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&reply).unwrap();
+    assert!(text.contains("belongs to INC-1"), "{text}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+}
+
 /// A pod deleted through a playbook (the only way to reach delete_pod), bound to the pod's uid.
 pub async fn a_pod_is_deleted_after_confirmation(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -746,6 +820,11 @@ async fn p0_changes_need_a_second_person_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_can_name_a_chat_group_sqlite() {
     a_role_can_name_a_chat_group(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_while_applying_are_reported_truthfully_sqlite() {
+    failures_while_applying_are_reported_truthfully(&TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

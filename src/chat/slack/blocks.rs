@@ -69,18 +69,34 @@ pub fn truncate(text: &str, limit: usize) -> String {
 }
 
 /// Split a long text into section-sized pieces at line breaks (a single over-long line is cut).
+/// A code block split across pieces is closed at the end of one and opened again at the start
+/// of the next, so the middle of program output never renders as formatted text.
 fn pieces(text: &str) -> Vec<String> {
+    const FENCE: &str = "```";
+    // Room for a closing and a reopening fence.
+    let budget = SECTION_TEXT_LIMIT - 2 * (FENCE.len() + 1);
     let mut out = Vec::new();
     let mut current = String::new();
+    let mut in_code = false;
     for line in text.split('\n') {
         let needed = current.chars().count() + line.chars().count() + 1;
-        if !current.is_empty() && needed > SECTION_TEXT_LIMIT {
+        if !current.is_empty() && needed > budget {
+            if in_code {
+                current.push('\n');
+                current.push_str(FENCE);
+            }
             out.push(std::mem::take(&mut current));
+            if in_code {
+                current.push_str(FENCE);
+            }
         }
         if !current.is_empty() {
             current.push('\n');
         }
         current.push_str(line);
+        if line.matches(FENCE).count() % 2 == 1 {
+            in_code = !in_code;
+        }
     }
     out.push(current);
     out.into_iter()
@@ -261,6 +277,18 @@ mod tests {
         assert!(last.contains("more sections not shown"), "{last}");
         assert!(c.text.chars().count() <= FALLBACK_TEXT_LIMIT + 80);
         assert!(c.text.contains("more characters not shown"));
+    }
+
+    #[test]
+    fn a_code_block_split_over_sections_stays_a_code_block() {
+        let body = vec!["*not bold* _not italic_ <x>"; 400].join("\n");
+        let c = content(&text(&format!("output:\n```\n{body}\n```")));
+        assert!(c.blocks.len() > 2);
+        for block in &c.blocks {
+            let t = block["text"]["text"].as_str().unwrap();
+            assert_eq!(t.matches("```").count() % 2, 0, "balanced fences: {t}");
+            assert!(t.chars().count() <= SECTION_TEXT_LIMIT);
+        }
     }
 
     #[test]
