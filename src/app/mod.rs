@@ -337,6 +337,9 @@ impl App {
 
     /// Fire one claimed timer in its own transaction (or close it if stale). `true` if it fired.
     async fn fire_one(&self, timer: &Timer) -> Result<bool, StoreError> {
+        if let crate::core::TimerKind::ChangeExpiry { request } = timer.kind {
+            return self.expire_change(timer, request).await;
+        }
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
             let Some(incident) = self.store.incident(timer.incident).await? else {

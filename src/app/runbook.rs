@@ -42,6 +42,16 @@ pub trait Directory: Send + Sync {
     async fn groups_of(&self, user: &UserRef, groups: &[String]) -> Vec<String>;
 }
 
+/// What to record on an incident.
+struct Note {
+    actor: Actor,
+    events: Vec<EventKind>,
+    posts: Vec<Message>,
+    timers: Vec<crate::core::TimerRequest>,
+    /// The timer this note fires (closed in the same transaction).
+    fired_timer: Option<i64>,
+}
+
 /// A playbook to carry on with after a confirmed change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Continuation {
@@ -266,15 +276,35 @@ impl App {
         events: Vec<EventKind>,
         posts: Vec<Message>,
     ) -> Result<(), StoreError> {
+        let note = Note {
+            actor: Actor::User(actor.clone()),
+            events,
+            posts,
+            timers: Vec::new(),
+            fired_timer: None,
+        };
+        self.record_note(incident, note).await
+    }
+
+    /// Record a note in one transaction (with the timer it plans or fires), re-reading the
+    /// incident when another writer got there first.
+    async fn record_note(&self, incident: &Incident, note: Note) -> Result<(), StoreError> {
         let mut current = incident.clone();
         for _ in 0..super::CONFLICT_RETRIES {
             let now = self.clock.now();
-            let decision =
-                decide::runbook_note(&current, actor, events.clone(), posts.clone(), now);
-            match self
-                .commit(Change::new(&decision, Some(current.version), now))
-                .await
-            {
+            let decision = decide::runbook_note(
+                &current,
+                &note.actor,
+                note.events.clone(),
+                note.posts.clone(),
+                note.timers.clone(),
+                now,
+            );
+            let change = Change {
+                fired_timer: note.fired_timer.map(|id| (id, self.owner.as_str())),
+                ..Change::new(&decision, Some(current.version), now)
+            };
+            match self.commit(change).await {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict(_)) => {
                     current = self
@@ -287,6 +317,61 @@ impl App {
             }
         }
         Err(StoreError::Conflict(incident.key.to_string()))
+    }
+
+    /// A change's expiry timer came due: if nobody decided it, it expires now, and the channel
+    /// is told. Returns whether it expired.
+    pub(super) async fn expire_change(
+        &self,
+        timer: &crate::store::Timer,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let request = self.store.runbook_request(id).await?;
+        let incident = match &request {
+            Some(r) => self.store.incident(r.incident).await?,
+            None => None,
+        };
+        let (Some(request), Some(incident)) = (request, incident) else {
+            super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+            return Ok(false);
+        };
+        if request.state != "pending"
+            || !self
+                .store
+                .transition_runbook_request(id, "pending", "expired", None, now)
+                .await?
+        {
+            super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+            return Ok(false);
+        }
+        let proposal: Option<Proposal> = serde_json::from_value(request.body).ok();
+        let described = proposal
+            .as_ref()
+            .map(|p| p.action.describe())
+            .unwrap_or_else(|| format!("change #{id}"));
+        let stopped = proposal.as_ref().map(playbook_stopped).unwrap_or_default();
+        let note = Note {
+            actor: Actor::System,
+            events: vec![EventKind::ChangeDropped {
+                request: id,
+                action: described.clone(),
+                why: "nobody confirmed it in time".into(),
+            }],
+            posts: vec![views::notice_in_channel(format!(
+                "{}: change #{id} ({described}) expired unconfirmed; nothing was changed.{stopped}",
+                incident.key
+            ))],
+            timers: Vec::new(),
+            fired_timer: Some(timer.id),
+        };
+        match self.record_note(&incident, note).await {
+            Err(lost @ StoreError::LeaseLost(_)) => {
+                super::unless_lease_lost(Err(lost))?;
+                Ok(false)
+            }
+            other => other.map(|()| true),
+        }
     }
 
     /// Check and run a read-only action now; its output is redacted, recorded and posted.
@@ -493,8 +578,18 @@ impl App {
                 who_may: &who_may,
             },
         );
-        self.record(incident, actor, vec![event], vec![post])
-            .await?;
+        let note = Note {
+            actor: Actor::User(actor.clone()),
+            events: vec![event],
+            posts: vec![post],
+            timers: vec![crate::core::TimerRequest {
+                kind: crate::core::TimerKind::ChangeExpiry { request: id },
+                due_at: expires,
+                fence: 0,
+            }],
+            fired_timer: None,
+        };
+        self.record_note(incident, note).await?;
         tracing::info!(incident = %incident.key, request = id, action = %described, "change proposed");
         Ok(None)
     }

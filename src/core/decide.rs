@@ -726,19 +726,20 @@ pub fn apply(
 /// events in the timeline and the messages in the incident channel.
 pub fn runbook_note(
     incident: &Incident,
-    actor: &UserRef,
+    actor: &Actor,
     events: Vec<EventKind>,
     posts: Vec<Message>,
+    timers: Vec<TimerRequest>,
     now: DateTime<Utc>,
 ) -> Decision {
     let mut draft = Draft::new(incident, now);
-    let who = Actor::User(actor.clone());
     for kind in events {
-        draft.event(&who, kind);
+        draft.event(actor, kind);
     }
     for message in posts {
         draft.post(message);
     }
+    draft.timers.extend(timers);
     draft.finish(None, incident, None)
 }
 
@@ -867,6 +868,8 @@ pub fn fire_timer(
                 resolved_at + policy.postmortem_due,
             ));
         }
+        // The runbook engine expires changes; the state machine has nothing to do.
+        TimerKind::ChangeExpiry { .. } => return None,
     }
     Some(draft.finish(Some(policy), current, None))
 }

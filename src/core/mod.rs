@@ -242,6 +242,9 @@ pub enum TimerKind {
     ResponseTarget,
     /// Postmortem reminder `reminder` of the policy, after resolution.
     PostmortemReminder { reminder: usize },
+    /// Runbook change request `request` expires unless confirmed (the runbook engine handles
+    /// it; the core only schedules it).
+    ChangeExpiry { request: i64 },
 }
 
 impl TimerKind {
@@ -251,6 +254,7 @@ impl TimerKind {
             TimerKind::EscalationStep { .. } => "escalation_step",
             TimerKind::ResponseTarget => "response_target",
             TimerKind::PostmortemReminder { .. } => "postmortem_reminder",
+            TimerKind::ChangeExpiry { .. } => "change_expiry",
         }
     }
 
@@ -259,11 +263,15 @@ impl TimerKind {
         match self {
             TimerKind::EscalationStep { step } => step as i64,
             TimerKind::PostmortemReminder { reminder } => reminder as i64,
+            TimerKind::ChangeExpiry { request } => request,
             _ => 0,
         }
     }
 
     pub fn parse(text: &str, index: i64) -> Option<TimerKind> {
+        if text == "change_expiry" {
+            return Some(TimerKind::ChangeExpiry { request: index });
+        }
         let index = usize::try_from(index).ok()?;
         match text {
             "status_reminder" => Some(TimerKind::StatusReminder),

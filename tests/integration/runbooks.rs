@@ -672,6 +672,35 @@ pub async fn failures_while_applying_are_reported_truthfully(db: &TestDb) {
     assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
 }
 
+/// A change nobody confirms expires on its own, and the channel is told.
+pub async fn an_unconfirmed_change_expires_on_its_own(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    rig.say("olivia", "run scale-api").await;
+    let id = rig.last_request().await;
+    rig.clock.advance(Duration::minutes(4));
+    rig.app.run_due_timers().await.unwrap();
+    assert!(
+        !rig.posted().await.contains("expired unconfirmed"),
+        "not yet"
+    );
+    rig.clock.advance(Duration::minutes(2));
+    rig.app.run_due_timers().await.unwrap();
+    let posted = rig.posted().await;
+    assert!(posted.contains(&format!("change #{id}")), "{posted}");
+    assert!(
+        posted
+            .contains("expired unconfirmed; nothing was changed. Playbook scale-api stopped here"),
+        "{posted}"
+    );
+    let reply = rig.say("bob", &format!("confirm {id}")).await;
+    assert!(reply.contains("already expired"), "{reply}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+    let events = rig.events().await;
+    assert_eq!(count(&events, "change_dropped"), 1, "recorded once");
+    // Firing again changes nothing.
+    assert_eq!(rig.app.run_due_timers().await.unwrap(), 0);
+}
+
 /// A pod deleted through a playbook (the only way to reach delete_pod), bound to the pod's uid.
 pub async fn a_pod_is_deleted_after_confirmation(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -807,6 +836,7 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
 }
 
 on_both_stores!(
+    an_unconfirmed_change_expires_on_its_own,
     diagnostics_show_the_cluster,
     a_scale_waits_for_confirmation_and_can_be_undone,
     changes_are_refused_cancelled_expired_and_bound_to_their_preview,
