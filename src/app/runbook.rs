@@ -165,7 +165,7 @@ impl App {
             let list: Vec<(String, String, String)> = runbooks
                 .playbooks
                 .all()
-                .map(|p| (p.name.clone(), p.description.clone(), parameters_text(p)))
+                .map(|p| (p.name.clone(), describe_playbook(p), parameters_text(p)))
                 .collect();
             return Ok(Some(views::playbook_list(&list)));
         }
@@ -1017,6 +1017,27 @@ fn who_may_confirm(
     let mut text = format!("who may: roles {}", roles.join(", "));
     if guard.config.p0_second_person && incident.severity == crate::core::Severity::P0 {
         text.push_str(&format!("; P0: someone other than @{requester}"));
+    }
+    text
+}
+
+/// The description, with when the playbook applies.
+fn describe_playbook(playbook: &Playbook) -> String {
+    let mut text = playbook.description.clone();
+    let severities: Vec<String> = playbook
+        .severities
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !playbook.symptoms.is_empty() || !severities.is_empty() {
+        text.push_str(" For");
+        if !severities.is_empty() {
+            text.push_str(&format!(" {}", severities.join("/")));
+        }
+        if !playbook.symptoms.is_empty() {
+            text.push_str(&format!(": {}", playbook.symptoms.join(", ")));
+        }
+        text.push('.');
     }
     text
 }

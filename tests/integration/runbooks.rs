@@ -523,6 +523,11 @@ pub async fn playbooks_are_listed_checked_and_run(db: &TestDb) {
     for name in ["api-not-responding", "scale-api", "system-health-check"] {
         assert!(list.contains(name), "{list}");
     }
+    assert!(
+        list.contains("replicas=5"),
+        "parameters with defaults: {list}"
+    );
+    assert!(list.contains("For P0"), "when it applies: {list}");
     let reply = rig.say("carol", "run nope").await;
     assert!(
         reply.contains("scale-api") && reply.contains("system-health-check"),
