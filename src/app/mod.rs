@@ -337,8 +337,14 @@ impl App {
 
     /// Fire one claimed timer in its own transaction (or close it if stale). `true` if it fired.
     async fn fire_one(&self, timer: &Timer) -> Result<bool, StoreError> {
-        if let crate::core::TimerKind::ChangeExpiry { request } = timer.kind {
-            return self.expire_change(timer, request).await;
+        match timer.kind {
+            crate::core::TimerKind::ChangeExpiry { request } => {
+                return self.expire_change(timer, request).await;
+            }
+            crate::core::TimerKind::ChangeSettle { request } => {
+                return self.settle_change(timer, request).await;
+            }
+            _ => {}
         }
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();

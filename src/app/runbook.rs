@@ -319,6 +319,39 @@ impl App {
         Err(StoreError::Conflict(incident.key.to_string()))
     }
 
+    /// A change's settle timer came due: a request still "running" was being applied by a
+    /// process that stopped; settle it from what the cluster shows. Returns whether it did.
+    pub(super) async fn settle_change(
+        &self,
+        timer: &crate::store::Timer,
+        id: i64,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let found = match self.store.runbook_request(id).await? {
+            Some(request) if request.state == "running" => {
+                let incident = self.store.incident(request.incident).await?;
+                let proposal: Option<Proposal> = serde_json::from_value(request.body).ok();
+                incident.zip(proposal)
+            }
+            _ => None,
+        };
+        let Some((incident, proposal)) = found else {
+            super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+            return Ok(false);
+        };
+        match self
+            .finish_interrupted(&incident, &Actor::System, id, &proposal, Some(timer.id))
+            .await
+        {
+            Err(lost @ StoreError::LeaseLost(_)) => {
+                super::unless_lease_lost(Err(lost))?;
+                Ok(false)
+            }
+            Err(other) => Err(other),
+            Ok(_) => Ok(true),
+        }
+    }
+
     /// A change's expiry timer came due: if nobody decided it, it expires now, and the channel
     /// is told. Returns whether it expired.
     pub(super) async fn expire_change(
@@ -638,7 +671,13 @@ impl App {
             + chrono::Duration::from_std(guard.config.timeout * 2).unwrap_or_default();
         if request.state == "running" && self.clock.now() > request.created_at + stale_after {
             return self
-                .finish_interrupted(&incident, confirmer, id, &proposal)
+                .finish_interrupted(
+                    &incident,
+                    &Actor::User(confirmer.clone()),
+                    id,
+                    &proposal,
+                    None,
+                )
                 .await;
         }
         if request.state != "pending" {
@@ -712,6 +751,30 @@ impl App {
             ))));
         }
         let timeout = guard.config.timeout;
+        // Recorded before anything is applied, with a timer that settles the request from
+        // the cluster if this process stops before it finishes.
+        let settle_at = self.clock.now()
+            + chrono::Duration::from_std(timeout * 3).unwrap_or_default()
+            + chrono::Duration::seconds(30);
+        self.record_note(
+            &incident,
+            Note {
+                actor: Actor::User(confirmer.clone()),
+                events: vec![EventKind::ChangeConfirmed {
+                    request: id,
+                    action: described.clone(),
+                    confirmed_by: confirmer.clone(),
+                }],
+                posts: Vec::new(),
+                timers: vec![crate::core::TimerRequest {
+                    kind: crate::core::TimerKind::ChangeSettle { request: id },
+                    due_at: settle_at,
+                    fence: 0,
+                }],
+                fired_timer: None,
+            },
+        )
+        .await?;
         // Bound to the state it was previewed against.
         match cluster.prior_state(&proposal.action, timeout).await {
             Ok(current) if current == proposal.prior => {}
@@ -867,9 +930,10 @@ impl App {
     async fn finish_interrupted(
         &self,
         incident: &Incident,
-        actor: &UserRef,
+        actor: &Actor,
         id: i64,
         proposal: &Proposal,
+        fired_timer: Option<i64>,
     ) -> Result<Option<Message>, StoreError> {
         let cluster = match self.cluster() {
             Ok(c) => c,
@@ -893,15 +957,34 @@ impl App {
                 "Change #{id} was settled by someone else just now."
             ))));
         }
+        let confirmed_by = match actor {
+            Actor::User(user) => user.clone(),
+            _ => proposal.requested_by.clone(),
+        };
         let event = EventKind::ChangeApplied {
             request: id,
             action: proposal.action.describe(),
-            confirmed_by: actor.clone(),
+            confirmed_by,
             ok,
             outcome: outcome.clone(),
             prior: proposal.prior.describe(),
         };
-        self.record(incident, actor, vec![event], vec![]).await?;
+        let post = views::notice_in_channel(format!(
+            "{}: change #{id} ({}) was interrupted while being applied; {outcome}.",
+            incident.key,
+            proposal.action.describe()
+        ));
+        self.record_note(
+            incident,
+            Note {
+                actor: actor.clone(),
+                events: vec![event],
+                posts: vec![post],
+                timers: Vec::new(),
+                fired_timer,
+            },
+        )
+        .await?;
         Ok(Some(refusal(format!(
             "Change #{id} had been interrupted: {outcome}."
         ))))

@@ -869,7 +869,7 @@ pub fn fire_timer(
             ));
         }
         // The runbook engine expires changes; the state machine has nothing to do.
-        TimerKind::ChangeExpiry { .. } => return None,
+        TimerKind::ChangeExpiry { .. } | TimerKind::ChangeSettle { .. } => return None,
     }
     Some(draft.finish(Some(policy), current, None))
 }

@@ -250,6 +250,12 @@ pub enum EventKind {
         action: String,
         reason: String,
     },
+    /// A proposed change was confirmed; it is being applied.
+    ChangeConfirmed {
+        request: i64,
+        action: String,
+        confirmed_by: UserRef,
+    },
     /// A proposed change was confirmed and ran (or failed when it ran).
     ChangeApplied {
         request: i64,
@@ -289,6 +295,7 @@ impl EventKind {
             EventKind::RunbookRan { .. } => "runbook_ran",
             EventKind::ChangeProposed { .. } => "change_proposed",
             EventKind::ChangeRefused { .. } => "change_refused",
+            EventKind::ChangeConfirmed { .. } => "change_confirmed",
             EventKind::ChangeApplied { .. } => "change_applied",
             EventKind::ChangeDropped { .. } => "change_dropped",
         }
@@ -399,6 +406,11 @@ impl EventKind {
                 action,
                 why,
             } => format!("dropped #{request} ({action}): {why}"),
+            EventKind::ChangeConfirmed {
+                request,
+                action,
+                confirmed_by,
+            } => format!("confirmed #{request} ({action}) by @{confirmed_by}; applying"),
         }
     }
 }

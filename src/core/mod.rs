@@ -245,6 +245,9 @@ pub enum TimerKind {
     /// Runbook change request `request` expires unless confirmed (the runbook engine handles
     /// it; the core only schedules it).
     ChangeExpiry { request: i64 },
+    /// Runbook change request `request` was confirmed and is being applied: if it is still
+    /// "running" when this fires, the process applying it stopped; settle it from the cluster.
+    ChangeSettle { request: i64 },
 }
 
 impl TimerKind {
@@ -255,6 +258,7 @@ impl TimerKind {
             TimerKind::ResponseTarget => "response_target",
             TimerKind::PostmortemReminder { .. } => "postmortem_reminder",
             TimerKind::ChangeExpiry { .. } => "change_expiry",
+            TimerKind::ChangeSettle { .. } => "change_settle",
         }
     }
 
@@ -263,14 +267,16 @@ impl TimerKind {
         match self {
             TimerKind::EscalationStep { step } => step as i64,
             TimerKind::PostmortemReminder { reminder } => reminder as i64,
-            TimerKind::ChangeExpiry { request } => request,
+            TimerKind::ChangeExpiry { request } | TimerKind::ChangeSettle { request } => request,
             _ => 0,
         }
     }
 
     pub fn parse(text: &str, index: i64) -> Option<TimerKind> {
-        if text == "change_expiry" {
-            return Some(TimerKind::ChangeExpiry { request: index });
+        match text {
+            "change_expiry" => return Some(TimerKind::ChangeExpiry { request: index }),
+            "change_settle" => return Some(TimerKind::ChangeSettle { request: index }),
+            _ => {}
         }
         let index = usize::try_from(index).ok()?;
         match text {

@@ -706,6 +706,52 @@ pub async fn an_unconfirmed_change_expires_on_its_own(db: &TestDb) {
     assert_eq!(rig.app.run_due_timers().await.unwrap(), 0);
 }
 
+/// The process applying a change stops half-way (here: the apply hangs and is abandoned):
+/// the settle timer planned with the confirmation finds it still running and settles it from
+/// what the cluster shows.
+pub async fn a_change_abandoned_mid_apply_is_settled_by_its_timer(db: &TestDb) {
+    use crate::support::kube::Fault;
+    let rig = Rig::with(db, |c| c.timeout = std::time::Duration::from_secs(20)).await;
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let id = rig.last_request().await;
+    rig.fake.fail_next("PATCH", "/scale", Fault::Hang);
+    {
+        let text = format!("confirm {id}");
+        let confirm = rig.say("bob", &text);
+        tokio::pin!(confirm);
+        loop {
+            tokio::select! {
+                _ = &mut confirm => panic!("the apply should hang"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                    if count(&rig.events().await, "change_confirmed") == 1 {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropped here: the process "stops" while the PATCH hangs.
+    }
+    assert_eq!(
+        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        "running"
+    );
+    rig.clock.advance(Duration::minutes(2));
+    assert_eq!(rig.app.run_due_timers().await.unwrap(), 1);
+    let request = rig.store.runbook_request(id).await.unwrap().unwrap();
+    assert_eq!(request.state, "failed", "nothing landed");
+    let posted = rig.posted().await;
+    assert!(
+        posted.contains("was interrupted while being applied"),
+        "{posted}"
+    );
+    assert!(
+        posted.contains("the cluster shows nothing changed"),
+        "{posted}"
+    );
+    assert_eq!(count(&rig.events().await, "change_applied"), 1);
+    assert_eq!(rig.app.run_due_timers().await.unwrap(), 0);
+}
+
 /// A pod deleted through a playbook (the only way to reach delete_pod), bound to the pod's uid.
 pub async fn a_pod_is_deleted_after_confirmation(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -841,6 +887,7 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
 }
 
 on_both_stores!(
+    a_change_abandoned_mid_apply_is_settled_by_its_timer,
     an_unconfirmed_change_expires_on_its_own,
     diagnostics_show_the_cluster,
     a_scale_waits_for_confirmation_and_can_be_undone,
