@@ -58,6 +58,9 @@ struct Continuation {
     playbook: String,
     params: BTreeMap<String, String>,
     next: usize,
+    /// The step's own timeout, for its dry run and its apply.
+    #[serde(default)]
+    step_timeout: Option<std::time::Duration>,
 }
 
 /// The body of a runbook request in the store.
@@ -493,6 +496,7 @@ impl App {
                     playbook: playbook.name.clone(),
                     params: params.clone(),
                     next: index + 1,
+                    step_timeout: Some(step.timeout),
                 };
                 return self
                     .propose(incident, actor, action, Some(continuation))
@@ -559,7 +563,11 @@ impl App {
             }
         };
         let now = self.clock.now();
-        let preview = match cluster.preview(&action, guard.config.timeout, now).await {
+        let timeout = continuation
+            .as_ref()
+            .and_then(|c| c.step_timeout)
+            .unwrap_or(guard.config.timeout);
+        let preview = match cluster.preview(&action, timeout, now).await {
             Ok(preview) => preview,
             Err(error) => {
                 let reason = redact(&format!("the dry run failed: {error}"));
@@ -667,8 +675,14 @@ impl App {
         let described = proposal.action.describe();
         let guard = &runbooks.guard;
         // A request left running by a process that stopped mid-way: find out what happened.
+        let apply_timeout = proposal
+            .continuation
+            .as_ref()
+            .and_then(|c| c.step_timeout)
+            .unwrap_or(guard.config.timeout);
         let stale_after = guard.config.confirm_within
-            + chrono::Duration::from_std(guard.config.timeout * 2).unwrap_or_default();
+            + chrono::Duration::from_std(apply_timeout * 3).unwrap_or_default()
+            + chrono::Duration::seconds(30);
         if request.state == "running" && self.clock.now() > request.created_at + stale_after {
             return self
                 .finish_interrupted(
@@ -750,7 +764,7 @@ impl App {
                 "Change #{id} was decided by someone else just now."
             ))));
         }
-        let timeout = guard.config.timeout;
+        let timeout = apply_timeout;
         // Recorded before anything is applied, with a timer that settles the request from
         // the cluster if this process stops before it finishes.
         let settle_at = self.clock.now()

@@ -752,6 +752,28 @@ pub async fn a_change_abandoned_mid_apply_is_settled_by_its_timer(db: &TestDb) {
     assert_eq!(rig.app.run_due_timers().await.unwrap(), 0);
 }
 
+/// A change made by a playbook step is held to the step's own timeout.
+pub async fn a_playbook_change_keeps_its_step_timeout(db: &TestDb) {
+    use crate::support::kube::Fault;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quick-scale.yaml"),
+        "name: quick-scale\ndescription: Scale the API quickly.\nsteps:\n  - name: Scale\n    action: scale\n    args: { deployment: stock-analysis-api, replicas: \"4\" }\n    confirm: true\n    timeout: 1s\n",
+    )
+    .unwrap();
+    let rig = Rig::build(db, |_| {}, None, Playbooks::load_dir(dir.path()).unwrap()).await;
+    rig.say("olivia", "run quick-scale").await;
+    let id = rig.last_request().await;
+    rig.fake.fail_next("PATCH", "/scale", Fault::Hang);
+    let started = std::time::Instant::now();
+    rig.say("bob", &format!("confirm {id}")).await;
+    assert!(rig.posted().await.contains("no answer within 1s"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "not the 30 s default"
+    );
+}
+
 /// A pod deleted through a playbook (the only way to reach delete_pod), bound to the pod's uid.
 pub async fn a_pod_is_deleted_after_confirmation(db: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
@@ -907,6 +929,11 @@ async fn a_role_can_name_a_chat_group_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_while_applying_are_reported_truthfully_sqlite() {
     failures_while_applying_are_reported_truthfully(&TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playbook_change_keeps_its_step_timeout_sqlite() {
+    a_playbook_change_keeps_its_step_timeout(&TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
