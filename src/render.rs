@@ -146,7 +146,11 @@ pub fn mention(platform: Platform, who: &str) -> String {
     let user = crate::core::UserRef::parse(id).is_ok();
     match platform {
         Platform::Slack if user && slack_id(id, &['U', 'W']) => format!("<@{id}>"),
-        Platform::Slack if user && slack_id(id, &['S']) => format!("<!subteam^{id}>"),
+        // A user group pings many people: only a group named in configuration (`slack:S…`)
+        // becomes one, never text someone typed.
+        Platform::Slack if user && scope == Some("slack") && slack_id(id, &['S']) => {
+            format!("<!subteam^{id}>")
+        }
         _ if user && scope.is_none_or(|s| s == platform.as_str()) => {
             escape(platform, &format!("@{id}"))
         }

@@ -800,9 +800,9 @@ impl App {
                         proposal.prior.describe(),
                         playbook_stopped(&proposal)
                     ),
-                    Err(error) => format!(
+                    Err(error) => redact(&format!(
                         "the current state could not be read ({error}); nothing was changed"
-                    ),
+                    )),
                 };
                 self.store
                     .transition_runbook_request(id, "running", "failed", None, self.clock.now())
@@ -903,9 +903,11 @@ impl App {
     /// After an apply that failed or was interrupted, read the state: whether the change is
     /// there (`true`), with what to say.
     async fn settle(&self, cluster: &Cluster, proposal: &Proposal, error: &str) -> (bool, String) {
-        let timeout = self
-            .runbooks()
-            .map(|r| r.guard.config.timeout)
+        let timeout = proposal
+            .continuation
+            .as_ref()
+            .and_then(|c| c.step_timeout)
+            .or_else(|| self.runbooks().ok().map(|r| r.guard.config.timeout))
             .unwrap_or(std::time::Duration::from_secs(30));
         let now = cluster.prior_state(&proposal.action, timeout).await;
         let applied = match (&proposal.prior, &now) {

@@ -65,20 +65,19 @@ pub fn slack_topic(incident: &Incident) -> String {
         render::mention(Platform::Slack, incident.commander.as_str())
     );
     let room = TOPIC_LIMIT.saturating_sub(prefix.chars().count());
-    let mut title = String::new();
-    let chars: Vec<char> = incident.title.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        let piece = render::escape(Platform::Slack, &c.to_string());
-        let last = i + 1 == chars.len();
-        // Keep room for the ellipsis unless this is the last character.
-        let needed = title.chars().count() + piece.chars().count() + usize::from(!last);
-        if needed > room {
-            title.push('…');
-            break;
-        }
-        title.push_str(&piece);
+    // Escaped whole (so `@here` in a title is broken like anywhere else), then cut without
+    // splitting an entity.
+    let title = render::escape(Platform::Slack, &incident.title);
+    if title.chars().count() <= room {
+        return format!("{prefix}{title}");
     }
-    format!("{prefix}{title}")
+    let mut cut: String = title.chars().take(room.saturating_sub(1)).collect();
+    if let Some(amp) = cut.rfind('&')
+        && !cut[amp..].contains(';')
+    {
+        cut.truncate(amp);
+    }
+    format!("{prefix}{cut}…")
 }
 
 /// The outbox sink for Slack.
@@ -454,6 +453,8 @@ mod tests {
             topic.contains("@USA &amp; &lt;@U0VICTIM&gt; down"),
             "{topic}"
         );
+        let here = slack_topic(&incident("db down @here", "alice"));
+        assert!(!here.contains("@here"), "{here}");
         let long = slack_topic(&incident(&"&".repeat(400), "alice"));
         assert!(
             long.chars().count() <= TOPIC_LIMIT,

@@ -137,12 +137,18 @@ async fn on_push(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let slack = inbound(&states).await?;
+    let me = slack.api.bot_user().await.ok();
     let mention = match &event.event {
-        SlackEventCallbackBody::AppMention(mention) => Some((
-            mention.user.to_string(),
-            mention.channel.to_string(),
-            mention.content.text.clone().unwrap_or_default(),
-        )),
+        // Never a command from warroom itself.
+        SlackEventCallbackBody::AppMention(mention)
+            if me.as_deref() != Some(mention.user.to_string().as_str()) =>
+        {
+            Some((
+                mention.user.to_string(),
+                mention.channel.to_string(),
+                mention.content.text.clone().unwrap_or_default(),
+            ))
+        }
         _ => None,
     };
     // An error here leaves the envelope unacknowledged, so Slack sends it again.
