@@ -904,14 +904,9 @@ fn validate(
                      ids: &[String],
                      kinds: &str,
                      problem: &mut dyn FnMut(&str, String)| {
+        let prefixes: Vec<char> = kinds.chars().collect();
         for id in ids {
-            let valid = id.len() >= 3
-                && id.len() <= 24
-                && id.starts_with(|c: char| kinds.contains(c))
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-            if !valid {
+            if !crate::render::slack_id(id, &prefixes) {
                 problem(
                     key,
                     format!(

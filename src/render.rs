@@ -122,7 +122,7 @@ pub fn escape_discord(text: &str) -> String {
 }
 
 /// Whether `id` looks like a Slack id with one of `prefixes` (`U…`, `W…`, `S…`).
-fn slack_id(id: &str, prefixes: &[char]) -> bool {
+pub fn slack_id(id: &str, prefixes: &[char]) -> bool {
     let mut chars = id.chars();
     chars.next().is_some_and(|c| prefixes.contains(&c))
         && id.len() >= 3

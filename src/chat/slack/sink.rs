@@ -42,12 +42,7 @@ fn store_error(error: StoreError) -> DeliveryError {
 
 /// Whether `id` is a Slack user id (`U…`/`W…`): only those can be invited.
 pub fn is_user_id(id: &str) -> bool {
-    id.len() >= 3
-        && id.len() <= 24
-        && id.starts_with(['U', 'W'])
-        && id
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    render::slack_id(id, &['U', 'W'])
 }
 
 /// Slack's limit on a channel topic, in characters.
