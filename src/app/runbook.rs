@@ -132,6 +132,11 @@ impl App {
         })
     }
 
+    /// The engine and its cluster, or the refusal that says which is missing.
+    fn engine(&self) -> Result<(&Runbooks, &Cluster), Message> {
+        Ok((self.runbooks()?, self.cluster()?))
+    }
+
     fn cluster(&self) -> Result<&Cluster, Message> {
         self.runbooks()?.cluster.as_ref().ok_or_else(|| {
             refusal(
@@ -420,9 +425,9 @@ impl App {
         step: Option<&str>,
         timeout: Option<std::time::Duration>,
     ) -> Result<(bool, Option<Message>), StoreError> {
-        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
-            (Ok(r), Ok(c)) => (r, c),
-            (Err(m), _) | (_, Err(m)) => return Ok((false, Some(m))),
+        let (runbooks, cluster) = match self.engine() {
+            Ok(engine) => engine,
+            Err(m) => return Ok((false, Some(m))),
         };
         let guard = &runbooks.guard;
         let groups = self.groups(actor).await;
@@ -534,9 +539,9 @@ impl App {
         action: Action,
         continuation: Option<Continuation>,
     ) -> Result<Option<Message>, StoreError> {
-        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
-            (Ok(r), Ok(c)) => (r, c),
-            (Err(m), _) | (_, Err(m)) => return Ok(Some(m)),
+        let (runbooks, cluster) = match self.engine() {
+            Ok(engine) => engine,
+            Err(m) => return Ok(Some(m)),
         };
         if !incident.status.is_open() {
             return Ok(Some(refusal(format!(
@@ -663,9 +668,9 @@ impl App {
     }
 
     async fn confirm(&self, origin: &Origin, id: i64) -> Result<Option<Message>, StoreError> {
-        let (runbooks, cluster) = match (self.runbooks(), self.cluster()) {
-            (Ok(r), Ok(c)) => (r, c),
-            (Err(m), _) | (_, Err(m)) => return Ok(Some(m)),
+        let (runbooks, cluster) = match self.engine() {
+            Ok(engine) => engine,
+            Err(m) => return Ok(Some(m)),
         };
         let (request, proposal, incident) = match self.load_request(origin, id).await? {
             Ok(found) => found,

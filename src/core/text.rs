@@ -33,6 +33,17 @@ pub fn clean_text(input: &str) -> String {
     out
 }
 
+/// The first line of `text`, at most `max_chars` characters (an error for a log line or a
+/// timeline entry).
+pub fn first_line(text: &str, max_chars: usize) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(max_chars)
+        .collect()
+}
+
 /// A chat user: a Slack/Discord id or a console name. Parsed from `alice`, `@alice`,
 /// `<@U123>` or `<@U123|alice>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

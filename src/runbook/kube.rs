@@ -50,18 +50,9 @@ impl From<kube::Error> for RunError {
                 409 => RunError::Conflict(status.message),
                 code => RunError::Api(format!("{code} {}", status.message)),
             },
-            other => RunError::Api(first_line(&other.to_string())),
+            other => RunError::Api(crate::core::text::first_line(&other.to_string(), 300)),
         }
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect()
 }
 
 /// The state a confirmation is bound to: if it differs at confirmation time, nothing is done.
@@ -682,7 +673,7 @@ impl Cluster {
             )),
             Err(error) => Ok(format!(
                 "GET {url} → {}: unhealthy",
-                first_line(&error.to_string())
+                crate::core::text::first_line(&error.to_string(), 300)
             )),
         }
     }

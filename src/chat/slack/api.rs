@@ -175,7 +175,7 @@ impl SlackApi {
             // Network, protocol and decoding problems: the request may not have arrived.
             other => ApiError::Temporary {
                 method,
-                reason: first_line(&other.to_string()),
+                reason: crate::core::text::first_line(&other.to_string(), 200),
                 after: None,
             },
         }
@@ -436,13 +436,4 @@ fn message_content(
     Ok(SlackMessageContent::new()
         .with_text(text.to_string())
         .with_blocks(blocks))
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect()
 }
