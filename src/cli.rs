@@ -62,6 +62,23 @@ enum Commands {
         #[command(subcommand)]
         command: PlaybookCommand,
     },
+    /// Discord: `warroom discord register-commands [--global]`.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DiscordCommand {
+    /// Register the /incident application command in discord.guild_id (or globally), and
+    /// print what changed.
+    RegisterCommands {
+        /// Register for every server the application is in (Discord may take up to an hour to
+        /// show global changes) instead of discord.guild_id only (immediate).
+        #[arg(long)]
+        global: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +159,12 @@ fn init_logging(cli: &Cli) {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Check => Ok(check(cli.config.as_deref())),
+        Commands::Discord {
+            command: DiscordCommand::RegisterCommands { global },
+        } => {
+            let config = config::load(cli.config.as_deref())?;
+            register_discord_commands(&config, global).await
+        }
         Commands::Playbook {
             command: PlaybookCommand::Lint { dir },
         } => {
@@ -398,6 +421,41 @@ fn pagerduty_sink(config: &Config) -> anyhow::Result<Option<Arc<dyn crate::chat:
     )?)))
 }
 
+/// `warroom discord register-commands`: replace the application's commands with warroom's and
+/// say what changed.
+async fn register_discord_commands(config: &Config, global: bool) -> anyhow::Result<ExitCode> {
+    use crate::chat::discord::{DiscordApi, commands};
+    let Some(discord) = &config.discord else {
+        anyhow::bail!(
+            "Discord is not configured: set discord.bot_token, discord.public_key, discord.application_id and discord.guild_id"
+        );
+    };
+    let api = DiscordApi::new(discord);
+    let scope = if global {
+        "globally".to_string()
+    } else {
+        format!("in server {}", discord.guild_id)
+    };
+    let existing = api
+        .commands(global)
+        .await
+        .with_context(|| format!("cannot read the application's commands {scope}"))?;
+    let wanted = commands::definitions();
+    let changes = commands::changes(&existing, &wanted);
+    if changes.iter().all(|c| c.starts_with("unchanged")) {
+        println!("up to date {scope}: {}", changes.join(", "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    api.set_commands(global, &wanted)
+        .await
+        .with_context(|| format!("cannot register the commands {scope}"))?;
+    println!("registered {scope}:");
+    for change in changes {
+        println!("  {change}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = store::open(&config).await?;
     tracing::info!(store = store.backend(), database = %describe(&config.database), "store ready");
@@ -405,9 +463,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(slack) => Some(Arc::new(crate::chat::slack::SlackApi::new(slack)?)),
         None => None,
     };
-    let directory = slack_api
-        .clone()
-        .map(|api| api as Arc<dyn crate::app::runbook::Directory>);
+    let discord_api = config
+        .discord
+        .as_ref()
+        .map(|discord| Arc::new(crate::chat::discord::DiscordApi::new(discord)));
+    let mut directories: Vec<Arc<dyn crate::app::runbook::Directory>> = Vec::new();
+    if let Some(api) = &slack_api {
+        directories.push(api.clone());
+    }
+    if let Some(api) = &discord_api {
+        directories.push(api.clone());
+    }
+    let directory = match directories.len() {
+        0 => None,
+        1 => directories.pop(),
+        _ => Some(Arc::new(crate::app::runbook::Directories(directories))
+            as Arc<dyn crate::app::runbook::Directory>),
+    };
     let app = Arc::new(
         App::new(
             store.clone(),
@@ -472,6 +544,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let discord = match (&config.discord, discord_api) {
+        (Some(discord), Some(api)) => {
+            let renderer = load_renderer(&config)?;
+            let sink: Arc<dyn crate::chat::Sink> =
+                Arc::new(crate::chat::discord::DiscordSink::new(
+                    api.clone(),
+                    store.clone(),
+                    renderer.clone(),
+                    discord.clone(),
+                    config.policy.announce_channel.clone(),
+                ));
+            let dispatcher = tokio::spawn(runner::dispatcher_loop(app.clone(), sink, poll));
+            let verifier = crate::chat::discord::verifier(&discord.public_key)
+                .context("discord.public_key is not a valid Ed25519 public key")?;
+            let inbound = Arc::new(crate::chat::discord::DiscordInbound {
+                app: app.clone(),
+                api,
+                renderer,
+                config: discord.clone(),
+                verifier,
+                reply_within: crate::chat::discord::inbound::REPLY_WITHIN,
+            });
+            tracing::info!("Discord is on: /discord/interactions");
+            Some((inbound, dispatcher))
+        }
+        _ => {
+            tracing::info!("Discord is not configured (see [discord] in warroom.example.toml)");
+            None
+        }
+    };
     let deps = HttpDeps {
         // In Socket Mode, Slack does not call warroom: no /slack/* routes.
         slack: slack
@@ -480,6 +582,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.slack.as_ref().map(|s| s.mode) == Some(crate::config::SlackMode::Http)
             })
             .map(|(inbound, _, _)| inbound.clone()),
+        discord: discord.as_ref().map(|(inbound, _)| inbound.clone()),
         store,
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
@@ -501,6 +604,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("the HTTP server stopped")?;
     scheduler.abort();
     if let Some(dispatcher) = dispatcher {
+        dispatcher.abort();
+    }
+    if let Some((_, dispatcher)) = discord {
         dispatcher.abort();
     }
     if let Some((_, dispatcher, socket)) = slack {

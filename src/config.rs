@@ -79,6 +79,7 @@ struct RawConfig {
     escalation: RawEscalation,
     pagerduty: RawPagerDuty,
     slack: RawSlack,
+    discord: RawDiscord,
     runbooks: RawRunbooks,
 }
 
@@ -144,6 +145,29 @@ struct RawSlack {
     responders: Vec<String>,
     allowed_users: Vec<String>,
     allowed_groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscord {
+    #[serde(deserialize_with = "text")]
+    public_key: String,
+    bot_token: Secret,
+    #[serde(deserialize_with = "text")]
+    application_id: String,
+    #[serde(deserialize_with = "text")]
+    guild_id: String,
+    #[serde(deserialize_with = "text")]
+    incidents_channel: String,
+    #[serde(deserialize_with = "text")]
+    category: String,
+    #[serde(deserialize_with = "text")]
+    api_url: String,
+    #[serde(deserialize_with = "text")]
+    timeout: String,
+    responders: Vec<String>,
+    allowed_users: Vec<String>,
+    allowed_roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -360,6 +384,8 @@ pub struct Config {
     pub pagerduty: PagerDutyConfig,
     /// `None` when Slack is not configured (no bot token and signing secret).
     pub slack: Option<SlackConfig>,
+    /// `None` when Discord is not configured (no bot token and public key).
+    pub discord: Option<DiscordConfig>,
     pub runbooks: crate::runbook::guard::RunbookConfig,
 }
 
@@ -402,6 +428,50 @@ pub struct SlackConfig {
     /// groups, and each incident's declarer and commander. Both empty: everyone.
     pub allowed_users: Vec<String>,
     pub allowed_groups: Vec<String>,
+}
+
+/// Discord's own API, the default `discord.api_url`.
+pub const DISCORD_API_URL: &str = "https://discord.com";
+
+/// The `[discord]` section, when Discord is enabled.
+#[derive(Clone, Debug)]
+pub struct DiscordConfig {
+    /// The application's Ed25519 public key (64 hex digits): verifies interactions.
+    pub public_key: String,
+    pub bot_token: Secret,
+    pub application_id: u64,
+    /// The server (guild) incidents live in.
+    pub guild_id: u64,
+    /// Where incidents are announced: a channel id, or the name of a text channel.
+    pub incidents_channel: String,
+    /// The category incident channels are created in: an id, a name, or empty (none).
+    pub category: String,
+    /// Base URL of the API (`https://discord.com`). Anything else is treated as a proxy or a
+    /// test server: serenity's ratelimiter is then turned off, since it ignores proxies.
+    pub api_url: String,
+    /// Timeout of one API call.
+    pub timeout: std::time::Duration,
+    /// User ids given access to, and mentioned in, every incident channel.
+    pub responders: Vec<u64>,
+    /// Who may press buttons and change incidents: these user ids, members with these role
+    /// ids, and each incident's declarer and commander. Both empty: everyone.
+    pub allowed_users: Vec<u64>,
+    pub allowed_roles: Vec<u64>,
+}
+
+impl DiscordConfig {
+    /// Whether requests go to Discord itself (not a proxy or a test server).
+    pub fn is_discord(&self) -> bool {
+        self.api_url == DISCORD_API_URL
+    }
+}
+
+/// Whether `text` is a Discord id (a snowflake: 17 to 20 digits).
+pub fn discord_id(text: &str) -> Option<u64> {
+    (text.len() >= 17 && text.len() <= 20 && text.chars().all(|c| c.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+        .filter(|id| *id > 0)
 }
 
 /// One problem with the configuration: where, which key, what is wrong.
@@ -933,6 +1003,103 @@ fn validate(
         &mut problem,
     );
 
+    // Discord.
+    let dc = &raw.discord;
+    let discord_timeout = duration(
+        "discord.timeout",
+        &dc.timeout,
+        (Duration::seconds(1), minutes(1)),
+        &mut problem,
+    );
+    let discord_enabled = set(&dc.bot_token) || !dc.public_key.trim().is_empty();
+    let discord_ids = |key: &str, ids: &[String], problem: &mut dyn FnMut(&str, String)| {
+        ids.iter()
+            .filter_map(|id| {
+                let parsed = discord_id(id.trim());
+                if parsed.is_none() {
+                    problem(
+                        key,
+                        format!(
+                            "`{}` is not a Discord id (17 to 20 digits; turn on Developer Mode and use Copy ID)",
+                            id.chars().take(40).collect::<String>()
+                        ),
+                    );
+                }
+                parsed
+            })
+            .collect::<Vec<u64>>()
+    };
+    let discord_responders = discord_ids("discord.responders", &dc.responders, &mut problem);
+    let discord_users = discord_ids("discord.allowed_users", &dc.allowed_users, &mut problem);
+    let discord_roles = discord_ids("discord.allowed_roles", &dc.allowed_roles, &mut problem);
+    let mut application_id = 0;
+    let mut guild_id = 0;
+    if discord_enabled {
+        if !set(&dc.bot_token) {
+            problem(
+                "discord.bot_token",
+                "is needed for Discord (set it, or clear discord.public_key to turn Discord off)"
+                    .into(),
+            );
+        }
+        let key = dc.public_key.trim();
+        let valid_key = hex::decode(key)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .is_some_and(|bytes| serenity::interactions_endpoint::Verifier::try_new(bytes).is_ok());
+        if !valid_key {
+            problem(
+                "discord.public_key",
+                "must be the application's public key: 64 hex digits (General Information page)"
+                    .into(),
+            );
+        }
+        for (field, raw_id, slot) in [
+            (
+                "discord.application_id",
+                &dc.application_id,
+                &mut application_id,
+            ),
+            ("discord.guild_id", &dc.guild_id, &mut guild_id),
+        ] {
+            match discord_id(raw_id.trim()) {
+                Some(id) => *slot = id,
+                None => problem(
+                    field,
+                    format!(
+                        "`{}` is not a Discord id (17 to 20 digits)",
+                        raw_id.chars().take(40).collect::<String>()
+                    ),
+                ),
+            }
+        }
+        if dc
+            .incidents_channel
+            .trim()
+            .trim_start_matches('#')
+            .is_empty()
+            && announce_channel_name(&raw.incidents.announce_channel).is_empty()
+        {
+            problem(
+                "discord.incidents_channel",
+                "is needed for Discord: the channel id or name incidents are announced in".into(),
+            );
+        }
+    }
+    if !(dc.api_url.starts_with("https://") || dc.api_url.starts_with("http://")) {
+        problem(
+            "discord.api_url",
+            format!("`{}` is not an http(s) URL", dc.api_url),
+        );
+    }
+    if open_incidents_on == crate::core::Platform::Discord && !discord_enabled {
+        problem(
+            "pagerduty.open_incidents_on",
+            "is discord, but Discord is not configured (discord.bot_token and discord.public_key)"
+                .into(),
+        );
+    }
+
     // Escalation steps.
     let mut escalation = Vec::new();
     for (i, step) in raw.escalation.steps.iter().enumerate() {
@@ -978,16 +1145,20 @@ fn validate(
         let mut mention_on_call = Vec::new();
         for name in &step.mention {
             if let Some((scope @ ("slack" | "discord"), id)) = name.split_once(':') {
-                let valid = !id.is_empty()
-                    && id.len() <= 32
-                    && id.chars().all(|c| c.is_ascii_alphanumeric());
+                let valid = if scope == "discord" {
+                    discord_id(id.strip_prefix("role:").unwrap_or(id)).is_some()
+                } else {
+                    !id.is_empty()
+                        && id.len() <= 32
+                        && id.chars().all(|c| c.is_ascii_alphanumeric())
+                };
                 if valid {
                     mention.push(format!("{scope}:{id}"));
                 } else {
                     problem(
                         &key("mention"),
                         format!(
-                            "`{}` is not a {scope} id (letters and digits, e.g. slack:U024BE7LH for a user or slack:S0614TZR7 for a user group)",
+                            "`{}` is not a {scope} id (e.g. slack:U024BE7LH for a user, slack:S0614TZR7 for a user group, discord:80351110224678912 for a user, discord:role:80351110224678913 for a role)",
                             name.chars().take(40).collect::<String>()
                         ),
                     );
@@ -1232,6 +1403,17 @@ fn validate(
         );
     }
 
+    // A Discord delivery makes a few calls too (create, topic, access; post, pin).
+    if discord_enabled && lease < discord_timeout * 4 {
+        problem(
+            "scheduler.lease",
+            format!(
+                "must be at least 4 × discord.timeout ({}), so a Discord delivery finishes within its lease",
+                human(discord_timeout * 4)
+            ),
+        );
+    }
+
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -1254,12 +1436,7 @@ fn validate(
         priorities,
         open_incidents_on,
     };
-    let announce_channel = raw
-        .incidents
-        .announce_channel
-        .trim()
-        .trim_start_matches('#')
-        .to_string();
+    let announce_channel = announce_channel_name(&raw.incidents.announce_channel);
     Ok(Config {
         listen,
         database,
@@ -1299,10 +1476,33 @@ fn validate(
             allowed_users: sl.allowed_users.clone(),
             allowed_groups: sl.allowed_groups.clone(),
         }),
+        discord: discord_enabled.then(|| DiscordConfig {
+            public_key: dc.public_key.trim().to_ascii_lowercase(),
+            bot_token: Secret::new(dc.bot_token.expose().trim()),
+            application_id,
+            guild_id,
+            incidents_channel: match dc.incidents_channel.trim().trim_start_matches('#') {
+                "" => announce_channel.clone(),
+                channel => channel.to_string(),
+            },
+            category: dc.category.trim().to_string(),
+            api_url: dc.api_url.trim().trim_end_matches('/').to_string(),
+            timeout: discord_timeout
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(10)),
+            responders: discord_responders,
+            allowed_users: discord_users,
+            allowed_roles: discord_roles,
+        }),
         templates_dir: (!raw.templates.dir.trim().is_empty())
             .then(|| PathBuf::from(raw.templates.dir.trim())),
         runbooks,
     })
+}
+
+/// `incidents.announce_channel` without spaces or a leading `#`.
+fn announce_channel_name(raw: &str) -> String {
+    raw.trim().trim_start_matches('#').to_string()
 }
 
 fn valid_identifier(text: &str) -> bool {
@@ -1601,5 +1801,61 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("4 × slack.timeout"), "{err}");
+    }
+
+    #[test]
+    fn discord_is_off_until_its_key_or_token_is_set_and_its_ids_are_checked() {
+        assert!(load_with_env(None, no_env()).unwrap().discord.is_none());
+        let key = "67c6bd767ca099e79efac9fcce4d2022a63bf7dea780e7f3d813f694c1597089";
+        let good = format!(
+            "public_key = \"{key}\"\nbot_token = \"t\"\napplication_id = \"80351110224678912\"\nguild_id = 80351110224678913\nresponders = [\"80351110224678914\"]\napi_url = \"http://127.0.0.1:9/\"\n"
+        );
+        let on = load_with_env(Some(file(&format!("[discord]\n{good}")).path()), no_env())
+            .unwrap()
+            .discord
+            .expect("on");
+        assert_eq!(on.application_id, 80351110224678912);
+        assert_eq!(on.guild_id, 80351110224678913, "a number is read as an id");
+        assert_eq!(on.responders, vec![80351110224678914]);
+        assert_eq!(on.api_url, "http://127.0.0.1:9");
+        assert!(!on.is_discord());
+        assert_eq!(on.incidents_channel, "incidents");
+        for (text, complaint) in [
+            (
+                format!("public_key = \"{key}\""),
+                "discord.bot_token: is needed",
+            ),
+            (
+                "bot_token = \"t\"\npublic_key = \"abc\"".to_string(),
+                "discord.public_key: must be the application's public key",
+            ),
+            (
+                good.replace("guild_id = 80351110224678913", "guild_id = \"general\""),
+                "discord.guild_id: `general` is not a Discord id",
+            ),
+            (
+                format!("{good}allowed_roles = [\"@everyone\"]"),
+                "discord.allowed_roles: `@everyone` is not a Discord id",
+            ),
+        ] {
+            let err = load_with_env(Some(file(&format!("[discord]\n{text}\n")).path()), no_env())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(complaint), "{text}: {err}");
+        }
+        let err = load_with_env(
+            Some(file("[pagerduty]\nopen_incidents_on = \"discord\"\n").path()),
+            no_env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Discord is not configured"), "{err}");
+        let err = load_with_env(
+            Some(file("[[escalation.steps]]\nname = \"x\"\nafter = \"0m\"\nmention = [\"discord:role:12\"]\n").path()),
+            no_env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not a discord id"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP edge of `warroom serve`: health, readiness, PagerDuty webhooks and (when Slack is
-//! configured) Slack's endpoints; Discord and metrics join this router as they are built.
+//! configured) Slack's and Discord's endpoints.
 
 use crate::app::App;
 use crate::config::Secret;
@@ -28,6 +28,8 @@ pub struct HttpDeps {
     pub pagerduty: Option<PagerDutyWebhook>,
     /// Slack's endpoints, when Slack is configured.
     pub slack: Option<Arc<crate::chat::slack::SlackInbound>>,
+    /// Discord's interactions endpoint, when Discord is configured.
+    pub discord: Option<Arc<crate::chat::discord::DiscordInbound>>,
 }
 
 /// What `POST /pagerduty/webhook` needs.
@@ -44,6 +46,7 @@ pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 
 pub fn router(deps: HttpDeps) -> Router {
     let slack = deps.slack.clone();
+    let discord = deps.discord.clone();
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -52,8 +55,12 @@ pub fn router(deps: HttpDeps) -> Router {
             post(pagerduty_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .with_state(deps);
-    match slack {
+    let router = match slack {
         Some(slack) => router.merge(crate::chat::slack::inbound::routes(slack)),
+        None => router,
+    };
+    match discord {
+        Some(discord) => router.merge(crate::chat::discord::inbound::routes(discord)),
         None => router,
     }
 }

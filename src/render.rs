@@ -134,9 +134,10 @@ pub fn slack_id(id: &str, prefixes: &[char]) -> bool {
 /// without `@` (`@alice`, `U024BE7LH`), a configured chat mention (`slack:S0614TZR7`), or any
 /// other text (an actor such as "Jane (PagerDuty)"), which is escaped like user text.
 ///
-/// On Slack, user ids become `<@U…>` and user-group ids `<!subteam^S…>`, so people are
-/// notified; nothing a user typed can become a mass mention, because only ids of that exact
-/// shape are turned into markup.
+/// On Slack, user ids become `<@U…>` and user-group ids `<!subteam^S…>`; on Discord, user ids
+/// become `<@…>` and configured roles (`discord:role:ID`) `<@&ID>`; so people are notified.
+/// Nothing a user typed can become a mass mention, because only ids of that exact shape are
+/// turned into markup (and Discord messages also carry an explicit `allowed_mentions`).
 pub fn mention(platform: Platform, who: &str) -> String {
     let bare = who.strip_prefix('@').unwrap_or(who);
     let (scope, id) = match bare.split_once(':') {
@@ -150,6 +151,15 @@ pub fn mention(platform: Platform, who: &str) -> String {
         // becomes one, never text someone typed.
         Platform::Slack if user && scope == Some("slack") && slack_id(id, &['S']) => {
             format!("<!subteam^{id}>")
+        }
+        // Discord: a user id (snowflake) becomes `<@id>`; a role pings many people, so only a
+        // role named in configuration (`discord:role:ID`) becomes `<@&ID>`.
+        Platform::Discord if user && crate::config::discord_id(id).is_some() => format!("<@{id}>"),
+        Platform::Discord if scope == Some("discord") => {
+            match id.strip_prefix("role:").and_then(crate::config::discord_id) {
+                Some(role) => format!("<@&{role}>"),
+                None => escape(platform, who),
+            }
         }
         _ if user && scope.is_none_or(|s| s == platform.as_str()) => {
             escape(platform, &format!("@{id}"))
@@ -498,6 +508,35 @@ mod tests {
             mention(Platform::Slack, "Jane <x> (PagerDuty)"),
             "Jane &lt;x&gt; (PagerDuty)"
         );
+    }
+
+    #[test]
+    fn discord_mentions_users_and_only_configured_roles() {
+        let user = "80351110224678912";
+        assert_eq!(mention(Platform::Discord, user), format!("<@{user}>"));
+        assert_eq!(
+            mention(Platform::Discord, &format!("@{user}")),
+            format!("<@{user}>")
+        );
+        assert_eq!(
+            mention(Platform::Discord, &format!("discord:{user}")),
+            format!("<@{user}>")
+        );
+        assert_eq!(
+            mention(Platform::Discord, &format!("discord:role:{user}")),
+            format!("<@&{user}>")
+        );
+        // A role a user typed is not a ping; neither is a Slack id or a short number.
+        assert!(!mention(Platform::Discord, &format!("role:{user}")).contains("<@"));
+        assert_eq!(mention(Platform::Discord, "slack:U1X"), "slack:U1X");
+        assert_eq!(mention(Platform::Discord, "12345"), "@12345");
+        for evil in ["@everyone", "@here", "<@&1234567890123456789>", "<@!x>"] {
+            let out = mention(Platform::Discord, evil);
+            assert!(
+                !out.contains("@everyone") && !out.contains("@here") && !out.contains("<@&"),
+                "{evil} -> {out}"
+            );
+        }
     }
 
     #[test]

@@ -42,6 +42,24 @@ pub trait Directory: Send + Sync {
     async fn groups_of(&self, user: &UserRef, groups: &[String]) -> Vec<String>;
 }
 
+/// Several directories (Slack and Discord): a user belongs to the groups any of them says.
+pub struct Directories(pub Vec<Arc<dyn Directory>>);
+
+#[async_trait::async_trait]
+impl Directory for Directories {
+    async fn groups_of(&self, user: &UserRef, groups: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        for directory in &self.0 {
+            for group in directory.groups_of(user, groups).await {
+                if !found.contains(&group) {
+                    found.push(group);
+                }
+            }
+        }
+        found
+    }
+}
+
 /// What to record on an incident.
 struct Note {
     actor: Actor,

@@ -28,6 +28,7 @@ fn deps(store: Arc<dyn warroom::store::Store>) -> (HttpDeps, Arc<Heartbeat>) {
         stall_after: chrono::Duration::seconds(20),
         pagerduty: None,
         slack: None,
+        discord: None,
     };
     (deps, heartbeat)
 }

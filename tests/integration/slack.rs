@@ -121,6 +121,7 @@ impl Slack {
             stall_after: Duration::seconds(20),
             pagerduty: None,
             slack: Some(inbound.clone()),
+            discord: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

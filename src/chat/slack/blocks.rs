@@ -43,65 +43,14 @@ impl SlackContent {
     }
 }
 
-/// Cut `text` to at most `limit` characters, at a line break when there is one in the last
-/// fifth, and say how much was cut.
+/// Cut `text` to at most `limit` characters with a note saying how much was left out.
 pub fn truncate(text: &str, limit: usize) -> String {
-    let total = text.chars().count();
-    if total <= limit {
-        return text.to_string();
-    }
-    let note_room = 60;
-    let keep = limit.saturating_sub(note_room);
-    let mut cut: String = text.chars().take(keep).collect();
-    if let Some(newline) = cut.rfind('\n')
-        && cut[..newline].chars().count() >= keep * 4 / 5
-    {
-        cut.truncate(newline);
-    }
-    // Never end inside an entity or a mention such as `&amp;` or `<@U1>`.
-    if let Some(open) = cut.rfind(['&', '<'])
-        && !cut[open..].contains([';', '>'])
-    {
-        cut.truncate(open);
-    }
-    let left = total - cut.chars().count();
-    format!("{cut}\n_… {left} more characters not shown (Slack's limit)._")
+    crate::chat::split::truncate(text, limit, "Slack")
 }
 
-/// Split a long text into section-sized pieces at line breaks (a single over-long line is cut).
-/// A code block split across pieces is closed at the end of one and opened again at the start
-/// of the next, so the middle of program output never renders as formatted text.
+/// Split a long text into section-sized pieces (see [`crate::chat::split::pieces`]).
 fn pieces(text: &str) -> Vec<String> {
-    const FENCE: &str = "```";
-    // Room for a closing and a reopening fence.
-    let budget = SECTION_TEXT_LIMIT - 2 * (FENCE.len() + 1);
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_code = false;
-    for line in text.split('\n') {
-        let needed = current.chars().count() + line.chars().count() + 1;
-        if !current.is_empty() && needed > budget {
-            if in_code {
-                current.push('\n');
-                current.push_str(FENCE);
-            }
-            out.push(std::mem::take(&mut current));
-            if in_code {
-                current.push_str(FENCE);
-            }
-        }
-        if !current.is_empty() {
-            current.push('\n');
-        }
-        current.push_str(line);
-        if line.matches(FENCE).count() % 2 == 1 {
-            in_code = !in_code;
-        }
-    }
-    out.push(current);
-    out.into_iter()
-        .map(|p| truncate(&p, SECTION_TEXT_LIMIT))
-        .collect()
+    crate::chat::split::pieces(text, SECTION_TEXT_LIMIT, "Slack")
 }
 
 fn plain(text: &str, limit: usize) -> Value {

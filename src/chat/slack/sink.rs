@@ -8,11 +8,13 @@
 
 use super::api::{ApiError, SlackApi};
 use super::blocks;
-use crate::chat::{Delivered, DeliveryError, Sink};
+use crate::chat::{
+    Delivered, DeliveryError, Sink, channel_id_key, channel_key, slot_key, store_error,
+};
 use crate::config::SlackConfig;
 use crate::core::{ChannelName, ChannelTarget, Effect, Incident, Message, Platform, Slot};
 use crate::render::{self, Renderer};
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::store::{OutboxItem, Store};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -20,25 +22,6 @@ pub const SLACK: &str = "slack";
 
 /// How many name suffixes (`-2` … `-9`) are tried when another channel has the name.
 const NAME_ATTEMPTS: usize = 9;
-
-pub fn channel_key(name: &str) -> String {
-    format!("channel:{name}")
-}
-
-pub fn channel_id_key(id: &str) -> String {
-    format!("channel-id:{id}")
-}
-
-fn slot_key(name: &str, slot: Slot) -> String {
-    format!("slot:{name}:{}", slot.as_str())
-}
-
-fn store_error(error: StoreError) -> DeliveryError {
-    DeliveryError::Retry {
-        after: None,
-        reason: format!("store: {error}"),
-    }
-}
 
 /// Whether `id` is a Slack user id (`U…`/`W…`): only those can be invited.
 pub fn is_user_id(id: &str) -> bool {
@@ -264,7 +247,7 @@ impl SlackSink {
         slot: Option<Slot>,
     ) -> Result<(), DeliveryError> {
         let channel_id = self.target(channel).await?;
-        let posted_key = format!("outbox:{}", item.id);
+        let posted_key = crate::chat::posted_key(item.id);
         let ts = match self
             .store
             .chat_ref(SLACK, &posted_key)
