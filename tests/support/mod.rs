@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod kube;
 pub mod pagerduty;
 pub mod slack;
