@@ -6,6 +6,7 @@ mod support;
 
 mod app;
 mod console;
+mod discord;
 mod discord_fake;
 mod http;
 mod kube_fake;

@@ -159,7 +159,10 @@ impl DiscordSink {
             }
         }
         let id = match adopted {
-            Some(id) => id,
+            Some(id) => {
+                self.api.set_topic(&id, topic).await?;
+                id
+            }
             None => {
                 self.api
                     .create_channel(name.as_str(), topic, parent.as_deref())
