@@ -11,6 +11,7 @@ mod discord_fake;
 mod http;
 mod kube_fake;
 mod pagerduty;
+mod parity;
 mod playbooks;
 mod render;
 mod replicas;
