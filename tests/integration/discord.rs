@@ -927,6 +927,104 @@ pub async fn register_commands_creates_and_then_reports_up_to_date(_db: &TestDb)
     assert_eq!(fake.commands(None).len(), 1);
 }
 
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real `warroom serve` with `[discord]` set from the environment: it mounts
+/// `/discord/interactions`, answers Discord's PING, and its own dispatcher creates the
+/// incident channel in the fake.
+pub async fn serve_answers_discord_and_delivers_to_it(_db: &TestDb) {
+    let fake = FakeDiscord::start().await;
+    fake.add_channel(GUILD_ID, "incidents", None);
+    let general = fake.add_channel(GUILD_ID, "general", None);
+    let category = fake.add_category(GUILD_ID, "Incidents");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _child = Child(
+        crate::console::warroom()
+            .arg("serve")
+            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("WARROOM_DATABASE__PATH", dir.path().join("serve.db"))
+            .env("WARROOM_SCHEDULER__POLL_INTERVAL", "100ms")
+            .env("WARROOM_DISCORD__PUBLIC_KEY", fake::public_key_hex())
+            .env("WARROOM_DISCORD__BOT_TOKEN", BOT_TOKEN)
+            .env("WARROOM_DISCORD__APPLICATION_ID", APP_ID.to_string())
+            .env("WARROOM_DISCORD__GUILD_ID", GUILD_ID.to_string())
+            .env("WARROOM_DISCORD__CATEGORY", &category)
+            .env("WARROOM_DISCORD__API_URL", fake.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "warroom serve did not become ready within 10 s");
+    let post = |body: Value| {
+        let body = body.to_string();
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = fake::sign_interaction(&ts, body.as_bytes());
+        client
+            .post(format!("{base}/discord/interactions"))
+            .header("content-type", "application/json")
+            .header("x-signature-timestamp", ts)
+            .header("x-signature-ed25519", signature)
+            .body(body)
+            .send()
+    };
+    let pong = post(json!({ "id": "1", "application_id": APP_ID.to_string(), "type": 1, "token": "t", "version": 1 }))
+        .await
+        .unwrap();
+    assert_eq!(pong.status(), StatusCode::OK);
+    assert_eq!(pong.json::<Value>().await.unwrap(), json!({ "type": 1 }));
+    let declare = json!({
+        "id": "2", "application_id": APP_ID.to_string(), "type": 2, "token": "tok", "version": 1,
+        "guild_id": GUILD_ID.to_string(), "channel_id": general,
+        "member": { "user": { "id": DECLARER, "username": "someone" }, "roles": [] },
+        "data": { "id": "3", "name": "incident", "type": 1, "options": [
+            { "name": "declare", "type": 1, "options": [
+                { "name": "title", "type": 3, "value": "Checkout failing" }
+            ]}
+        ]},
+    });
+    let reply: Value = post(declare).await.unwrap().json().await.unwrap();
+    assert!(reply.to_string().contains("Declared INC-1"), "{reply}");
+    let mut created = None;
+    for _ in 0..100 {
+        created = fake
+            .channels(GUILD_ID)
+            .into_iter()
+            .find(|c| c.name.starts_with("inc-") && !fake.messages(&c.id).is_empty());
+        if created.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let channel = created.expect("serve's dispatcher created the channel and posted in it");
+    assert_eq!(channel.parent_id.as_deref(), Some(category.as_str()));
+}
+
 on_both_stores!(
     declaring_opens_a_channel_in_the_category_with_everything_in_it,
     buttons_and_commands_keep_topic_and_summary_current,
@@ -956,5 +1054,6 @@ mod sqlite_only {
         rate_limits_and_errors_are_retried_without_duplicates,
         a_channel_an_earlier_attempt_created_is_adopted,
         register_commands_creates_and_then_reports_up_to_date,
+        serve_answers_discord_and_delivers_to_it,
     );
 }
