@@ -430,9 +430,6 @@ pub struct SlackConfig {
     pub allowed_groups: Vec<String>,
 }
 
-/// Discord's own API, the default `discord.api_url`.
-pub const DISCORD_API_URL: &str = "https://discord.com";
-
 /// The `[discord]` section, when Discord is enabled.
 #[derive(Clone, Debug)]
 pub struct DiscordConfig {
@@ -460,9 +457,12 @@ pub struct DiscordConfig {
 }
 
 impl DiscordConfig {
-    /// Whether requests go to Discord itself (not a proxy or a test server).
+    /// Whether requests go to Discord itself (`https://discord.com`, however written), not to a
+    /// proxy or a test server.
     pub fn is_discord(&self) -> bool {
-        self.api_url == DISCORD_API_URL
+        url::Url::parse(&self.api_url).is_ok_and(|url| {
+            url.scheme() == "https" && url.host_str() == Some("discord.com") && url.port().is_none()
+        })
     }
 }
 

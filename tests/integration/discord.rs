@@ -208,8 +208,11 @@ impl Discord {
 
     /// The envelope Discord sends for any interaction in `channel` by `who`.
     pub fn interaction(&self, kind: u8, who: As<'_>, channel: &str, token: &str) -> Value {
+        static NEXT: std::sync::atomic::AtomicU64 =
+            std::sync::atomic::AtomicU64::new(1_300_000_000_000_000_001);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         json!({
-            "id": "1300000000000000001",
+            "id": id.to_string(),
             "application_id": APP_ID.to_string(),
             "type": kind,
             "token": token,
@@ -334,6 +337,32 @@ impl Discord {
         panic!("no answer arrived for interaction {token}");
     }
 
+    /// What the person saw after an interaction: the reply itself (types 4 and 7), or the
+    /// answer that replaced a deferral (types 5 and 6).
+    pub async fn outcome(&self, reply: &Value, token: &str) -> Posted {
+        match reply["type"].as_u64() {
+            Some(4 | 7) => Posted {
+                id: String::new(),
+                channel_id: String::new(),
+                content: reply["data"]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                components: reply["data"]["components"].clone(),
+                embeds: json!([]),
+                allowed_mentions: Some(reply["data"]["allowed_mentions"].clone()),
+                pinged_users: Vec::new(),
+                pinged_roles: Vec::new(),
+                mass_mention: false,
+                edited: false,
+                flags: reply["data"]["flags"].as_u64().unwrap_or(0),
+                original: true,
+            },
+            Some(5 | 6) => self.answer(token).await,
+            _ => panic!("not an answer: {reply}"),
+        }
+    }
+
     /// Wait (up to 10 s) for `ready` to hold: button work runs after the reply.
     pub async fn eventually(&self, what: &str, ready: impl Fn() -> bool) {
         for _ in 0..200 {
@@ -449,12 +478,13 @@ pub async fn buttons_and_commands_keep_topic_and_summary_current(db: &TestDb) {
         .find(|m| m.content.contains("escalation step 1"))
         .expect("escalation posted");
 
-    // Acknowledge: deferred at once, then the answer, the pressed message marked.
+    // Acknowledge: answered at once (for the presser only), the pressed message marked.
     let (reply, token) = d.click(user(LEAD), &escalation, "acknowledge").await;
-    assert_eq!(reply["type"], 5, "deferred: {reply}");
-    let answer = d.answer(&token).await;
+    assert_eq!(reply["type"], 4, "{reply}");
+    let answer = d.outcome(&reply, &token).await;
+    assert_eq!(answer.flags, 64);
     assert!(
-        answer.content.contains("Acknowledged"),
+        answer.content.contains("Acknowledged ✓"),
         "{}",
         answer.content
     );
@@ -534,10 +564,16 @@ pub async fn buttons_and_commands_keep_topic_and_summary_current(db: &TestDb) {
         d.store.incidents(false, 5).await.unwrap().len() == 1,
         "asking resolved nothing"
     );
-    let (reply, token) = d.press(user(LEAD), &summary, &confirm).await;
-    assert_eq!(reply["type"], 5);
-    let answer = d.answer(&token).await;
-    assert!(answer.content.contains("Resolved"), "{}", answer.content);
+    // The question is an ephemeral message; pressing its button replaces it with the result
+    // (so it cannot be pressed twice), and the message that asked is marked.
+    let mut question = d.outcome(&ask, "").await;
+    question.id = "1300000000000009999".into();
+    question.channel_id = channel.id.clone();
+    let (reply, token) = d.press(user(LEAD), &question, &confirm).await;
+    assert_eq!(reply["type"], 7, "{reply}");
+    assert_eq!(reply["data"]["components"], json!([]));
+    let answer = d.outcome(&reply, &token).await;
+    assert!(answer.content.contains("Resolved ✓"), "{}", answer.content);
     d.pass().await;
     assert!(d.store.incidents(false, 5).await.unwrap().is_empty());
     assert!(
@@ -655,16 +691,18 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
     let channel = d.incident_channel();
     let summary = d.summary(&channel.id);
 
-    // A stranger: refused, nothing changes, the message keeps its buttons.
+    // A stranger: refused (for the presser only), nothing changes, the message keeps its
+    // buttons.
     let (reply, token) = d.click(user(STRANGER), &summary, "acknowledge").await;
-    assert_eq!(reply["type"], 5);
-    let answer = d.answer(&token).await;
+    let answer = d.outcome(&reply, &token).await;
     assert!(
         answer.content.contains("Only the incident's responders"),
         "{}",
         answer.content
     );
     assert_eq!(answer.flags & 64, 64, "the refusal is for the presser only");
+    assert_eq!(d.summary(&channel.id).components, summary.components);
+    assert!(!d.summary(&channel.id).edited);
     // The refusal to resolve comes before the question.
     let (reply, _) = d.click(user(STRANGER), &summary, "resolve").await;
     assert!(
@@ -688,7 +726,7 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
     );
 
     // Someone with the on-call role may.
-    let (_, token) = d
+    let (reply, token) = d
         .click(
             As {
                 user: STRANGER,
@@ -698,7 +736,7 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
             "acknowledge",
         )
         .await;
-    let answer = d.answer(&token).await;
+    let answer = d.outcome(&reply, &token).await;
     assert!(
         answer.content.contains("Acknowledged"),
         "{}",
@@ -709,7 +747,140 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
             .acknowledged_at
             .is_some()
     );
-    // So may a configured responder, and the declarer (not tested by pressing twice).
+    // So may the declarer and a configured responder, without the role.
+    let status = json!([{ "name": "status", "type": 3, "value": "identified" }]);
+    let (reply, _) = d
+        .invoke(user(DECLARER), &channel.id, "status", status)
+        .await;
+    assert!(
+        !reply.to_string().contains("Only the incident's responders"),
+        "{reply}"
+    );
+    let update = json!([{ "name": "text", "type": 3, "value": "Rolled back" }]);
+    let (reply, _) = d
+        .invoke(user(RESPONDER), &channel.id, "update", update)
+        .await;
+    assert!(
+        !reply.to_string().contains("Only the incident's responders"),
+        "{reply}"
+    );
+    let incident = d.store.incidents(false, 5).await.unwrap().remove(0);
+    assert_eq!(incident.status, Status::Identified);
+    d.pass().await;
+    assert!(
+        d.fake
+            .messages(&channel.id)
+            .iter()
+            .any(|m| m.content.contains("Rolled back"))
+    );
+}
+
+/// A captured interaction sent again (within the signature's five minutes) changes nothing.
+pub async fn replayed_interactions_change_nothing(db: &TestDb) {
+    let d = Discord::start(db).await;
+    let token = d.fake.interaction_token(&d.general);
+    let mut interaction = d.interaction(2, user(DECLARER), &d.general, &token);
+    interaction["data"] = json!({
+        "id": "1", "name": "incident", "type": 1,
+        "options": [{ "name": "declare", "type": 1, "options": [
+            { "name": "title", "type": 3, "value": "Replayed" }
+        ]}],
+    });
+    let first = d.signed(&interaction).await;
+    assert!(first.to_string().contains("Declared INC-1"), "{first}");
+    let again = d.signed(&interaction).await;
+    assert!(again.to_string().contains("already handled"), "{again}");
+    assert_eq!(d.store.incidents(true, 10).await.unwrap().len(), 1);
+}
+
+/// A bot that may not pin (no Pin Messages permission) still posts the alert and keeps the
+/// summary current by editing it.
+pub async fn a_refused_pin_loses_nothing(db: &TestDb) {
+    let d = Discord::start(db).await;
+    for _ in 0..2 {
+        d.fake.fail(
+            route::PIN_MESSAGE,
+            Fault::Error {
+                status: 403,
+                code: 50013,
+                message: "Missing Permissions".into(),
+            },
+        );
+    }
+    d.declare(user(DECLARER), "Search is slow").await;
+    d.pass().await;
+    let channel = d.incident_channel();
+    assert!(d.fake.pins(&channel.id).is_empty());
+    let counts = d.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0), "nothing failed");
+    let ack = json!([]);
+    d.invoke(user(DECLARER), &channel.id, "ack", ack).await;
+    d.pass().await;
+    let summaries: Vec<_> = d
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .filter(|m| m.content.contains("📋"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "edited, not posted again");
+    assert!(summaries[0].edited);
+}
+
+/// A post longer than 2,000 characters is split over several messages, each within the limit
+/// and with code blocks closed; a retried row does not post a piece twice.
+pub async fn long_posts_are_split_within_the_limit(db: &TestDb) {
+    let d = Discord::start(db).await;
+    d.declare(user(DECLARER), "Disk full").await;
+    d.pass().await;
+    let channel = d.incident_channel();
+    let incident = d.store.incidents(false, 5).await.unwrap().remove(0);
+    let output = format!(
+        "```\n{}```",
+        "kubelet: disk pressure on node-7\n".repeat(150)
+    );
+    let item = warroom::store::OutboxItem {
+        id: 999_001,
+        incident: incident.key,
+        destination: "discord".into(),
+        effect: warroom::core::Effect::Post {
+            channel: warroom::core::ChannelTarget::Incident(incident.channel.clone()),
+            message: warroom::core::message::Message::notice(
+                warroom::core::message::Visibility::InChannel,
+                output,
+            ),
+            pin: false,
+            slot: None,
+        },
+        idempotency_key: "test-long-post".into(),
+        attempts: 0,
+    };
+    let before = d.fake.messages(&channel.id).len();
+    // The second piece is refused for now: the row is retried and carries on from there.
+    d.fake.fail(route::CREATE_MESSAGE, Fault::ServerError(502));
+    use warroom::chat::Sink;
+    let first = d.sink.deliver(&item).await;
+    assert!(first.is_err(), "{first:?}");
+    d.sink.deliver(&item).await.unwrap();
+    let pieces: Vec<_> = d.fake.messages(&channel.id).split_off(before);
+    assert!(pieces.len() >= 3, "{}", pieces.len());
+    for piece in &pieces {
+        assert!(
+            piece.content.chars().count() <= 2_000,
+            "{}",
+            piece.content.len()
+        );
+        assert_eq!(
+            piece.content.matches("```").count() % 2,
+            0,
+            "{}",
+            piece.content
+        );
+    }
+    let lines: usize = pieces
+        .iter()
+        .map(|p| p.content.matches("disk pressure").count())
+        .sum();
+    assert_eq!(lines, 150, "every line once");
 }
 
 pub async fn slow_answers_are_deferred_and_follow(db: &TestDb) {
@@ -729,6 +900,19 @@ pub async fn slow_answers_are_deferred_and_follow(db: &TestDb) {
         answer.content
     );
     assert_eq!(d.store.incidents(false, 5).await.unwrap().len(), 1);
+
+    // A slow button press is deferred too, and its answer follows.
+    d.pass().await;
+    let channel = d.incident_channel();
+    let summary = d.summary(&channel.id);
+    let (reply, token) = d.click(user(DECLARER), &summary, "acknowledge").await;
+    assert_eq!(reply, json!({ "type": 5, "data": { "flags": 64 } }));
+    let answer = d.answer(&token).await;
+    assert!(
+        answer.content.contains("Acknowledged ✓"),
+        "{}",
+        answer.content
+    );
 }
 
 pub async fn escalations_ping_configured_people_and_user_text_never_does(db: &TestDb) {
@@ -1055,5 +1239,8 @@ mod sqlite_only {
         a_channel_an_earlier_attempt_created_is_adopted,
         register_commands_creates_and_then_reports_up_to_date,
         serve_answers_discord_and_delivers_to_it,
+        replayed_interactions_change_nothing,
+        a_refused_pin_loses_nothing,
+        long_posts_are_split_within_the_limit,
     );
 }

@@ -56,6 +56,7 @@ impl From<ApiError> for DeliveryError {
 /// Discord's JSON error codes warroom reacts to.
 pub mod codes {
     pub const UNKNOWN_CHANNEL: isize = 10003;
+    pub const UNKNOWN_WEBHOOK: isize = 10015;
     pub const UNKNOWN_MEMBER: isize = 10007;
     pub const UNKNOWN_MESSAGE: isize = 10008;
     pub const UNKNOWN_USER: isize = 10013;
@@ -107,10 +108,24 @@ fn sorted(what: &'static str, error: serenity::Error) -> ApiError {
                 }
             }
         }
+        // A network error's text names the URL, which for an interaction's webhook holds its
+        // token (good for 15 minutes): never let it reach a log.
+        serenity::Error::Http(HttpError::Request(error)) => ApiError::Temporary {
+            what,
+            reason: error.without_url().to_string(),
+        },
         other => ApiError::Temporary {
             what,
-            reason: other.to_string(),
+            reason: scrub(&other.to_string()),
         },
+    }
+}
+
+/// Cut an interaction token out of text that may quote a webhook URL.
+fn scrub(text: &str) -> String {
+    match text.find("/webhooks/") {
+        Some(at) => format!("{}/webhooks/[redacted]", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -255,6 +270,16 @@ impl DiscordApi {
         .await
     }
 
+    /// The content of a message.
+    pub async fn message_content(&self, channel: &str, message: &str) -> Result<String, ApiError> {
+        let channel = ChannelId::new(snowflake("reading a message", channel)?);
+        let message = MessageId::new(snowflake("reading a message", message)?);
+        let found = self
+            .call("reading a message", self.http.get_message(channel, message))
+            .await?;
+        Ok(found.content)
+    }
+
     /// Replace the answer to an interaction (after a deferred reply). The token is valid for
     /// 15 minutes.
     pub async fn edit_original(&self, token: &str, body: &Value) -> Result<(), ApiError> {
@@ -262,16 +287,6 @@ impl DiscordApi {
             "answering an interaction",
             self.http
                 .edit_original_interaction_response(token, body, Vec::new()),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// A further answer to an interaction.
-    pub async fn follow_up(&self, token: &str, body: &Value) -> Result<(), ApiError> {
-        self.call(
-            "following up an interaction",
-            self.http.create_followup_message(token, body, Vec::new()),
         )
         .await?;
         Ok(())
@@ -342,5 +357,16 @@ impl crate::app::runbook::Directory for DiscordApi {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn webhook_tokens_are_cut_from_error_texts() {
+        let text = super::scrub(
+            "error sending request for url (https://discord.com/api/v10/webhooks/1/secret-token/messages/@original)",
+        );
+        assert!(!text.contains("secret-token"), "{text}");
     }
 }

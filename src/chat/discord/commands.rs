@@ -272,9 +272,7 @@ pub fn command_text(data: &Value) -> Result<String, InvocationError> {
         };
         let word = match option.written {
             // A title is quoted so that anything in it (`--sev` too) stays the title.
-            Written::Plain if command == CommandName::Declare && !text.contains('"') => {
-                format!("\"{text}\"")
-            }
+            Written::Plain if command == CommandName::Declare => quoted(&text),
             Written::Plain => text,
             Written::Prefixed(prefix) => format!("{prefix}{text}"),
             Written::Flag(flag) if value == Value::Bool(true) => flag.to_string(),
@@ -286,6 +284,17 @@ pub fn command_text(data: &Value) -> Result<String, InvocationError> {
         }
     }
     Ok(words.join(" "))
+}
+
+/// `text` in quotes the command parser takes whole: the first pair of `"…"`, `'…'` and `“…”`
+/// whose closing mark the text does not contain (with all three in it, its `”` become `"`).
+fn quoted(text: &str) -> String {
+    for (open, close) in [('"', '"'), ('\'', '\''), ('“', '”')] {
+        if !text.contains(close) {
+            return format!("{open}{text}{close}");
+        }
+    }
+    format!("“{}”", text.replace('”', "\""))
 }
 
 /// What registering `wanted` over `existing` changes, one line per command: added, changed,
@@ -324,7 +333,8 @@ fn same(registered: &Value, wanted: &Value) -> bool {
                             "name": o["name"],
                             "description": o["description"],
                             "required": o["required"].as_bool().unwrap_or(false),
-                            "choices": o["choices"].as_array().map(|c| c.iter().map(|c| c["value"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                            "choices": o["choices"].as_array().cloned().unwrap_or_default().iter().map(|c| json!([c["name"], c["value"]])).collect::<Vec<_>>(),
+                            "min_value": o["min_value"],
                             "options": shape(&o["options"]),
                         })
                     })
@@ -333,6 +343,10 @@ fn same(registered: &Value, wanted: &Value) -> bool {
             .unwrap_or_default()
     }
     registered["description"] == wanted["description"]
+        // Guild commands carry no `dm_permission`.
+        && registered["dm_permission"]
+            .as_bool()
+            .is_none_or(|dm| dm == wanted["dm_permission"].as_bool().unwrap_or(true))
         && shape(&registered["options"]) == shape(&wanted["options"])
 }
 
@@ -380,6 +394,31 @@ mod tests {
                 severity: Some(crate::core::Severity::P0),
             }
         );
+        for title in [
+            "Users see \"503\" --sev P0",
+            "\"Login\" fails",
+            "it's \"down\" “again”",
+        ] {
+            let text = command_text(&invocation(
+                "declare",
+                json!([{"name":"title","type":3,"value":title},{"name":"severity","type":3,"value":"P2"}]),
+            ))
+            .unwrap();
+            match parse(&text).unwrap() {
+                Command::Declare {
+                    title: parsed,
+                    severity,
+                } => {
+                    assert_eq!(severity, Some(crate::core::Severity::P2), "{text}");
+                    assert_eq!(
+                        parsed.replace('”', "\""),
+                        title.replace('”', "\""),
+                        "{text}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         let text = command_text(&invocation(
             "scale",
             json!([{"name":"deployment","type":3,"value":"web"},{"name":"replicas","type":4,"value":5},{"name":"namespace","type":3,"value":"prod"}]),

@@ -7,7 +7,7 @@
 //! carries an explicit `allowed_mentions` that lists exactly the users and roles warroom
 //! rendered as mentions, so nothing else (`@everyone`, `@here`, a role typed by someone) pings.
 
-use crate::core::message::{ButtonAction, ButtonStyle, ConfirmDialog, Visibility};
+use crate::core::message::{ButtonAction, ButtonStyle, Visibility};
 use crate::render::{RenderedBlock, RenderedMessage};
 use serde_json::{Value, json};
 
@@ -120,14 +120,35 @@ pub fn custom_id(action: &ButtonAction, asks_first: bool) -> String {
     format!("{}{json}", if asks_first { ASK } else { ACT })
 }
 
-/// A pressed button's `custom_id` read back: the action, and whether it still has to ask.
-/// `None` for buttons that are not warroom's (or from an incompatible version).
-pub fn parse_custom_id(custom_id: &str) -> Option<(ButtonAction, bool)> {
-    let (json, asks) = match custom_id.strip_prefix(ASK) {
-        Some(json) => (json, true),
+/// A pressed button's `custom_id` read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pressed {
+    pub action: ButtonAction,
+    /// The button asks "are you sure?" before acting.
+    pub asks_first: bool,
+    /// For the button of an "are you sure?" question: the message whose button asked, to be
+    /// marked as done once the action worked.
+    pub asked_from: Option<String>,
+}
+
+/// A pressed button's `custom_id` read back; `None` for buttons that are not warroom's (or
+/// from an incompatible version).
+pub fn parse_custom_id(custom_id: &str) -> Option<Pressed> {
+    let (rest, asks_first) = match custom_id.strip_prefix(ASK) {
+        Some(rest) => (rest, true),
         None => (custom_id.strip_prefix(ACT)?, false),
     };
-    serde_json::from_str(json).ok().map(|action| (action, asks))
+    // JSON never contains `@` here: an action is a tag and numbers.
+    let (json, asked_from) = match rest.rsplit_once('@') {
+        Some((json, id)) => (json, Some(id.to_string())),
+        None => (rest, None),
+    };
+    let action = serde_json::from_str(json).ok()?;
+    Some(Pressed {
+        action,
+        asks_first,
+        asked_from: asked_from.filter(|id| crate::config::discord_id(id).is_some()),
+    })
 }
 
 fn label(text: &str) -> String {
@@ -158,24 +179,22 @@ fn rows(buttons: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
-/// The "are you sure?" a button with a confirmation dialog shows first, as an ephemeral reply
-/// whose one button acts.
-pub fn confirmation(dialog: &ConfirmDialog, action: &ButtonAction) -> Value {
-    let text = format!("**{}**\n{}", dialog.title, dialog.text);
+/// The "are you sure?" a button that asks first shows, as an ephemeral reply whose one button
+/// acts. `from` is the message whose button asked (marked as done once the action worked).
+pub fn confirmation(question: &str, confirm: &str, action: &ButtonAction, from: &str) -> Value {
+    let id = format!("{}@{from}", custom_id(action, false));
     let mut data = body(
-        &crate::chat::split::truncate(&text, CONTENT_LIMIT, "Discord"),
-        &rows(vec![button(
-            &dialog.confirm,
-            ButtonStyle::Danger,
-            custom_id(action, false),
-        )]),
+        &crate::chat::split::truncate(question, CONTENT_LIMIT, "Discord"),
+        &rows(vec![button(confirm, ButtonStyle::Danger, id)]),
     );
     data["flags"] = json!(EPHEMERAL);
     data
 }
 
-/// Discord content for a message rendered for Discord.
-pub fn content(message: &RenderedMessage) -> DiscordContent {
+/// Discord content for a message rendered for Discord. `link` is an incident channel's name
+/// and id: `#name` in the text becomes a channel link (before the text is split, so that the
+/// pieces stay within the limit).
+pub fn content(message: &RenderedMessage, link: Option<(&str, &str)>) -> DiscordContent {
     let mut parts: Vec<String> = Vec::new();
     for block in &message.blocks {
         match block {
@@ -190,7 +209,10 @@ pub fn content(message: &RenderedMessage) -> DiscordContent {
             ),
         }
     }
-    let text = parts.join("\n");
+    let mut text = parts.join("\n");
+    if let Some((name, id)) = link {
+        text = text.replace(&format!("#{name}"), &format!("<#{id}>"));
+    }
     let mut pieces = crate::chat::split::pieces(&text, CONTENT_LIMIT, "Discord");
     if pieces.len() > MAX_PIECES {
         let left: usize = pieces[MAX_PIECES - 1..]
@@ -211,15 +233,6 @@ pub fn content(message: &RenderedMessage) -> DiscordContent {
         pieces,
         components: rows(buttons),
         ephemeral: message.visibility == Visibility::Ephemeral,
-    }
-}
-
-/// Replace `#name` (the incident channel as the templates write it) by a channel link.
-pub fn link_channel(content: &mut DiscordContent, name: &str, id: &str) {
-    let plain = format!("#{name}");
-    let link = format!("<#{id}>");
-    for piece in &mut content.pieces {
-        *piece = piece.replace(&plain, &link);
     }
 }
 
@@ -252,11 +265,26 @@ mod tests {
             ButtonAction::Confirm { request: i64::MAX },
             ButtonAction::Undo { request: 1 },
         ] {
-            for asks in [false, true] {
-                let id = custom_id(&action, asks);
+            for asks_first in [false, true] {
+                let id = custom_id(&action, asks_first);
                 assert!(id.len() <= 100, "{id}");
-                assert_eq!(parse_custom_id(&id), Some((action.clone(), asks)));
+                assert_eq!(
+                    parse_custom_id(&id),
+                    Some(Pressed {
+                        action: action.clone(),
+                        asks_first,
+                        asked_from: None
+                    })
+                );
             }
+            let question = confirmation("Sure?", "Yes", &action, "1100000000000000999");
+            let id = question["components"][0]["components"][0]["custom_id"]
+                .as_str()
+                .unwrap();
+            assert!(id.len() <= 100, "{id}");
+            let pressed = parse_custom_id(id).unwrap();
+            assert_eq!(pressed.asked_from.as_deref(), Some("1100000000000000999"));
+            assert!(!pressed.asks_first);
         }
         assert_eq!(parse_custom_id("someone-else:{}"), None);
     }
@@ -268,7 +296,7 @@ mod tests {
             blocks: vec![RenderedBlock::Text("line\n".repeat(5_000))],
             buttons: Vec::new(),
         };
-        let content = content(&message);
+        let content = content(&message, None);
         assert_eq!(content.pieces.len(), MAX_PIECES);
         for body in content.bodies() {
             assert!(body["content"].as_str().unwrap().chars().count() <= CONTENT_LIMIT);

@@ -9,7 +9,7 @@
 //! its buttons and says who acted.
 
 use super::DISCORD;
-use super::api::DiscordApi;
+use super::api::{DiscordApi, codes};
 use super::commands;
 use super::content::{self, EPHEMERAL};
 use crate::app::{App, Origin};
@@ -36,6 +36,8 @@ pub const REPLY_WITHIN: Duration = Duration::from_millis(2_000);
 /// Largest request accepted (an interaction with the pressed message is a few kilobytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Inbound event source name of interaction ids in the store.
+const INTERACTIONS_SOURCE: &str = "discord-interaction";
 /// Interaction types (Discord's numbers).
 const PING: u64 = 1;
 const APPLICATION_COMMAND: u64 = 2;
@@ -46,6 +48,7 @@ const PONG: u64 = 1;
 const CHANNEL_MESSAGE: u64 = 4;
 const DEFERRED_CHANNEL_MESSAGE: u64 = 5;
 const DEFERRED_UPDATE_MESSAGE: u64 = 6;
+const UPDATE_MESSAGE: u64 = 7;
 const AUTOCOMPLETE_RESULT: u64 = 8;
 
 /// What the Discord endpoint needs.
@@ -86,6 +89,14 @@ fn respond(kind: u64, data: Option<Value>) -> Response {
         body["data"] = data;
     }
     Json(body).into_response()
+}
+
+/// The answer when the store cannot be read.
+fn unavailable() -> Message {
+    Message::notice(
+        Visibility::Ephemeral,
+        "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
+    )
 }
 
 /// Who sent an interaction, from where.
@@ -130,7 +141,7 @@ impl DiscordInbound {
     /// A message rendered for Discord.
     fn content(&self, message: &Message) -> content::DiscordContent {
         match self.renderer.render(Platform::Discord, message) {
-            Ok(rendered) => content::content(&rendered),
+            Ok(rendered) => content::content(&rendered, None),
             Err(error) => {
                 tracing::error!(%error, "cannot render a reply");
                 content::DiscordContent {
@@ -156,10 +167,7 @@ impl DiscordInbound {
             Ok(None) => Ok(channel_id.to_string()),
             Err(error) => {
                 tracing::error!(%error, "cannot read Discord channel ids");
-                Err(Message::notice(
-                    Visibility::Ephemeral,
-                    "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
-                ))
+                Err(unavailable())
             }
         }
     }
@@ -235,7 +243,7 @@ impl DiscordInbound {
                 Ok(incident) => incident,
                 Err(error) => {
                     tracing::error!(%error, "cannot read the incident");
-                    None
+                    return Some(unavailable());
                 }
             };
             if let Some(refusal) = self.refusal(sender, incident.as_ref()) {
@@ -256,8 +264,13 @@ impl DiscordInbound {
     async fn button_refusal(&self, sender: &Sender, action: &ButtonAction) -> Option<Message> {
         if let ButtonAction::Acknowledge { incident } | ButtonAction::Resolve { incident } = action
         {
-            let incident = self.app.store.incident(*incident).await.ok().flatten();
-            return self.refusal(sender, incident.as_ref());
+            return match self.app.store.incident(*incident).await {
+                Ok(incident) => self.refusal(sender, incident.as_ref()),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the incident");
+                    Some(unavailable())
+                }
+            };
         }
         None
     }
@@ -283,10 +296,28 @@ impl DiscordInbound {
         self.app.handle_button(&origin, action).await
     }
 
-    /// Replace a deferred answer with `data`.
+    /// Replace a deferred answer with `data`. Discord may not know of the deferral for a
+    /// moment after the reply that made it; an unknown webhook or message is tried again.
     async fn answer_later(&self, token: &str, data: &Value) {
-        if let Err(error) = self.api.edit_original(token, data).await {
-            tracing::warn!(%error, "could not send an answer to a Discord user");
+        let mut wait = Duration::from_millis(250);
+        for attempt in 1..=4 {
+            match self.api.edit_original(token, data).await {
+                Ok(()) => return,
+                Err(error)
+                    if attempt < 4
+                        && matches!(
+                            error.code(),
+                            Some(codes::UNKNOWN_WEBHOOK | codes::UNKNOWN_MESSAGE)
+                        ) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not send an answer to a Discord user");
+                    return;
+                }
+            }
         }
     }
 
@@ -337,15 +368,19 @@ impl DiscordInbound {
         }
     }
 
-    /// A button was pressed. A button with a confirmation asks first (an ephemeral message
-    /// whose button acts); otherwise the press is deferred, handled, and its result replaces
-    /// the deferral. When it worked, the pressed message (unless it is the summary, which the
-    /// outbox edits, or an ephemeral one) loses its buttons and says who acted.
+    /// A button was pressed.
+    ///
+    /// A button that asks first answers with an ephemeral "are you sure?" whose own button
+    /// acts. Otherwise the press is handled: its result is the reply when ready within
+    /// `reply_within`, else the reply defers and the result follows. Pressing the question's
+    /// button replaces the question (so it cannot be pressed twice). When the action worked,
+    /// the message whose button was pressed (or which asked the question) loses its buttons
+    /// and says who acted, unless it is the summary, which the outbox edits.
     pub async fn press(self: &Arc<Self>, sender: Sender, interaction: &Value) -> Response {
         let custom_id = interaction["data"]["custom_id"]
             .as_str()
             .unwrap_or_default();
-        let Some((action, asks_first)) = content::parse_custom_id(custom_id) else {
+        let Some(pressed) = content::parse_custom_id(custom_id) else {
             if custom_id.starts_with("warroom") {
                 return respond(
                     CHANNEL_MESSAGE,
@@ -358,45 +393,90 @@ impl DiscordInbound {
             return respond(DEFERRED_UPDATE_MESSAGE, None);
         };
         let message = &interaction["message"];
-        if asks_first {
+        let message_id = message["id"].as_str().unwrap_or_default().to_string();
+        let action = pressed.action.clone();
+        if pressed.asks_first {
             if let Some(refusal) = self.button_refusal(&sender, &action).await {
                 return respond(CHANNEL_MESSAGE, Some(self.content(&refusal).reply()));
             }
-            let label = pressed_label(message, custom_id).unwrap_or_else(|| "Continue".into());
-            let dialog = crate::core::message::ConfirmDialog {
-                title: format!("{label}?"),
-                text: "This cannot be undone from here. Press the button to go ahead, or dismiss this message.".into(),
-                confirm: format!("Yes, {}", label.to_lowercase()),
-                deny: "Cancel".into(),
-            };
+            let label = pressed_label(message, custom_id).unwrap_or_else(|| "Go ahead".into());
             return respond(
                 CHANNEL_MESSAGE,
-                Some(content::confirmation(&dialog, &action)),
+                Some(content::confirmation(
+                    &question(&action),
+                    &format!("Yes, {}", label.to_lowercase()),
+                    &action,
+                    &message_id,
+                )),
             );
         }
-        let pressed = PressedMessage::of(message);
-        let discord = self.clone();
-        tokio::spawn(async move {
-            let data = match discord.button(&sender, &action).await {
-                Some(reply) => discord.content(&reply).reply(),
+        // The message to mark once the action worked.
+        let mark = match &pressed.asked_from {
+            Some(asked_from) => Some(Marked {
+                channel_id: sender.channel.clone(),
+                id: asked_from.clone(),
+                content: None,
+            }),
+            None => Marked::of(message),
+        };
+        let from_question = pressed.asked_from.is_some();
+        let worker = self.clone();
+        let who = sender.clone();
+        let mut work = tokio::spawn(async move {
+            let reply = worker.button(&who, &action).await;
+            match reply {
+                Some(reply) => worker.content(&reply).reply(),
                 None => {
-                    if let Some(pressed) = pressed {
-                        discord.mark_pressed(&pressed, &action, &sender.user).await;
+                    if let Some(mark) = mark {
+                        worker.mark_pressed(&mark, &action, &who.user).await;
                     }
                     ephemeral(&format!("{} ✓", done(&action)))
                 }
-            };
-            discord.answer_later(&sender.token, &data).await;
+            }
         });
-        respond(
-            DEFERRED_CHANNEL_MESSAGE,
-            Some(json!({ "flags": EPHEMERAL })),
-        )
+        let failed = || ephemeral("warroom failed to handle that button; the error is in its log.");
+        match tokio::time::timeout(self.reply_within, &mut work).await {
+            Ok(result) => {
+                let mut data = result.unwrap_or_else(|error| {
+                    tracing::error!(%error, "a button press failed");
+                    failed()
+                });
+                if from_question {
+                    // Replace the question: its button is spent.
+                    data["components"] = json!([]);
+                    respond(UPDATE_MESSAGE, Some(data))
+                } else {
+                    respond(CHANNEL_MESSAGE, Some(data))
+                }
+            }
+            Err(_) => {
+                let later = self.clone();
+                let token = sender.token.clone();
+                tokio::spawn(async move {
+                    let mut data = work.await.unwrap_or_else(|error| {
+                        tracing::error!(%error, "a button press failed");
+                        failed()
+                    });
+                    if from_question {
+                        data["components"] = json!([]);
+                    }
+                    later.answer_later(&token, &data).await;
+                });
+                if from_question {
+                    respond(DEFERRED_UPDATE_MESSAGE, None)
+                } else {
+                    respond(
+                        DEFERRED_CHANNEL_MESSAGE,
+                        Some(json!({ "flags": EPHEMERAL })),
+                    )
+                }
+            }
+        }
     }
 
-    /// Replace the buttons of a pressed message with who acted ("✅ Acknowledged by @bob").
-    async fn mark_pressed(&self, pressed: &PressedMessage, action: &ButtonAction, user: &str) {
-        let summary = match self.channel_name(&pressed.channel_id).await {
+    /// Replace the buttons of a message with who acted ("✅ Acknowledged by @bob").
+    async fn mark_pressed(&self, mark: &Marked, action: &ButtonAction, user: &str) {
+        let summary = match self.channel_name(&mark.channel_id).await {
             Ok(name) => self
                 .app
                 .store
@@ -406,12 +486,21 @@ impl DiscordInbound {
                 .flatten(),
             Err(_) => None,
         };
-        if summary.as_deref() == Some(&format!("{} {}", pressed.channel_id, pressed.id)) {
+        if summary.as_deref() == Some(&format!("{} {}", mark.channel_id, mark.id)) {
             return;
         }
+        let content = match &mark.content {
+            Some(content) => content.clone(),
+            None => match self.api.message_content(&mark.channel_id, &mark.id).await {
+                Ok(content) => content,
+                Err(error) => {
+                    tracing::warn!(%error, "could not read a pressed message");
+                    return;
+                }
+            },
+        };
         let text = format!(
-            "{}\n{} by {}",
-            pressed.content,
+            "{content}\n{} by {}",
             done(action),
             crate::render::mention(Platform::Discord, user)
         );
@@ -419,9 +508,22 @@ impl DiscordInbound {
             &crate::chat::split::truncate(&text, content::CONTENT_LIMIT, "Discord"),
             &[],
         );
-        if let Err(error) = self.api.edit(&pressed.channel_id, &pressed.id, &body).await {
+        if let Err(error) = self.api.edit(&mark.channel_id, &mark.id, &body).await {
             tracing::warn!(%error, "could not mark a pressed message");
         }
+    }
+}
+
+/// The question a button that asks first puts.
+fn question(action: &ButtonAction) -> String {
+    match action {
+        ButtonAction::Acknowledge { incident } => format!("**Acknowledge {incident}?**"),
+        ButtonAction::Resolve { incident } => format!(
+            "**Resolve {incident}?** This stops its escalation and reminders and announces the resolution."
+        ),
+        ButtonAction::Confirm { request } => format!("**Apply change #{request} now?**"),
+        ButtonAction::Cancel { request } => format!("**Cancel change #{request}?**"),
+        ButtonAction::Undo { request } => format!("**Undo change #{request}?**"),
     }
 }
 
@@ -451,24 +553,25 @@ fn pressed_label(message: &Value, custom_id: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// The (non-ephemeral) message whose button was pressed, as Discord sent it.
+/// A message to mark as done after its button worked: the pressed message as Discord sent it
+/// (unless it is ephemeral), or the one that asked a question (its content read when needed).
 #[derive(Clone, Debug)]
-pub struct PressedMessage {
-    pub channel_id: String,
-    pub id: String,
-    pub content: String,
+struct Marked {
+    channel_id: String,
+    id: String,
+    content: Option<String>,
 }
 
-impl PressedMessage {
-    fn of(message: &Value) -> Option<PressedMessage> {
+impl Marked {
+    fn of(message: &Value) -> Option<Marked> {
         let flags = message["flags"].as_u64().unwrap_or(0);
         if flags & EPHEMERAL != 0 {
             return None;
         }
-        Some(PressedMessage {
+        Some(Marked {
             channel_id: message["channel_id"].as_str()?.to_string(),
             id: message["id"].as_str()?.to_string(),
-            content: message["content"].as_str().unwrap_or_default().to_string(),
+            content: Some(message["content"].as_str().unwrap_or_default().to_string()),
         })
     }
 }
@@ -496,6 +599,9 @@ async fn interactions(
     if kind == PING {
         return respond(PONG, None);
     }
+    if kind == AUTOCOMPLETE {
+        return respond(AUTOCOMPLETE_RESULT, Some(json!({ "choices": [] })));
+    }
     let sender = Sender::of(&interaction);
     if interaction["guild_id"].as_str() != Some(discord.config.guild_id.to_string().as_str()) {
         return respond(
@@ -504,6 +610,33 @@ async fn interactions(
                 "warroom works in its Discord server's channels; use /incident there.",
             )),
         );
+    }
+    // Discord never sends an interaction twice; one seen before is a replay of a captured
+    // request (within the signature's five minutes) and changes nothing.
+    if matches!(kind, APPLICATION_COMMAND | MESSAGE_COMPONENT) {
+        let id = interaction["id"].as_str().unwrap_or_default();
+        if id.is_empty() {
+            return refuse(StatusCode::BAD_REQUEST, "interaction without id");
+        }
+        match discord
+            .app
+            .store
+            .record_inbound_event(INTERACTIONS_SOURCE, id, discord.app.clock.now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(interaction = id, "Discord interaction seen before; ignored");
+                return respond(
+                    CHANNEL_MESSAGE,
+                    Some(ephemeral("This interaction was already handled.")),
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot record a Discord interaction");
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+            }
+        }
     }
     match kind {
         APPLICATION_COMMAND => match commands::command_text(&interaction["data"]) {
@@ -514,7 +647,6 @@ async fn interactions(
             }
         },
         MESSAGE_COMPONENT => discord.press(sender, &interaction).await,
-        AUTOCOMPLETE => respond(AUTOCOMPLETE_RESULT, Some(json!({ "choices": [] }))),
         _ => respond(
             CHANNEL_MESSAGE,
             Some(ephemeral(

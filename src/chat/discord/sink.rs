@@ -287,7 +287,7 @@ impl DiscordSink {
             .map_err(|e| DeliveryError::Permanent {
                 reason: e.to_string(),
             })?;
-        let mut content = content::content(&rendered);
+        let mut link = None;
         if let Some(incident) = self
             .store
             .incident(item.incident)
@@ -299,8 +299,12 @@ impl DiscordSink {
                 .await
                 .map_err(store_error)?
         {
-            content::link_channel(&mut content, incident.channel.as_str(), &id);
+            link = Some((incident.channel.to_string(), id));
         }
+        let content = content::content(
+            &rendered,
+            link.as_ref().map(|(name, id)| (name.as_str(), id.as_str())),
+        );
         Ok(content)
     }
 
@@ -354,7 +358,15 @@ impl DiscordSink {
         // Pin before recording the slot: a retry after a failed pin finds no slot, comes back
         // here, reuses the post and pins it.
         if pin {
-            self.api.pin(&channel_id, &first).await?;
+            match self.api.pin(&channel_id, &first).await {
+                Ok(()) => {}
+                // A pin is a convenience: a bot without Pin Messages, or a channel at Discord's
+                // 50 pins, must not fail the alert or lose the summary's slot.
+                Err(error @ ApiError::Refused { .. }) => {
+                    tracing::warn!(%error, "Discord refused to pin a message; it stays unpinned");
+                }
+                Err(temporary) => return Err(temporary.into()),
+            }
         }
         if let (Some(slot), ChannelTarget::Incident(name)) = (slot, channel) {
             self.store
