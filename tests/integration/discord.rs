@@ -101,6 +101,17 @@ impl Discord {
         extra: &str,
         reply_within: std::time::Duration,
     ) -> Discord {
+        Discord::build_with(db, discord_extra, extra, reply_within, None).await
+    }
+
+    /// With a runbook engine (a cluster, roles) when given.
+    pub async fn build_with(
+        db: &TestDb,
+        discord_extra: &str,
+        extra: &str,
+        reply_within: std::time::Duration,
+        runbooks: Option<warroom::app::runbook::Runbooks>,
+    ) -> Discord {
         let fake = FakeDiscord::start().await;
         let general = fake.add_channel(GUILD_ID, "general", None);
         let incidents = fake.add_channel(GUILD_ID, "incidents", None);
@@ -116,12 +127,16 @@ impl Discord {
         let discord_config = config.discord.clone().expect("discord configured");
         let store = db.open().await;
         let clock = Arc::new(VirtualClock::starting_at(chrono::Utc::now()));
-        let app = Arc::new(App::new(
+        let mut app = App::new(
             store.clone(),
             config.policy.clone(),
             clock.clone(),
             Duration::seconds(60),
-        ));
+        );
+        if let Some(runbooks) = runbooks {
+            app = app.with_runbooks(runbooks);
+        }
+        let app = Arc::new(app);
         let api = Arc::new(DiscordApi::new(&discord_config));
         let renderer = Arc::new(Renderer::load(None).unwrap());
         let sink = DiscordSink::new(
@@ -361,6 +376,22 @@ impl Discord {
             Some(5 | 6) => self.answer(token).await,
             _ => panic!("not an answer: {reply}"),
         }
+    }
+
+    /// Press a button of `message` as `who`, answering "are you sure?" with yes where it asks;
+    /// what the person saw in the end.
+    pub async fn press_through(&self, who: As<'_>, message: &Posted, action: &str) -> Posted {
+        let (reply, token) = self.click(who, message, action).await;
+        let mut answer = self.outcome(&reply, &token).await;
+        if let Some(yes) = answer.components[0]["components"][0]["custom_id"].as_str() {
+            // The question is an ephemeral message in the same channel.
+            let yes = yes.to_string();
+            answer.id = "1300000000000009999".into();
+            answer.channel_id = message.channel_id.clone();
+            let (reply, token) = self.press(who, &answer, &yes).await;
+            answer = self.outcome(&reply, &token).await;
+        }
+        answer
     }
 
     /// Wait (up to 10 s) for `ready` to hold: button work runs after the reply.
@@ -1209,6 +1240,104 @@ pub async fn serve_answers_discord_and_delivers_to_it(_db: &TestDb) {
     assert_eq!(channel.parent_id.as_deref(), Some(category.as_str()));
 }
 
+/// Runbook changes from Discord: `/incident scale` proposes, the Confirm button (after its
+/// question) applies, Cancel cancels, and someone without a runbook role is refused.
+pub async fn runbook_changes_are_confirmed_and_cancelled_with_buttons(db: &TestDb) {
+    use crate::runbooks::{cluster, runbook_config};
+    let (kube, health, _task) = cluster().await;
+    let mut config = runbook_config(&kube, &health);
+    config
+        .roles
+        .iter_mut()
+        .find(|r| r.name == "operators")
+        .unwrap()
+        .users = vec![warroom::core::UserRef::parse(LEAD).unwrap()];
+    let runbooks = warroom::app::runbook::Runbooks {
+        cluster: Some(warroom::runbook::kube::Cluster::new(
+            kube.client(),
+            config.probes.clone(),
+        )),
+        guard: warroom::runbook::guard::Guard::new(config),
+        playbooks: warroom::runbook::playbook::Playbooks::builtin(),
+        directory: None,
+    };
+    let d = Discord::build_with(
+        db,
+        "",
+        "",
+        warroom::chat::discord::inbound::REPLY_WITHIN,
+        Some(runbooks),
+    )
+    .await;
+    d.declare(user(DECLARER), "API returning 503s").await;
+    d.pass().await;
+    let channel = d.incident_channel();
+    let scale = |replicas: i64| {
+        json!([
+            { "name": "deployment", "type": 3, "value": "stock-analysis-api" },
+            { "name": "replicas", "type": 4, "value": replicas },
+        ])
+    };
+    d.invoke(user(LEAD), &channel.id, "scale", scale(5)).await;
+    d.pass().await;
+    let proposal = d
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .rev()
+        .find(|m| m.components.to_string().contains("confirm"))
+        .expect("the change is proposed with buttons");
+    assert!(
+        proposal.content.contains("3 → 5 replicas"),
+        "{}",
+        proposal.content
+    );
+    assert_eq!(
+        kube.deployment_replicas("stock-analysis-system", "stock-analysis-api"),
+        Some(3)
+    );
+
+    // Someone without the role: refused, nothing applied.
+    let answer = d.press_through(user(STRANGER), &proposal, "confirm").await;
+    assert!(!answer.content.contains('✓'), "{}", answer.content);
+    assert_eq!(
+        kube.deployment_replicas("stock-analysis-system", "stock-analysis-api"),
+        Some(3)
+    );
+
+    // The operator confirms: applied, and the proposal is marked.
+    let answer = d.press_through(user(LEAD), &proposal, "confirm").await;
+    assert!(answer.content.contains("Confirmed ✓"), "{}", answer.content);
+    assert_eq!(
+        kube.deployment_replicas("stock-analysis-system", "stock-analysis-api"),
+        Some(5)
+    );
+    d.eventually("the proposal to say who confirmed", || {
+        d.fake
+            .messages(&channel.id)
+            .iter()
+            .any(|m| m.id == proposal.id && m.content.contains(&format!("Confirmed by <@{LEAD}>")))
+    })
+    .await;
+
+    // A second proposal, cancelled with its button.
+    d.invoke(user(LEAD), &channel.id, "scale", scale(4)).await;
+    d.pass().await;
+    let second = d
+        .fake
+        .messages(&channel.id)
+        .into_iter()
+        .rev()
+        .find(|m| m.components.to_string().contains("cancel"))
+        .expect("a second proposal");
+    let answer = d.press_through(user(LEAD), &second, "cancel").await;
+    assert!(answer.content.contains("Cancelled ✓"), "{}", answer.content);
+    assert_eq!(
+        kube.deployment_replicas("stock-analysis-system", "stock-analysis-api"),
+        Some(5)
+    );
+}
+
 on_both_stores!(
     declaring_opens_a_channel_in_the_category_with_everything_in_it,
     buttons_and_commands_keep_topic_and_summary_current,
@@ -1242,5 +1371,6 @@ mod sqlite_only {
         replayed_interactions_change_nothing,
         a_refused_pin_loses_nothing,
         long_posts_are_split_within_the_limit,
+        runbook_changes_are_confirmed_and_cancelled_with_buttons,
     );
 }

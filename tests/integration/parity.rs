@@ -579,16 +579,9 @@ impl Chat for Discord {
             })
             .unwrap_or_else(|| panic!("no {action} button"));
         let id = self.id(who);
-        let (mut reply, mut token) = self.click(discord::user(&id), &message, action).await;
-        let mut answer = self.outcome(&reply, &token).await;
-        if let Some(confirm) = answer.components[0]["components"][0]["custom_id"].as_str() {
-            // "Are you sure?": press its button, on the ephemeral question.
-            let confirm = confirm.to_string();
-            answer.id = "1300000000000009998".into();
-            answer.channel_id = channel.clone();
-            (reply, token) = self.press(discord::user(&id), &answer, &confirm).await;
-            answer = self.outcome(&reply, &token).await;
-        }
+        let answer = self
+            .press_through(discord::user(&id), &message, action)
+            .await;
         assert!(answer.content.contains('✓'), "{}", answer.content);
     }
     async fn pass(&self) {

@@ -57,7 +57,7 @@ pub struct Rig {
 }
 
 /// A cluster with the runbook's deployments, and a health endpoint for `probe`.
-async fn cluster() -> (FakeKube, String, tokio::task::JoinHandle<()>) {
+pub async fn cluster() -> (FakeKube, String, tokio::task::JoinHandle<()>) {
     let fake = FakeKube::start().await;
     fake.add_deployment(NS, API, 3, &[("app", API)]);
     fake.add_deployment(
