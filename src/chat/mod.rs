@@ -5,6 +5,7 @@ pub mod discord;
 pub mod slack;
 pub mod split;
 
+use crate::core::Slot;
 use crate::core::command::Command;
 use crate::store::OutboxItem;
 use async_trait::async_trait;
@@ -42,23 +43,125 @@ pub trait Sink: Send + Sync {
     async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError>;
 }
 
-/// `chat_refs` key of an incident channel's platform id (by channel name).
-pub fn channel_key(name: &str) -> String {
-    format!("channel:{name}")
+/// A chat platform's ids in the store (`chat_refs`), under the keys every chat sink uses:
+/// `channel:<name>` (an incident channel's platform id), `channel-id:<id>` (the incident
+/// channel an id belongs to), `slot:<name>:<slot>` (`<channel id> <message id>` of a message
+/// kept current, such as the summary) and `outbox:<row>[…]` (what a row posted, so that a
+/// retried row does not post again).
+#[derive(Clone)]
+pub struct ChatRefs {
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    /// The platform (`slack`, `discord`).
+    pub platform: &'static str,
 }
 
-/// `chat_refs` key of the incident channel a platform channel id belongs to.
-pub fn channel_id_key(id: &str) -> String {
-    format!("channel-id:{id}")
+impl ChatRefs {
+    async fn get(&self, key: &str) -> Result<Option<String>, DeliveryError> {
+        self.store
+            .chat_ref(self.platform, key)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn set(&self, key: &str, value: &str) -> Result<(), DeliveryError> {
+        self.store
+            .set_chat_ref(self.platform, key, value)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The platform id of an incident channel, if it was created.
+    pub async fn channel(&self, name: &str) -> Result<Option<String>, DeliveryError> {
+        self.get(&format!("channel:{name}")).await
+    }
+
+    /// The platform id of an incident channel created earlier (`label`: the platform's name
+    /// for people).
+    pub async fn existing_channel(&self, name: &str, label: &str) -> Result<String, DeliveryError> {
+        self.channel(name)
+            .await?
+            .ok_or_else(|| DeliveryError::Permanent {
+                reason: format!("#{name} was never created in {label}"),
+            })
+    }
+
+    /// The incident channel a platform channel id belongs to, if any.
+    pub async fn owner(&self, channel_id: &str) -> Result<Option<String>, DeliveryError> {
+        self.get(&format!("channel-id:{channel_id}")).await
+    }
+
+    /// Record an incident channel's id, both ways.
+    pub async fn record_channel(&self, name: &str, channel_id: &str) -> Result<(), DeliveryError> {
+        self.set(&format!("channel-id:{channel_id}"), name).await?;
+        self.set(&format!("channel:{name}"), channel_id).await
+    }
+
+    /// The id recorded under `key` (an outbox row's post), or `post()`'s, recorded: a retried
+    /// row reuses what an earlier attempt posted.
+    pub async fn once<F>(&self, key: &str, post: F) -> Result<String, DeliveryError>
+    where
+        F: std::future::Future<Output = Result<String, DeliveryError>>,
+    {
+        if let Some(id) = self.get(key).await? {
+            return Ok(id);
+        }
+        let id = post.await?;
+        self.set(key, &id).await?;
+        Ok(id)
+    }
+
+    /// The channel and message id kept in an incident channel's slot.
+    pub async fn slot(
+        &self,
+        name: &str,
+        slot: Slot,
+    ) -> Result<Option<(String, String)>, DeliveryError> {
+        Ok(self.get(&slot_key(name, slot)).await?.and_then(|s| {
+            s.split_once(' ')
+                .map(|(c, m)| (c.to_string(), m.to_string()))
+        }))
+    }
+
+    pub async fn set_slot(
+        &self,
+        name: &str,
+        slot: Slot,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<(), DeliveryError> {
+        self.set(&slot_key(name, slot), &format!("{channel_id} {message_id}"))
+            .await
+    }
 }
 
-/// `chat_refs` key of the message kept in a slot of an incident channel (`<channel id>
-/// <message id>`).
-pub fn slot_key(name: &str, slot: crate::core::Slot) -> String {
+/// The incident channel a platform channel id belongs to, or the id itself (a channel that is
+/// no incident's); a store failure is the answer to give.
+pub async fn channel_name(
+    refs: &ChatRefs,
+    channel_id: &str,
+) -> Result<String, crate::core::message::Message> {
+    match refs.owner(channel_id).await {
+        Ok(name) => Ok(name.unwrap_or_else(|| channel_id.to_string())),
+        Err(error) => {
+            tracing::error!(%error, platform = refs.platform, "cannot read channel ids");
+            Err(store_unavailable())
+        }
+    }
+}
+
+/// The answer when the store cannot be read while handling a request.
+pub fn store_unavailable() -> crate::core::message::Message {
+    crate::core::message::Message::notice(
+        crate::core::message::Visibility::Ephemeral,
+        "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
+    )
+}
+
+fn slot_key(name: &str, slot: Slot) -> String {
     format!("slot:{name}:{}", slot.as_str())
 }
 
-/// `chat_refs` key of what an outbox row posted (so a retried row does not post again).
+/// `chat_refs` key of what an outbox row posted.
 pub fn posted_key(row: i64) -> String {
     format!("outbox:{row}")
 }

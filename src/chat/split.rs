@@ -26,6 +26,16 @@ pub fn truncate(text: &str, limit: usize, platform: &str) -> String {
     format!("{cut}\n_… {left} more characters not shown ({platform}'s limit)._")
 }
 
+/// `text` cut to at most `limit` characters, ending in `…` when cut (labels, names, topics).
+pub fn ellipsis(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// Split a long text into pieces of at most `limit` characters at line breaks (a single
 /// over-long line is cut). A code block split across pieces is closed at the end of one and
 /// opened again at the start of the next, so the middle of program output never renders as

@@ -1142,16 +1142,6 @@ pub async fn register_commands_creates_and_then_reports_up_to_date(_db: &TestDb)
     assert_eq!(fake.commands(None).len(), 1);
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The real `warroom serve` with `[discord]` set from the environment: it mounts
 /// `/discord/interactions`, answers Discord's PING, and its own dispatcher creates the
 /// incident channel in the fake.
@@ -1161,41 +1151,25 @@ pub async fn serve_answers_discord_and_delivers_to_it(_db: &TestDb) {
     let general = fake.add_channel(GUILD_ID, "general", None);
     let category = fake.add_category(GUILD_ID, "Incidents");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _child = Child(
-        crate::console::warroom()
-            .arg("serve")
-            .env("WARROOM_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("WARROOM_DATABASE__PATH", dir.path().join("serve.db"))
-            .env("WARROOM_SCHEDULER__POLL_INTERVAL", "100ms")
-            .env("WARROOM_DISCORD__PUBLIC_KEY", fake::public_key_hex())
-            .env("WARROOM_DISCORD__BOT_TOKEN", BOT_TOKEN)
-            .env("WARROOM_DISCORD__APPLICATION_ID", APP_ID.to_string())
-            .env("WARROOM_DISCORD__GUILD_ID", GUILD_ID.to_string())
-            .env("WARROOM_DISCORD__CATEGORY", &category)
-            .env("WARROOM_DISCORD__API_URL", fake.url())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let env: Vec<(String, String)> = [
+        (
+            "WARROOM_DATABASE__PATH",
+            dir.path().join("serve.db").display().to_string(),
+        ),
+        ("WARROOM_SCHEDULER__POLL_INTERVAL", "100ms".into()),
+        ("WARROOM_DISCORD__PUBLIC_KEY", fake::public_key_hex()),
+        ("WARROOM_DISCORD__BOT_TOKEN", BOT_TOKEN.into()),
+        ("WARROOM_DISCORD__APPLICATION_ID", APP_ID.to_string()),
+        ("WARROOM_DISCORD__GUILD_ID", GUILD_ID.to_string()),
+        ("WARROOM_DISCORD__CATEGORY", category.clone()),
+        ("WARROOM_DISCORD__API_URL", fake.url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let (_child, port) = crate::replicas::start_serve(&env).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "warroom serve did not become ready within 10 s");
     let post = |body: Value| {
         let body = body.to_string();
         let ts = chrono::Utc::now().timestamp().to_string();

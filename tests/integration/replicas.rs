@@ -103,7 +103,7 @@ async fn console_shows_each_escalation_step_as_the_virtual_clock_moves() {
 }
 
 /// Kills the child when dropped.
-struct Child(std::process::Child);
+pub struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -113,7 +113,7 @@ impl Drop for Child {
 }
 
 /// Start `warroom serve` with `env` on a free port; wait until `/readyz` says ready.
-async fn start_serve(env: &[(String, String)]) -> (Child, u16) {
+pub async fn start_serve(env: &[(String, String)]) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -3,6 +3,7 @@
 //! invocation back into the same command text Slack and the console use, and the comparison
 //! `warroom discord register-commands` prints.
 
+use crate::chat::split::ellipsis;
 use crate::core::command::CommandName;
 use serde_json::{Value, json};
 
@@ -171,15 +172,6 @@ const HELP_TOPICS: &[&str] = &[
     "undo",
 ];
 
-fn cut(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(limit - 1).collect();
-    cut.push('…');
-    cut
-}
-
 /// The application commands warroom registers: `/incident` with a sub-command per command.
 pub fn definitions() -> Value {
     let subcommands: Vec<Value> = CommandName::ALL
@@ -191,7 +183,7 @@ pub fn definitions() -> Value {
                     let mut option = json!({
                         "type": o.kind,
                         "name": o.name,
-                        "description": cut(o.description, 100),
+                        "description": ellipsis(o.description, 100),
                         "required": o.required,
                     });
                     if !o.choices.is_empty() {
@@ -210,7 +202,7 @@ pub fn definitions() -> Value {
             json!({
                 "type": SUB_COMMAND,
                 "name": name.name(),
-                "description": cut(name.summary(), 100),
+                "description": ellipsis(name.summary(), 100),
                 "options": options,
             })
         })
@@ -240,7 +232,7 @@ pub enum InvocationError {
 pub fn command_text(data: &Value) -> Result<String, InvocationError> {
     let name = data["name"].as_str().unwrap_or_default();
     if name != COMMAND {
-        return Err(InvocationError::UnknownCommand(cut(name, 40)));
+        return Err(InvocationError::UnknownCommand(ellipsis(name, 40)));
     }
     let Some(sub) = data["options"].as_array().and_then(|o| o.first()) else {
         return Ok("help".into());
@@ -251,7 +243,7 @@ pub fn command_text(data: &Value) -> Result<String, InvocationError> {
         .find(|c| c.name() == sub_name)
         .copied()
     else {
-        return Err(InvocationError::UnknownSubcommand(cut(sub_name, 40)));
+        return Err(InvocationError::UnknownSubcommand(ellipsis(sub_name, 40)));
     };
     let given = sub["options"].as_array().cloned().unwrap_or_default();
     let value_of = |option: &str| {

@@ -7,6 +7,7 @@
 //! carries an explicit `allowed_mentions` that lists exactly the users and roles warroom
 //! rendered as mentions, so nothing else (`@everyone`, `@here`, a role typed by someone) pings.
 
+use crate::chat::split::ellipsis;
 use crate::core::message::{ButtonAction, ButtonStyle, Visibility};
 use crate::render::{RenderedBlock, RenderedMessage};
 use serde_json::{Value, json};
@@ -151,23 +152,13 @@ pub fn parse_custom_id(custom_id: &str) -> Option<Pressed> {
     })
 }
 
-fn label(text: &str) -> String {
-    if text.chars().count() <= LABEL_LIMIT {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(LABEL_LIMIT - 1).collect();
-        cut.push('…');
-        cut
-    }
-}
-
 fn button(text: &str, style: ButtonStyle, custom_id: String) -> Value {
     let style = match style {
         ButtonStyle::Primary => 1,
         ButtonStyle::Default => 2,
         ButtonStyle::Danger => 4,
     };
-    json!({ "type": 2, "style": style, "label": label(text), "custom_id": custom_id })
+    json!({ "type": 2, "style": style, "label": ellipsis(text, LABEL_LIMIT), "custom_id": custom_id })
 }
 
 /// Action rows for buttons, five to a row.

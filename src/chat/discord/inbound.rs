@@ -13,10 +13,11 @@ use super::api::{DiscordApi, codes};
 use super::commands;
 use super::content::{self, EPHEMERAL};
 use crate::app::{App, Origin};
-use crate::chat::{changes_an_incident, channel_id_key, slot_key};
+use crate::chat::split::ellipsis;
+use crate::chat::{ChatRefs, changes_an_incident, store_unavailable as unavailable};
 use crate::config::DiscordConfig;
 use crate::core::command;
-use crate::core::message::{ButtonAction, Message, Visibility};
+use crate::core::message::{ButtonAction, Message};
 use crate::core::{Incident, Platform, Slot, UserRef, views};
 use crate::render::Renderer;
 use axum::Router;
@@ -91,14 +92,6 @@ fn respond(kind: u64, data: Option<Value>) -> Response {
     Json(body).into_response()
 }
 
-/// The answer when the store cannot be read.
-fn unavailable() -> Message {
-    Message::notice(
-        Visibility::Ephemeral,
-        "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
-    )
-}
-
 /// Who sent an interaction, from where.
 #[derive(Clone, Debug)]
 pub struct Sender {
@@ -155,21 +148,16 @@ impl DiscordInbound {
         }
     }
 
+    fn refs(&self) -> ChatRefs {
+        ChatRefs {
+            store: self.app.store.clone(),
+            platform: DISCORD,
+        }
+    }
+
     /// The incident channel a Discord channel id belongs to, or the id itself.
     async fn channel_name(&self, channel_id: &str) -> Result<String, Message> {
-        match self
-            .app
-            .store
-            .chat_ref(DISCORD, &channel_id_key(channel_id))
-            .await
-        {
-            Ok(Some(name)) => Ok(name),
-            Ok(None) => Ok(channel_id.to_string()),
-            Err(error) => {
-                tracing::error!(%error, "cannot read Discord channel ids");
-                Err(unavailable())
-            }
-        }
+        crate::chat::channel_name(&self.refs(), channel_id).await
     }
 
     /// `None` when the sender may change `incident`; otherwise the refusal to show them.
@@ -329,7 +317,7 @@ impl DiscordInbound {
         let mut work = tokio::spawn(async move { worker.command(&who, &typed).await });
         let receipt = ephemeral(&format!(
             "✓ /incident {}",
-            crate::render::escape(Platform::Discord, &cut(&text, 200))
+            crate::render::escape(Platform::Discord, &ellipsis(&text, 200))
         ));
         match tokio::time::timeout(self.reply_within, &mut work).await {
             Ok(Ok(Some(reply))) => respond(CHANNEL_MESSAGE, Some(self.content(&reply).reply())),
@@ -477,16 +465,10 @@ impl DiscordInbound {
     /// Replace the buttons of a message with who acted ("✅ Acknowledged by @bob").
     async fn mark_pressed(&self, mark: &Marked, action: &ButtonAction, user: &str) {
         let summary = match self.channel_name(&mark.channel_id).await {
-            Ok(name) => self
-                .app
-                .store
-                .chat_ref(DISCORD, &slot_key(&name, Slot::Summary))
-                .await
-                .ok()
-                .flatten(),
+            Ok(name) => self.refs().slot(&name, Slot::Summary).await.ok().flatten(),
             Err(_) => None,
         };
-        if summary.as_deref() == Some(&format!("{} {}", mark.channel_id, mark.id)) {
+        if summary == Some((mark.channel_id.clone(), mark.id.clone())) {
             return;
         }
         let content = match &mark.content {
@@ -535,10 +517,6 @@ fn done(action: &ButtonAction) -> &'static str {
         ButtonAction::Cancel { .. } => "🚫 Cancelled",
         ButtonAction::Undo { .. } => "↩️ Undo requested",
     }
-}
-
-fn cut(text: &str, limit: usize) -> String {
-    text.chars().take(limit).collect()
 }
 
 /// The label of the button with `custom_id` in a message's components.

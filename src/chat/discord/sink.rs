@@ -9,9 +9,8 @@
 use super::DISCORD;
 use super::api::{ApiError, DiscordApi, GuildChannelInfo, codes};
 use super::content::{self, DiscordContent};
-use crate::chat::{
-    Delivered, DeliveryError, Sink, channel_id_key, channel_key, posted_key, slot_key, store_error,
-};
+use crate::chat::split::ellipsis;
+use crate::chat::{ChatRefs, Delivered, DeliveryError, Sink, posted_key, store_error};
 use crate::config::DiscordConfig;
 use crate::core::{ChannelName, ChannelTarget, Effect, Incident, Message, Platform, Slot};
 use crate::render::{self, Renderer};
@@ -36,16 +35,7 @@ pub fn discord_topic(incident: &Incident) -> String {
         render::mention(Platform::Discord, incident.commander.as_str()),
         render::escape(Platform::Discord, &incident.title)
     );
-    cut(&topic, TOPIC_LIMIT)
-}
-
-fn cut(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(limit - 1).collect();
-    out.push('…');
-    out
+    ellipsis(&topic, TOPIC_LIMIT)
 }
 
 /// Whether `id` is a Discord user id (only those can be given access or mentioned).
@@ -57,6 +47,7 @@ fn is_user_id(id: &str) -> bool {
 pub struct DiscordSink {
     api: Arc<DiscordApi>,
     store: Arc<dyn Store>,
+    refs: ChatRefs,
     renderer: Arc<Renderer>,
     config: DiscordConfig,
     /// `incidents.announce_channel`: posts there go to `discord.incidents_channel`.
@@ -75,6 +66,10 @@ impl DiscordSink {
     ) -> DiscordSink {
         DiscordSink {
             api,
+            refs: ChatRefs {
+                store: store.clone(),
+                platform: DISCORD,
+            },
             store,
             renderer,
             config,
@@ -120,13 +115,7 @@ impl DiscordSink {
 
     /// The Discord id of an incident channel created earlier.
     async fn incident_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
-        self.store
-            .chat_ref(DISCORD, &channel_key(name.as_str()))
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DeliveryError::Permanent {
-                reason: format!("#{name} was never created in Discord"),
-            })
+        self.refs.existing_channel(name.as_str(), "Discord").await
     }
 
     /// Create the incident channel in the category, or adopt the one an earlier attempt
@@ -147,11 +136,7 @@ impl DiscordSink {
             .iter()
             .filter(|c| c.kind == TEXT && c.name == name.as_str() && c.parent == parent)
         {
-            let owner = self
-                .store
-                .chat_ref(DISCORD, &channel_id_key(&channel.id))
-                .await
-                .map_err(store_error)?;
+            let owner = self.refs.owner(&channel.id).await?;
             if owner.as_deref().is_none_or(|o| o == name.as_str()) {
                 tracing::info!(channel = %name, "found the channel an earlier attempt created");
                 adopted = Some(channel.id.clone());
@@ -169,14 +154,7 @@ impl DiscordSink {
                     .await?
             }
         };
-        self.store
-            .set_chat_ref(DISCORD, &channel_id_key(&id), name.as_str())
-            .await
-            .map_err(store_error)?;
-        self.store
-            .set_chat_ref(DISCORD, &channel_key(name.as_str()), &id)
-            .await
-            .map_err(store_error)?;
+        self.refs.record_channel(name.as_str(), &id).await?;
         Ok(id)
     }
 
@@ -190,7 +168,7 @@ impl DiscordSink {
                 .map_err(store_error)?
             {
                 Some(incident) => discord_topic(&incident),
-                None => cut(&render::escape(Platform::Discord, fallback), TOPIC_LIMIT),
+                None => ellipsis(&render::escape(Platform::Discord, fallback), TOPIC_LIMIT),
             },
         )
     }
@@ -243,23 +221,12 @@ impl DiscordSink {
                 refused.join(", ")
             ));
         }
-        let key = format!("{}:invite", posted_key(item.id));
-        if self
-            .store
-            .chat_ref(DISCORD, &key)
-            .await
-            .map_err(store_error)?
-            .is_none()
-        {
-            let id = self
-                .api
-                .post(channel_id, &content::body(&text, &[]))
-                .await?;
-            self.store
-                .set_chat_ref(DISCORD, &key, &id)
-                .await
-                .map_err(store_error)?;
-        }
+        let body = content::body(&text, &[]);
+        self.refs
+            .once(&format!("{}:invite", posted_key(item.id)), async {
+                Ok(self.api.post(channel_id, &body).await?)
+            })
+            .await?;
         Ok(())
     }
 
@@ -293,11 +260,7 @@ impl DiscordSink {
             .incident(item.incident)
             .await
             .map_err(store_error)?
-            && let Some(id) = self
-                .store
-                .chat_ref(DISCORD, &channel_key(incident.channel.as_str()))
-                .await
-                .map_err(store_error)?
+            && let Some(id) = self.refs.channel(incident.channel.as_str()).await?
         {
             link = Some((incident.channel.to_string(), id));
         }
@@ -333,23 +296,10 @@ impl DiscordSink {
             } else {
                 format!("{}:{i}", posted_key(item.id))
             };
-            let id = match self
-                .store
-                .chat_ref(DISCORD, &key)
-                .await
-                .map_err(store_error)?
-            {
-                // Posted by an earlier attempt of this row: do not post again.
-                Some(id) => id,
-                None => {
-                    let id = self.api.post(&channel_id, body).await?;
-                    self.store
-                        .set_chat_ref(DISCORD, &key, &id)
-                        .await
-                        .map_err(store_error)?;
-                    id
-                }
-            };
+            let id = self
+                .refs
+                .once(&key, async { Ok(self.api.post(&channel_id, body).await?) })
+                .await?;
             first.get_or_insert(id);
         }
         let Some(first) = first else {
@@ -369,14 +319,9 @@ impl DiscordSink {
             }
         }
         if let (Some(slot), ChannelTarget::Incident(name)) = (slot, channel) {
-            self.store
-                .set_chat_ref(
-                    DISCORD,
-                    &slot_key(name.as_str(), slot),
-                    &format!("{channel_id} {first}"),
-                )
-                .await
-                .map_err(store_error)?;
+            self.refs
+                .set_slot(name.as_str(), slot, &channel_id, &first)
+                .await?;
         }
         Ok(())
     }
@@ -389,16 +334,11 @@ impl DiscordSink {
         slot: Slot,
         message: &Message,
     ) -> Result<(), DeliveryError> {
-        let slotted = self
-            .store
-            .chat_ref(DISCORD, &slot_key(channel.as_str(), slot))
-            .await
-            .map_err(store_error)?;
-        if let Some((channel_id, message_id)) = slotted.as_deref().and_then(|s| s.split_once(' ')) {
+        if let Some((channel_id, message_id)) = self.refs.slot(channel.as_str(), slot).await? {
             let content = self.content(item, message).await?;
             match self
                 .api
-                .edit(channel_id, message_id, &content.single())
+                .edit(&channel_id, &message_id, &content.single())
                 .await
             {
                 Err(e) if e.code() == Some(codes::UNKNOWN_MESSAGE) => {
@@ -432,12 +372,7 @@ impl Sink for DiscordSink {
                 invite,
             } => {
                 let topic = self.topic(item, topic).await?;
-                let id = match self
-                    .store
-                    .chat_ref(DISCORD, &channel_key(channel.as_str()))
-                    .await
-                    .map_err(store_error)?
-                {
+                let id = match self.refs.channel(channel.as_str()).await? {
                     Some(id) => {
                         self.api.set_topic(&id, &topic).await?;
                         id

@@ -54,17 +54,7 @@ fn pieces(text: &str) -> Vec<String> {
 }
 
 fn plain(text: &str, limit: usize) -> Value {
-    json!({ "type": "plain_text", "text": truncate_plain(text, limit), "emoji": true })
-}
-
-fn truncate_plain(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        text.to_string()
-    } else {
-        let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
+    json!({ "type": "plain_text", "text": crate::chat::split::ellipsis(text, limit), "emoji": true })
 }
 
 /// The `action_id` of a button: one per kind, so that a message's ids are unique.

@@ -10,11 +10,11 @@ use super::api::SlackApi;
 use super::blocks;
 use super::sink::SLACK;
 use crate::app::{App, Origin};
+use crate::chat::ChatRefs;
 use crate::chat::changes_an_incident;
-use crate::chat::{channel_id_key, slot_key};
 use crate::config::SlackConfig;
 use crate::core::command;
-use crate::core::message::{ButtonAction, Message, Visibility};
+use crate::core::message::{ButtonAction, Message};
 use crate::core::{Incident, Platform, UserRef, views};
 use crate::render::Renderer;
 use axum::Router;
@@ -100,24 +100,16 @@ impl SlackInbound {
         }
     }
 
+    fn refs(&self) -> ChatRefs {
+        ChatRefs {
+            store: self.app.store.clone(),
+            platform: SLACK,
+        }
+    }
+
     /// The incident channel a Slack channel id belongs to, or the id itself.
     async fn channel_name(&self, channel_id: &str) -> Result<String, Message> {
-        match self
-            .app
-            .store
-            .chat_ref(SLACK, &channel_id_key(channel_id))
-            .await
-        {
-            Ok(Some(name)) => Ok(name),
-            Ok(None) => Ok(channel_id.to_string()),
-            Err(error) => {
-                tracing::error!(%error, "cannot read Slack channel ids");
-                Err(Message::notice(
-                    Visibility::Ephemeral,
-                    "warroom cannot reach its store right now; nothing was changed. Please try again in a moment.",
-                ))
-            }
-        }
+        crate::chat::channel_name(&self.refs(), channel_id).await
     }
 
     /// Slack ids the escalation steps mention (`slack:U…` users, `slack:S…` groups): the
@@ -371,15 +363,14 @@ impl SlackInbound {
     async fn mark_pressed(&self, pressed: &PressedMessage, action: &ButtonAction, user_id: &str) {
         let summary = match self.channel_name(&pressed.channel_id).await {
             Ok(name) => self
-                .app
-                .store
-                .chat_ref(SLACK, &slot_key(&name, crate::core::Slot::Summary))
+                .refs()
+                .slot(&name, crate::core::Slot::Summary)
                 .await
                 .ok()
                 .flatten(),
             Err(_) => None,
         };
-        if summary.as_deref() == Some(&format!("{} {}", pressed.channel_id, pressed.ts)) {
+        if summary == Some((pressed.channel_id.clone(), pressed.ts.clone())) {
             return;
         }
         let done = match action {

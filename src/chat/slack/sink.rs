@@ -8,9 +8,7 @@
 
 use super::api::{ApiError, SlackApi};
 use super::blocks;
-use crate::chat::{
-    Delivered, DeliveryError, Sink, channel_id_key, channel_key, slot_key, store_error,
-};
+use crate::chat::{ChatRefs, Delivered, DeliveryError, Sink, store_error};
 use crate::config::SlackConfig;
 use crate::core::{ChannelName, ChannelTarget, Effect, Incident, Message, Platform, Slot};
 use crate::render::{self, Renderer};
@@ -62,6 +60,7 @@ pub fn slack_topic(incident: &Incident) -> String {
 pub struct SlackSink {
     api: Arc<SlackApi>,
     store: Arc<dyn Store>,
+    refs: ChatRefs,
     renderer: Arc<Renderer>,
     config: SlackConfig,
     /// `incidents.announce_channel`: posts there go to `slack.incidents_channel`.
@@ -78,6 +77,10 @@ impl SlackSink {
     ) -> SlackSink {
         SlackSink {
             api,
+            refs: ChatRefs {
+                store: store.clone(),
+                platform: SLACK,
+            },
             store,
             renderer,
             config,
@@ -87,13 +90,7 @@ impl SlackSink {
 
     /// The Slack id of an incident channel created earlier.
     async fn incident_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
-        self.store
-            .chat_ref(SLACK, &channel_key(name.as_str()))
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DeliveryError::Permanent {
-                reason: format!("#{name} was never created in Slack"),
-            })
+        self.refs.existing_channel(name.as_str(), "Slack").await
     }
 
     /// Create the incident channel, or find the one an earlier attempt created: a `name_taken`
@@ -115,11 +112,7 @@ impl SlackSink {
                     let Some((id, creator)) = self.api.find_channel(&candidate).await? else {
                         continue;
                     };
-                    let owner = self
-                        .store
-                        .chat_ref(SLACK, &channel_id_key(&id))
-                        .await
-                        .map_err(store_error)?;
+                    let owner = self.refs.owner(&id).await?;
                     let ours = creator.as_deref() == Some(me.as_str())
                         && owner.as_deref().is_none_or(|o| o == name.as_str());
                     if !ours {
@@ -131,14 +124,7 @@ impl SlackSink {
                 }
                 Err(e) => return Err(e.into()),
             };
-            self.store
-                .set_chat_ref(SLACK, &channel_id_key(&id), name.as_str())
-                .await
-                .map_err(store_error)?;
-            self.store
-                .set_chat_ref(SLACK, &channel_key(name.as_str()), &id)
-                .await
-                .map_err(store_error)?;
+            self.refs.record_channel(name.as_str(), &id).await?;
             return Ok(id);
         }
         Err(DeliveryError::Permanent {
@@ -227,11 +213,7 @@ impl SlackSink {
             .incident(item.incident)
             .await
             .map_err(store_error)?
-            && let Some(id) = self
-                .store
-                .chat_ref(SLACK, &channel_key(incident.channel.as_str()))
-                .await
-                .map_err(store_error)?
+            && let Some(id) = self.refs.channel(incident.channel.as_str()).await?
         {
             blocks::link_channel(&mut content, incident.channel.as_str(), &id);
         }
@@ -247,42 +229,25 @@ impl SlackSink {
         slot: Option<Slot>,
     ) -> Result<(), DeliveryError> {
         let channel_id = self.target(channel).await?;
-        let posted_key = crate::chat::posted_key(item.id);
-        let ts = match self
-            .store
-            .chat_ref(SLACK, &posted_key)
-            .await
-            .map_err(store_error)?
-        {
-            // Posted by an earlier attempt of this row: do not post again.
-            Some(ts) => ts,
-            None => {
+        let ts = self
+            .refs
+            .once(&crate::chat::posted_key(item.id), async {
                 let content = self.content(item, message).await?;
-                let ts = self
+                Ok(self
                     .api
                     .post(&channel_id, &content.text, &content.blocks)
-                    .await?;
-                self.store
-                    .set_chat_ref(SLACK, &posted_key, &ts)
-                    .await
-                    .map_err(store_error)?;
-                ts
-            }
-        };
+                    .await?)
+            })
+            .await?;
         // Pin before recording the slot: a retry after a failed pin finds no slot, comes back
         // here, reuses the post (its note above) and pins it.
         if pin {
             self.api.pin(&channel_id, &ts).await?;
         }
         if let (Some(slot), ChannelTarget::Incident(name)) = (slot, channel) {
-            self.store
-                .set_chat_ref(
-                    SLACK,
-                    &slot_key(name.as_str(), slot),
-                    &format!("{channel_id} {ts}"),
-                )
-                .await
-                .map_err(store_error)?;
+            self.refs
+                .set_slot(name.as_str(), slot, &channel_id, &ts)
+                .await?;
         }
         Ok(())
     }
@@ -295,16 +260,11 @@ impl SlackSink {
         slot: Slot,
         message: &Message,
     ) -> Result<(), DeliveryError> {
-        let slotted = self
-            .store
-            .chat_ref(SLACK, &slot_key(channel.as_str(), slot))
-            .await
-            .map_err(store_error)?;
-        if let Some((channel_id, ts)) = slotted.as_deref().and_then(|s| s.split_once(' ')) {
+        if let Some((channel_id, ts)) = self.refs.slot(channel.as_str(), slot).await? {
             let content = self.content(item, message).await?;
             match self
                 .api
-                .update(channel_id, ts, &content.text, &content.blocks)
+                .update(&channel_id, &ts, &content.text, &content.blocks)
                 .await
             {
                 Err(e) if matches!(e.code(), Some("message_not_found" | "cant_update_message")) => {
@@ -337,12 +297,7 @@ impl Sink for SlackSink {
                 topic,
                 invite,
             } => {
-                let id = match self
-                    .store
-                    .chat_ref(SLACK, &channel_key(channel.as_str()))
-                    .await
-                    .map_err(store_error)?
-                {
+                let id = match self.refs.channel(channel.as_str()).await? {
                     Some(id) => id,
                     None => self.create_channel(channel).await?,
                 };
