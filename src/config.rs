@@ -1818,8 +1818,24 @@ mod tests {
         assert_eq!(on.guild_id, 80351110224678913, "a number is read as an id");
         assert_eq!(on.responders, vec![80351110224678914]);
         assert_eq!(on.api_url, "http://127.0.0.1:9");
-        assert!(!on.is_discord());
+        assert!(
+            !on.is_discord(),
+            "a test server: serenity's ratelimiter off"
+        );
         assert_eq!(on.incidents_channel, "incidents");
+        let default_url = good.replace("api_url = \"http://127.0.0.1:9/\"\n", "");
+        let discord = load_with_env(
+            Some(file(&format!("[discord]\n{default_url}")).path()),
+            no_env(),
+        )
+        .unwrap()
+        .discord
+        .unwrap();
+        assert!(
+            discord.is_discord(),
+            "{}: serenity's ratelimiter on",
+            discord.api_url
+        );
         for (text, complaint) in [
             (
                 format!("public_key = \"{key}\""),
