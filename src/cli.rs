@@ -146,7 +146,10 @@ fn init_logging(cli: &Cli) {
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        // serenity's request spans name the route, and an interaction's webhook route holds
+        // its token: its debug output never reaches warroom's logs.
+        .add_directive("serenity=warn".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -583,6 +586,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             })
             .map(|(inbound, _, _)| inbound.clone()),
         discord: discord.as_ref().map(|(inbound, _)| inbound.clone()),
+        metrics: app.metrics.clone(),
         store,
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
@@ -602,19 +606,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server stopped")?;
-    scheduler.abort();
-    if let Some(dispatcher) = dispatcher {
-        dispatcher.abort();
-    }
+    tracing::info!("no longer taking requests; finishing the work in hand");
+    let mut loops = vec![scheduler];
+    loops.extend(dispatcher);
     if let Some((_, dispatcher)) = discord {
-        dispatcher.abort();
+        loops.push(dispatcher);
     }
     if let Some((_, dispatcher, socket)) = slack {
         if let Some(listener) = socket {
             listener.shutdown().await;
         }
-        dispatcher.abort();
+        loops.push(dispatcher);
     }
+    runner::shut_down(&app, loops, runner::SHUTDOWN_GRACE).await;
+    app.store.close();
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,6 +30,8 @@ pub struct HttpDeps {
     pub slack: Option<Arc<crate::chat::slack::SlackInbound>>,
     /// Discord's interactions endpoint, when Discord is configured.
     pub discord: Option<Arc<crate::chat::discord::DiscordInbound>>,
+    /// What `/metrics` exports (the app's).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What `POST /pagerduty/webhook` needs.
@@ -47,9 +49,11 @@ pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
 pub fn router(deps: HttpDeps) -> Router {
     let slack = deps.slack.clone();
     let discord = deps.discord.clone();
+    let metrics = deps.metrics.clone();
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route(
             "/pagerduty/webhook",
             post(pagerduty_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
@@ -59,10 +63,37 @@ pub fn router(deps: HttpDeps) -> Router {
         Some(slack) => router.merge(crate::chat::slack::inbound::routes(slack)),
         None => router,
     };
-    match discord {
+    let router = match discord {
         Some(discord) => router.merge(crate::chat::discord::inbound::routes(discord)),
         None => router,
-    }
+    };
+    router.route_layer(axum::middleware::from_fn_with_state(metrics, track))
+}
+
+/// Count every request by route and status, and time it.
+async fn track(
+    State(metrics): State<Arc<crate::metrics::Metrics>>,
+    route: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = route.map_or("unmatched".to_string(), |r| r.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics
+        .http_duration
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::HttpLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 fn answer(status: StatusCode, text: &str) -> Response {
@@ -116,7 +147,9 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(deps): State<HttpDeps>) -> impl IntoResponse {
+/// What keeps this replica from being ready (none: ready), and how long ago the scheduler
+/// last completed a pass.
+async fn readiness(deps: &HttpDeps) -> (Vec<String>, Option<f64>) {
     let store = deps.store.ping().await;
     let now = Utc::now();
     let lag = deps
@@ -134,6 +167,11 @@ async fn readyz(State(deps): State<HttpDeps>) -> impl IntoResponse {
         Some(lag) if !scheduler_ok => problems.push(format!("scheduler: last pass {lag:.1}s ago")),
         _ => {}
     }
+    (problems, lag)
+}
+
+async fn readyz(State(deps): State<HttpDeps>) -> impl IntoResponse {
+    let (problems, lag) = readiness(&deps).await;
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -146,4 +184,25 @@ async fn readyz(State(deps): State<HttpDeps>) -> impl IntoResponse {
         "problems": problems,
     });
     (status, Json(body))
+}
+
+/// `/metrics`: the counters as they stand, and the gauges read now.
+async fn metrics_text(State(deps): State<HttpDeps>) -> Response {
+    let (problems, lag) = readiness(&deps).await;
+    let metrics = &deps.metrics;
+    metrics.ready.set(i64::from(problems.is_empty()));
+    // No pass yet reads as infinitely late, not as healthy.
+    metrics.scheduler_lag.set(lag.unwrap_or(f64::INFINITY));
+    match deps.store.health_counts().await {
+        Ok(counts) => metrics.set_store_counts(&counts),
+        Err(error) => tracing::warn!(%error, "cannot read store counts for /metrics"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        metrics.encode(),
+    )
+        .into_response()
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod metrics;
 pub mod pagerduty;
 pub mod render;
 pub mod runbook;

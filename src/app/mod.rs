@@ -15,6 +15,7 @@ use chrono::Duration;
 use clock::Clock;
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// How many times a command is re-decided when another writer got there first.
 const CONFLICT_RETRIES: usize = 5;
@@ -48,6 +49,10 @@ pub struct App {
     pub outbox_changed: Arc<Notify>,
     /// Diagnostics, playbooks and changes; `None` until `with_runbooks`.
     pub runbooks: Option<Arc<runbook::Runbooks>>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set on shutdown: the loops stop claiming work and finish what they hold.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -88,7 +93,22 @@ impl App {
             timers_changed: Arc::new(Notify::new()),
             outbox_changed: Arc::new(Notify::new()),
             runbooks: None,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stop: the scheduler and dispatchers finish the timer or row in hand, claim nothing
+    /// more, and return (sleeping loops are woken to see it).
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.timers_changed.notify_waiters();
+        self.outbox_changed.notify_waiters();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The app with the runbook engine.
@@ -102,11 +122,29 @@ impl App {
     pub async fn handle_command(&self, origin: &Origin, text: &str) -> Option<Message> {
         let command = match command::parse(text) {
             Ok(command) => command,
-            Err(error) => return Some(views::usage(&error)),
+            Err(error) => {
+                let name = error.command.map_or("unknown", |c| c.name());
+                self.metrics.command(name, "invalid");
+                return Some(views::usage(&error));
+            }
         };
-        match self.run_command(origin, command).await {
-            Ok(reply) => reply,
-            Err(error) => Some(unavailable(&error)),
+        let name = command.name().name();
+        let span = tracing::info_span!(
+            "command",
+            command = name,
+            platform = origin.platform.as_str(),
+            channel = %origin.channel,
+            incident = tracing::field::Empty,
+        );
+        match self.run_command(origin, command).instrument(span).await {
+            Ok(reply) => {
+                self.metrics.command(name, "ok");
+                reply
+            }
+            Err(error) => {
+                self.metrics.command(name, "error");
+                Some(unavailable(&error))
+            }
         }
     }
 
@@ -129,6 +167,13 @@ impl App {
                 return self.runbook_button(origin, Command::Undo(*request)).await;
             }
         };
+        let name = command.name().name();
+        let span = tracing::info_span!(
+            "button",
+            command = name,
+            incident = %key,
+            platform = origin.platform.as_str(),
+        );
         let result = async {
             match self.store.incident(key).await? {
                 Some(incident) => {
@@ -138,7 +183,10 @@ impl App {
                 None => Ok(Some(views::refusal(format!("{key} does not exist.")))),
             }
         }
+        .instrument(span)
         .await;
+        self.metrics
+            .command(name, if result.is_ok() { "ok" } else { "error" });
         result.unwrap_or_else(|error| Some(unavailable(&error)))
     }
 
@@ -235,6 +283,7 @@ impl App {
         actor: &UserRef,
         command: &Command,
     ) -> Result<Option<Message>, StoreError> {
+        tracing::Span::current().record("incident", tracing::field::display(incident.key));
         for _ in 0..CONFLICT_RETRIES {
             let decision =
                 match decide::apply(&self.policy, &incident, actor, command, self.clock.now()) {
@@ -322,7 +371,17 @@ impl App {
                 .map(|group| async move {
                     let mut fired = 0;
                     for timer in group {
-                        if self.fire_one(&timer).await? {
+                        // Shutting down: timers not yet started are released for another
+                        // replica.
+                        if self.is_stopping() {
+                            break;
+                        }
+                        let span = tracing::info_span!(
+                            "timer",
+                            incident = %timer.incident,
+                            kind = timer.kind.as_str(),
+                        );
+                        if self.fire_one(&timer).instrument(span).await? {
                             fired += 1;
                         }
                     }
@@ -332,6 +391,9 @@ impl App {
                 .try_collect()
                 .await?;
             fired += counts.iter().sum::<usize>();
+            if self.is_stopping() {
+                return Ok(fired);
+            }
         }
     }
 
@@ -371,6 +433,8 @@ impl App {
                 .await
             {
                 Ok(()) => {
+                    let late = (now - timer.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.metrics.timer_lateness.observe(late);
                     tracing::info!(incident = %incident.key, timer = timer.kind.as_str(), late_seconds = (now - timer.due_at).num_seconds(), "timer fired");
                     return Ok(true);
                 }
@@ -406,6 +470,10 @@ impl App {
             }
             let mut retry_later = 0;
             for item in &items {
+                // Shutting down: the rows not yet started are released for another replica.
+                if self.is_stopping() {
+                    return Ok(delivered);
+                }
                 // A fresh lease for each delivery, so that a slow batch cannot let another
                 // process take (and send again) rows this one is about to send.
                 let renewed = self
@@ -416,7 +484,26 @@ impl App {
                     tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
                     continue;
                 }
-                let outcome = match sink.deliver(item).await {
+                let span = tracing::info_span!(
+                    "deliver",
+                    incident = %item.incident,
+                    destination = sink.destination(),
+                    row = item.id,
+                );
+                let result = sink.deliver(item).instrument(span).await;
+                self.metrics.delivery(
+                    sink.destination(),
+                    match &result {
+                        Ok(_) => "ok",
+                        Err(DeliveryError::Retry { .. })
+                            if item.attempts < MAX_DELIVERY_ATTEMPTS =>
+                        {
+                            "retry"
+                        }
+                        Err(_) => "failed",
+                    },
+                );
+                let outcome = match result {
                     Ok(Delivered::Done) => {
                         delivered += 1;
                         self.store

@@ -183,6 +183,9 @@ impl App {
         incident: Option<Incident>,
         command: Command,
     ) -> Result<Option<Message>, StoreError> {
+        if let Some(incident) = &incident {
+            tracing::Span::current().record("incident", tracing::field::display(incident.key));
+        }
         let runbooks = match self.runbooks() {
             Ok(runbooks) => runbooks,
             Err(message) => return Ok(Some(message)),
@@ -458,7 +461,9 @@ impl App {
             Err(problem) => return Ok((false, Some(refusal(problem)))),
         };
         let timeout = timeout.unwrap_or(guard.config.timeout);
-        let (ok, output) = match cluster.run(&action, timeout, self.clock.now()).await {
+        let ran = cluster.run(&action, timeout, self.clock.now()).await;
+        self.metrics.kubernetes_call(ran.is_ok());
+        let (ok, output) = match ran {
             Ok(output) => (true, cut(&redact(&output))),
             Err(error) => (false, cut(&redact(&error.to_string()))),
         };
@@ -590,7 +595,9 @@ impl App {
             .as_ref()
             .and_then(|c| c.step_timeout)
             .unwrap_or(guard.config.timeout);
-        let preview = match cluster.preview(&action, timeout, now).await {
+        let preview = cluster.preview(&action, timeout, now).await;
+        self.metrics.kubernetes_call(preview.is_ok());
+        let preview = match preview {
             Ok(preview) => preview,
             Err(error) => {
                 let reason = redact(&format!("the dry run failed: {error}"));
@@ -813,7 +820,9 @@ impl App {
         )
         .await?;
         // Bound to the state it was previewed against.
-        match cluster.prior_state(&proposal.action, timeout).await {
+        let found = cluster.prior_state(&proposal.action, timeout).await;
+        self.metrics.kubernetes_call(found.is_ok());
+        match found {
             Ok(current) if current == proposal.prior => {}
             found => {
                 let why = match found {
@@ -855,6 +864,7 @@ impl App {
         let result = cluster
             .run(&proposal.action, timeout, self.clock.now())
             .await;
+        self.metrics.kubernetes_call(result.is_ok());
         let (ok, outcome) = match result {
             Ok(outcome) => (true, outcome),
             // The change may have landed even though its answer did not: look.
@@ -933,6 +943,7 @@ impl App {
             .or_else(|| self.runbooks().ok().map(|r| r.guard.config.timeout))
             .unwrap_or(std::time::Duration::from_secs(30));
         let now = cluster.prior_state(&proposal.action, timeout).await;
+        self.metrics.kubernetes_call(now.is_ok());
         let applied = match (&proposal.prior, &now) {
             (PriorState::Replicas { .. }, Ok(PriorState::Replicas { replicas })) => proposal
                 .action

@@ -27,9 +27,9 @@ impl Heartbeat {
 }
 
 /// Deliver the outbox rows of one destination as they are written (woken by commits), and at
-/// least every `poll` for retries that came due.
+/// least every `poll` for retries that came due, until the app stops.
 pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time::Duration) {
-    loop {
+    while !app.is_stopping() {
         match app.dispatch_outbox(sink.as_ref()).await {
             Ok(0) => {}
             Ok(delivered) => tracing::info!(
@@ -48,14 +48,15 @@ pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time
     }
 }
 
-/// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
-/// timer is planned. Store errors are logged and retried on the next pass.
 /// How long webhook event ids are kept to recognise redeliveries.
 pub const INBOUND_EVENT_RETENTION: chrono::Duration = chrono::Duration::days(30);
 
+/// Fire due timers, then sleep until the next one is due (at most `poll`), or until a new
+/// timer is planned, until the app stops. Store errors are logged and retried on the next
+/// pass.
 pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
     let mut last_prune: Option<DateTime<Utc>> = None;
-    loop {
+    while !app.is_stopping() {
         let now = app.clock.now();
         if last_prune.is_none_or(|at| now - at > chrono::Duration::hours(1)) {
             match app
@@ -88,5 +89,39 @@ pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std:
             _ = tokio::time::sleep(sleep) => {},
             _ = app.timers_changed.notified() => {},
         }
+    }
+}
+
+/// How long `serve` waits on shutdown for the loops to finish what they hold.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Shut the loops down: ask them to stop, wait up to `grace` for the timer or row in hand,
+/// abort what is still running, then release this replica's leases on whatever it claimed and
+/// did not finish, so another replica takes it at once.
+pub async fn shut_down(
+    app: &App,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    grace: std::time::Duration,
+) {
+    app.stop();
+    let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
+    if tokio::time::timeout(grace, futures_util::future::join_all(loops))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "loops still busy after the grace period; stopping them"
+        );
+        for abort in aborts {
+            abort.abort();
+        }
+    }
+    match app.store.release_leases(&app.owner).await {
+        Ok((0, 0)) => {}
+        Ok((timers, rows)) => {
+            tracing::info!(timers, rows, "released claimed work for other replicas")
+        }
+        Err(error) => tracing::warn!(%error, "could not release leases; they expire on their own"),
     }
 }

@@ -90,6 +90,20 @@ pub struct OutboxCounts {
     pub delivered: i64,
 }
 
+/// Counts for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Open (unresolved) incidents per severity name (`P0` …); severities without any are
+    /// absent.
+    pub open_by_severity: Vec<(String, i64)>,
+    pub timers_pending: i64,
+    /// Pending rows not tried yet, or being delivered now.
+    pub outbox_pending: i64,
+    /// Pending rows waiting for a retry after a failed attempt.
+    pub outbox_retrying: i64,
+    pub outbox_failed: i64,
+}
+
 /// One atomic change: the incident's new state, what happened, what to plan, what to send.
 #[derive(Clone, Debug)]
 pub struct Change<'a> {
@@ -141,6 +155,9 @@ impl<'a> Change<'a> {
 pub trait Store: Send + Sync {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
+
+    /// Close the connections (on shutdown). The store answers errors afterwards.
+    fn close(&self) {}
 
     /// Reachable and migrated to the latest schema (readiness).
     async fn ping(&self) -> StoreResult<()>;
@@ -261,6 +278,16 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
 
     async fn outbox_counts(&self) -> StoreResult<OutboxCounts>;
+
+    /// What `/metrics` reports about the store: open incidents by severity, pending timers,
+    /// outbox rows by state.
+    async fn health_counts(&self) -> StoreResult<HealthCounts>;
+
+    /// Give up `owner`'s leases on timers and outbox rows it claimed but did not finish (on
+    /// shutdown), so another replica takes them at once instead of when the lease expires. An
+    /// outbox row's claim counted an attempt that was never made; it is taken back. Returns
+    /// how many timers and rows were released.
+    async fn release_leases(&self, owner: &str) -> StoreResult<(u64, u64)>;
 
     /// Wake `timers` when any process commits a new timer and `outbox` when it commits outbox
     /// rows, so a sleeping scheduler or dispatcher starts at once instead of at its next poll.

@@ -3,7 +3,7 @@
 //! lease, so two replicas never take the same row at the same time.
 
 use super::{
-    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
+    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
     SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
     event_from_columns, idempotency_key, paged_services_column, timer_kind,
 };
@@ -335,6 +335,10 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn close(&self) {
+        self.pool.close();
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -933,6 +937,62 @@ impl Store for PostgresStore {
             failed: row.get(1),
             delivered: row.get(2),
         })
+    }
+
+    async fn health_counts(&self) -> StoreResult<HealthCounts> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let severities = client
+            .query(
+                &client
+                    .prepare_cached("SELECT severity, count(*) FROM incidents WHERE resolved_at IS NULL GROUP BY severity ORDER BY severity")
+                    .await
+                    .map_err(db_error)?,
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        let row = client
+            .query_one(
+                &client
+                    .prepare_cached(
+                        "SELECT (SELECT count(*) FROM timers WHERE state = 'pending'), \
+                     count(*) FILTER (WHERE state = 'pending' AND (attempts = 0 OR lease_owner IS NOT NULL)), \
+                     count(*) FILTER (WHERE state = 'pending' AND attempts > 0 AND lease_owner IS NULL), \
+                     count(*) FILTER (WHERE state = 'failed') FROM outbox",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(HealthCounts {
+            open_by_severity: severities.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            timers_pending: row.get(0),
+            outbox_pending: row.get(1),
+            outbox_retrying: row.get(2),
+            outbox_failed: row.get(3),
+        })
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<(u64, u64)> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let timers = client
+            .execute(
+                "UPDATE timers SET lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_owner = $1",
+                &[&owner],
+            )
+            .await
+            .map_err(db_error)?;
+        let rows = client
+            .execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = GREATEST(attempts - 1, 0) \
+                 WHERE state = 'pending' AND lease_owner = $1",
+                &[&owner],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok((timers, rows))
     }
 }
 

@@ -3,7 +3,7 @@
 //! writes take SQLite's write lock (`BEGIN IMMEDIATE`), so claims cannot overlap.
 
 use super::{
-    Change, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
+    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
     SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
     effect_json, event_detail, event_from_columns, idempotency_key, paged_services_column,
     timer_kind,
@@ -899,6 +899,58 @@ impl Store for SqliteStore {
             }
             .map_err(db_error)?;
             if n == 1 { Ok(()) } else { Err(StoreError::LeaseLost(format!("outbox row {id}"))) }
+        })
+        .await
+    }
+
+    async fn health_counts(&self) -> StoreResult<HealthCounts> {
+        self.with(|conn| {
+            let mut statement = conn
+                .prepare("SELECT severity, count(*) FROM incidents WHERE resolved_at IS NULL GROUP BY severity ORDER BY severity")
+                .map_err(db_error)?;
+            let open_by_severity = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_error)?
+                .collect::<Result<Vec<(String, i64)>, _>>()
+                .map_err(db_error)?;
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM timers WHERE state = 'pending'), \
+                 COALESCE(SUM(state = 'pending' AND (attempts = 0 OR lease_owner IS NOT NULL)), 0), \
+                 COALESCE(SUM(state = 'pending' AND attempts > 0 AND lease_owner IS NULL), 0), \
+                 COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+                [],
+                |r| {
+                    Ok(HealthCounts {
+                        open_by_severity: open_by_severity.clone(),
+                        timers_pending: r.get(0)?,
+                        outbox_pending: r.get(1)?,
+                        outbox_retrying: r.get(2)?,
+                        outbox_failed: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<(u64, u64)> {
+        let owner = owner.to_string();
+        self.with(move |conn| {
+            let timers = conn
+                .execute(
+                    "UPDATE timers SET lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_owner = ?1",
+                    [&owner],
+                )
+                .map_err(db_error)?;
+            let rows = conn
+                .execute(
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0) \
+                     WHERE state = 'pending' AND lease_owner = ?1",
+                    [&owner],
+                )
+                .map_err(db_error)?;
+            Ok((timers as u64, rows as u64))
         })
         .await
     }

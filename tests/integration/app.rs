@@ -334,7 +334,87 @@ pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(db
     );
 }
 
+/// A sink whose deliveries never finish (a platform that hangs); says when one started.
+struct HangingSink(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl Sink for HangingSink {
+    fn destination(&self) -> &'static str {
+        "console"
+    }
+    async fn deliver(&self, _item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+/// Records the attempt number of each delivery.
+#[derive(Default)]
+struct AttemptsSink(Mutex<Vec<i32>>);
+
+#[async_trait]
+impl Sink for AttemptsSink {
+    fn destination(&self) -> &'static str {
+        "console"
+    }
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        self.0.lock().unwrap().push(item.attempts);
+        Ok(Delivered::Done)
+    }
+}
+
+/// SIGTERM in the middle of a delivery: the replica stops its loops (the hanging one after the
+/// grace period), gives back its leases, and another replica delivers everything at once,
+/// without waiting for the lease to expire, each row on its first counted attempt.
+pub async fn a_stopping_replica_hands_its_work_over_at_once(db: &TestDb) {
+    let clock = clock();
+    let leaving = Arc::new(app(db.open().await, clock.clone()));
+    declare(&leaving).await;
+    let pending = leaving.store.health_counts().await.unwrap().outbox_pending;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = tokio::spawn(warroom::app::runner::dispatcher_loop(
+        leaving.clone(),
+        Arc::new(HangingSink(started.clone())),
+        std::time::Duration::from_millis(20),
+    ));
+    let scheduler = tokio::spawn(warroom::app::runner::scheduler_loop(
+        leaving.clone(),
+        Arc::new(warroom::http::Heartbeat::default()),
+        std::time::Duration::from_millis(20),
+    ));
+    // The dispatcher holds the incident's rows and is stuck delivering the first.
+    started.notified().await;
+    let peek = db.open().await;
+    let now = clock.now();
+    assert!(
+        peek.claim_outbox("console", now, "peek", now + Duration::seconds(1), 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the leaving replica"
+    );
+    warroom::app::runner::shut_down(
+        &leaving,
+        vec![dispatcher, scheduler],
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+
+    // Another replica, same clock: nothing has expired, yet it delivers every row now.
+    let staying = app(db.open().await, clock.clone());
+    assert_ne!(staying.owner, leaving.owner);
+    let sink = AttemptsSink::default();
+    let delivered = staying.dispatch_outbox(&sink).await.unwrap();
+    assert_eq!(delivered as i64, pending);
+    let attempts = sink.0.lock().unwrap().clone();
+    assert!(
+        attempts.iter().all(|a| *a == 1),
+        "the unfinished attempt was given back: {attempts:?}"
+    );
+}
+
 on_both_stores!(
+    a_stopping_replica_hands_its_work_over_at_once,
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
     two_replicas_fire_each_reminder_exactly_once,
     an_update_resets_the_reminder_and_resolve_stops_it,

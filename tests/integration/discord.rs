@@ -161,6 +161,7 @@ impl Discord {
             pagerduty: None,
             slack: None,
             discord: Some(inbound.clone()),
+            metrics: app.metrics.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

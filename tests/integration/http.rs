@@ -29,6 +29,7 @@ fn deps(store: Arc<dyn warroom::store::Store>) -> (HttpDeps, Arc<Heartbeat>) {
         pagerduty: None,
         slack: None,
         discord: None,
+        metrics: Arc::new(warroom::metrics::Metrics::new()),
     };
     (deps, heartbeat)
 }
@@ -160,6 +161,30 @@ async fn serve_becomes_ready_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let metrics = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "warroom_ready 1",
+        "warroom_http_requests_total{route=\"/readyz\",status=\"200\"}",
+        "warroom_incidents_open{severity=\"P0\"} 0",
+        "warroom_outbox_rows{state=\"failed\"} 0",
+        "warroom_timers_pending 0",
+        "warroom_scheduler_lag_seconds ",
+        "# TYPE warroom_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 
     let pid = child.0.id().to_string();
     // SIGTERM through the standard `kill` utility: the test needs a signal, not a shell.

@@ -362,6 +362,7 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
     let deps = warroom::http::HttpDeps {
         slack: None,
         discord: None,
+        metrics: app.metrics.clone(),
         store: s.store.clone(),
         scheduler: Arc::new(warroom::http::Heartbeat::default()),
         stall_after: Duration::seconds(20),

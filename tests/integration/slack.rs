@@ -122,6 +122,7 @@ impl Slack {
             pagerduty: None,
             slack: Some(inbound.clone()),
             discord: None,
+            metrics: app.metrics.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

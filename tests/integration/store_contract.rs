@@ -830,7 +830,71 @@ pub async fn runbook_requests_change_state_once(db: &TestDb) {
     ));
 }
 
+/// What `/metrics` reads, and the leases a stopping replica gives back.
+pub async fn health_counts_and_released_leases(db: &TestDb) {
+    let store = db.open().await;
+    for i in 0..3 {
+        declared(
+            &*store,
+            &format!("incident {i}"),
+            &format!("inc-20261128-h{i}"),
+        )
+        .await;
+    }
+    let counts = store.health_counts().await.unwrap();
+    assert_eq!(counts.open_by_severity, vec![("P2".to_string(), 3)]);
+    assert_eq!(counts.timers_pending, 3, "a status reminder each");
+    let fresh = counts.outbox_pending;
+    assert!(fresh >= 3, "{counts:?}");
+    assert_eq!((counts.outbox_retrying, counts.outbox_failed), (0, 0));
+
+    // Replica "a" claims rows and timers, then stops before finishing them.
+    let now = t0();
+    let late = now + Duration::hours(2);
+    let rows = store
+        .claim_outbox("console", now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    store
+        .outbox_failed(rows[0].id, "a", "503", Some(now))
+        .await
+        .unwrap();
+    let timers = store
+        .claim_due_timers(late, "a", late + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(timers.len(), 3);
+    let counts = store.health_counts().await.unwrap();
+    assert_eq!(counts.outbox_retrying, 1, "{counts:?}");
+    assert!(
+        store
+            .claim_outbox("console", now, "b", now + Duration::minutes(5), 10)
+            .await
+            .unwrap()
+            .len()
+            == 1,
+        "only the row a gave back by failing it"
+    );
+    // Another replica's release gives back nothing of a's.
+    assert_eq!(store.release_leases("c").await.unwrap(), (0, 0));
+    assert_eq!(store.release_leases("a").await.unwrap(), (3, 2));
+    // b takes the released rows at once (no waiting for the lease), their attempt given back.
+    let taken = store
+        .claim_outbox("console", now, "b", now + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(taken.iter().all(|r| r.attempts == 1), "{taken:?}");
+    let timers = store
+        .claim_due_timers(late, "b", late + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(timers.len(), 3);
+}
+
 on_both_stores!(
+    health_counts_and_released_leases,
     runbook_requests_change_state_once,
     chat_refs_are_kept_and_replaced,
     urgent_rows_go_first_across_incidents,

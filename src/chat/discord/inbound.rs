@@ -235,6 +235,7 @@ impl DiscordInbound {
                 }
             };
             if let Some(refusal) = self.refusal(sender, incident.as_ref()) {
+                self.app.metrics.command(parsed.name().name(), "refused");
                 return Some(refusal);
             }
         }

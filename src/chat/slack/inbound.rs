@@ -201,6 +201,7 @@ impl SlackInbound {
                 }
             };
             if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
+                self.app.metrics.command(parsed.name().name(), "refused");
                 return Some(refusal);
             }
         }
