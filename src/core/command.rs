@@ -623,10 +623,15 @@ fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
         .then_some(rest.trim_start())
 }
 
+/// The text without the quotes around it, when it is one quoted string (`"disk full"`); text
+/// that only starts and ends with a quote mark (`"API" fell after "rollback"`) is kept whole.
 fn strip_quotes(text: &str) -> &str {
     let t = text.trim();
     for (open, close) in [('"', '"'), ('\'', '\''), ('“', '”')] {
-        if let Some(inner) = t.strip_prefix(open).and_then(|s| s.strip_suffix(close)) {
+        if let Some(inner) = t.strip_prefix(open).and_then(|s| s.strip_suffix(close))
+            && !inner.contains(open)
+            && !inner.contains(close)
+        {
             return inner;
         }
     }

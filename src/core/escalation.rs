@@ -47,7 +47,8 @@ impl PageTarget {
             "escalation_policy" | "policy" => Ok(PageTarget::EscalationPolicy(id)),
             "schedule" => Ok(PageTarget::Schedule(id)),
             other => Err(format!(
-                "`{other}` is not a kind of page target; use service, user, escalation_policy or schedule"
+                "`{}` is not a kind of page target; use service, user, escalation_policy or schedule",
+                crate::core::command::truncate_chars(other, 40)
             )),
         }
     }

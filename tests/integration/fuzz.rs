@@ -18,9 +18,8 @@
 //! In a debug build the Discord (Ed25519) properties cost about 40 ms a case and set the pace
 //! of long runs: 5,000 cases take about three minutes.
 //!
-//! A property marked `#[ignore = "bug: …"]` fails on a known bug; run it with
-//! `cargo test --test integration fuzz -- --ignored`. A failure prints the minimal input proptest
-//! shrank to; nothing is written to disk (no `proptest-regressions` files).
+//! A failure prints the minimal input proptest shrank to; nothing is written to disk (no
+//! `proptest-regressions` files).
 //! `PROPTEST_RNG_SEED=<n>` makes a run reproducible.
 
 use std::collections::BTreeMap;
@@ -577,7 +576,6 @@ proptest! {
     /// The problem of a refusal quotes at most a short piece of what was typed: it is posted
     /// back to chat, and the parser cuts every other quote of user text to 20 to 60 characters.
     #[test]
-    #[ignore = "bug: `page <kind>:<id>` with an unknown kind quotes the whole kind, however long, in the problem (minimal input: `page ` + 169 letters + `:a`, a problem of 251 characters)"]
     fn fuzz_parse_errors_quote_little_of_the_input(
         long in "[a-zA-Z0-9]{200,2000}",
         short in "[a-z0-9]{1,8}",
@@ -1246,7 +1244,6 @@ proptest! {
     /// marks it starts and ends with (at most, a text that is one quoted span may lose its
     /// quotes, as on Slack).
     #[test]
-    #[ignore = "bug: an update or root cause that starts and ends with the same quote mark loses those marks even when they are not a pair (minimal input: update text `''''` is posted as `''`; `\"API\" errors fell after \"rollback\"` as `API\" errors fell after \"rollback`)"]
     fn fuzz_discord_quoted_free_text_stays_the_text(
         marks in select(vec![('"', '"'), ('\'', '\''), ('“', '”')]),
         inner in nasty_text(),
