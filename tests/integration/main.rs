@@ -8,6 +8,7 @@ mod app;
 mod console;
 mod discord;
 mod discord_fake;
+mod faults;
 mod fuzz;
 mod http;
 mod kube_fake;

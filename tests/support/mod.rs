@@ -10,6 +10,7 @@
 pub mod discord;
 pub mod kube;
 pub mod pagerduty;
+pub mod proxy;
 pub mod slack;
 
 use std::sync::Arc;
