@@ -72,6 +72,29 @@ async fn readiness_needs_the_store_and_a_live_scheduler() {
     );
 }
 
+/// A stalled scheduler shows in `/metrics` too: how far behind it is, and not ready.
+#[tokio::test]
+async fn metrics_say_how_far_behind_a_stalled_scheduler_is() {
+    let (store, _dir) = sqlite_store().await;
+    let (deps, heartbeat) = deps(store);
+    heartbeat.beat(chrono::Utc::now() - chrono::Duration::seconds(90));
+    let response = router(deps)
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("warroom_ready 0"), "{text}");
+    let lag: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("warroom_scheduler_lag_seconds "))
+        .expect("the lag is exported")
+        .parse()
+        .unwrap();
+    assert!((90.0..120.0).contains(&lag), "{lag}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_when_the_store_is_gone() {
     let Some(schema) = crate::support::PgSchema::create().await else {
