@@ -602,11 +602,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %config.listen, "listening");
-    axum::serve(listener, http::router(deps))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server stopped")?;
+    // SIGTERM: stop taking requests and stop the loops at the same time; the requests in
+    // flight get DRAIN_GRACE, the loops and the work requests started get SHUTDOWN_GRACE; then
+    // this replica's leases are released and the pool closed (all within Kubernetes' 30 s).
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let server_stop = stop.clone();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, http::router(deps))
+            .with_graceful_shutdown(async move { server_stop.notified().await })
+            .await
+    });
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        ended = &mut server => {
+            ended.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+            anyhow::bail!("the HTTP server stopped unexpectedly");
+        }
+    }
     tracing::info!("no longer taking requests; finishing the work in hand");
+    stop.notify_one();
     let mut loops = vec![scheduler];
     loops.extend(dispatcher);
     if let Some((_, dispatcher)) = discord {
@@ -618,11 +632,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         loops.push(dispatcher);
     }
-    runner::shut_down(&app, loops, runner::SHUTDOWN_GRACE).await;
+    let drain = async {
+        match tokio::time::timeout(DRAIN_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!(?DRAIN_GRACE, "requests still open; closing them");
+                server.abort();
+            }
+        }
+    };
+    tokio::join!(
+        drain,
+        runner::shut_down(&app, loops, runner::SHUTDOWN_GRACE)
+    );
     app.store.close();
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long requests in flight may take to finish after SIGTERM.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -147,10 +147,16 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long `/readyz` and `/metrics` wait for the store.
+const STORE_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What keeps this replica from being ready (none: ready), and how long ago the scheduler
 /// last completed a pass.
 async fn readiness(deps: &HttpDeps) -> (Vec<String>, Option<f64>) {
-    let store = deps.store.ping().await;
+    let store = match tokio::time::timeout(STORE_READ_LIMIT, deps.store.ping()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {STORE_READ_LIMIT:?}")),
+    };
     let now = Utc::now();
     let lag = deps
         .scheduler
@@ -193,9 +199,11 @@ async fn metrics_text(State(deps): State<HttpDeps>) -> Response {
     metrics.ready.set(i64::from(problems.is_empty()));
     // No pass yet reads as infinitely late, not as healthy.
     metrics.scheduler_lag.set(lag.unwrap_or(f64::INFINITY));
-    match deps.store.health_counts().await {
-        Ok(counts) => metrics.set_store_counts(&counts),
-        Err(error) => tracing::warn!(%error, "cannot read store counts for /metrics"),
+    // A hanging store must not hang the scrape: the lag and readiness are what matter then.
+    match tokio::time::timeout(STORE_READ_LIMIT, deps.store.health_counts()).await {
+        Ok(Ok(counts)) => metrics.set_store_counts(&counts),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot read store counts for /metrics"),
+        Err(_) => tracing::warn!("store counts for /metrics timed out"),
     }
     (
         [(

@@ -122,8 +122,8 @@ impl Metrics {
             "Runbook calls to the Kubernetes API by outcome",
             kubernetes_calls.clone(),
         );
-        // Timers fire within milliseconds when healthy; the long tail is minutes.
-        let timer_lateness = Histogram::new(exponential_buckets(0.005, 2.0, 16));
+        // Timers fire within milliseconds when healthy; the long tail is minutes (5 ms … ~44 min).
+        let timer_lateness = Histogram::new(exponential_buckets(0.005, 2.0, 20));
         registry.register(
             "timer_lateness_seconds",
             "How late timers fired after they were due",

@@ -53,6 +53,9 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set on shutdown: the loops stop claiming work and finish what they hold.
     stopping: std::sync::atomic::AtomicBool,
+    /// Work the chat adapters run after answering a request (a slow command, a button press):
+    /// shutdown waits for it.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -95,6 +98,7 @@ impl App {
             runbooks: None,
             metrics: Arc::new(crate::metrics::Metrics::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -136,16 +140,20 @@ impl App {
             channel = %origin.channel,
             incident = tracing::field::Empty,
         );
-        match self.run_command(origin, command).instrument(span).await {
-            Ok(reply) => {
-                self.metrics.command(name, "ok");
-                reply
-            }
-            Err(error) => {
-                self.metrics.command(name, "error");
-                Some(unavailable(&error))
+        async {
+            match self.run_command(origin, command).await {
+                Ok(reply) => {
+                    self.metrics.command(name, "ok");
+                    reply
+                }
+                Err(error) => {
+                    self.metrics.command(name, "error");
+                    Some(unavailable(&error))
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// A button was pressed.
@@ -174,20 +182,21 @@ impl App {
             incident = %key,
             platform = origin.platform.as_str(),
         );
-        let result = async {
-            match self.store.incident(key).await? {
-                Some(incident) => {
+        async {
+            let result = match self.store.incident(key).await {
+                Ok(Some(incident)) => {
                     self.apply_with_retry(incident, &origin.actor, &command)
                         .await
                 }
-                None => Ok(Some(views::refusal(format!("{key} does not exist.")))),
-            }
+                Ok(None) => Ok(Some(views::refusal(format!("{key} does not exist.")))),
+                Err(error) => Err(error),
+            };
+            self.metrics
+                .command(name, if result.is_ok() { "ok" } else { "error" });
+            result.unwrap_or_else(|error| Some(unavailable(&error)))
         }
         .instrument(span)
-        .await;
-        self.metrics
-            .command(name, if result.is_ok() { "ok" } else { "error" });
-        result.unwrap_or_else(|error| Some(unavailable(&error)))
+        .await
     }
 
     async fn run_command(
@@ -656,6 +665,23 @@ impl App {
         priorities: &std::collections::BTreeMap<String, crate::core::Severity>,
         open_on: Platform,
     ) -> Result<&'static str, StoreError> {
+        let span = tracing::info_span!(
+            "pagerduty_event",
+            event = %event.id,
+            pagerduty_incident = %event.incident_id,
+            incident = tracing::field::Empty,
+        );
+        self.apply_pagerduty(event, priorities, open_on)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_pagerduty(
+        &self,
+        event: &crate::pagerduty::WebhookEvent,
+        priorities: &std::collections::BTreeMap<String, crate::core::Severity>,
+        open_on: Platform,
+    ) -> Result<&'static str, StoreError> {
         use crate::core::decide::{PagerDutyChange, PagerDutyOrigin, pagerduty_change};
         let source = crate::store::PAGERDUTY_SOURCE;
         let own_key = event
@@ -679,6 +705,9 @@ impl App {
                     None => None,
                 },
             };
+            if let Some(incident) = &incident {
+                tracing::Span::current().record("incident", tracing::field::display(incident.key));
+            }
             let (decision, expected) = match (incident, event.event_type.as_str()) {
                 (Some(_), "incident.triggered") => {
                     // PagerDuty's copy of a page warroom sent (or a repeat): nothing to do.
@@ -689,6 +718,7 @@ impl App {
                 (None, "incident.triggered") => {
                     // PagerDuty opened an incident warroom does not have: declare it.
                     let key = self.store.allocate_incident_key().await?;
+                    tracing::Span::current().record("incident", tracing::field::display(key));
                     let title = if event.title.is_empty() {
                         format!("PagerDuty incident {}", event.incident_id)
                     } else {

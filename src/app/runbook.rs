@@ -20,6 +20,7 @@ use crate::store::{Change, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Characters of action output kept (the chat adapters cut further to their own limits).
 const MAX_OUTPUT_CHARS: usize = 12_000;
@@ -288,13 +289,27 @@ impl App {
         origin: &Origin,
         command: Command,
     ) -> Option<Message> {
-        let result = match command {
-            Command::Confirm(id) => self.confirm(origin, id).await,
-            Command::Cancel(id) => self.cancel(origin, id).await,
-            Command::Undo(id) => self.undo(origin, id).await,
-            _ => Ok(Some(refusal("Not a runbook button."))),
-        };
-        result.unwrap_or_else(|error| Some(unavailable(&error)))
+        let name = command.name().name();
+        let span = tracing::info_span!(
+            "button",
+            command = name,
+            platform = origin.platform.as_str(),
+            channel = %origin.channel,
+            incident = tracing::field::Empty,
+        );
+        async {
+            let result = match command {
+                Command::Confirm(id) => self.confirm(origin, id).await,
+                Command::Cancel(id) => self.cancel(origin, id).await,
+                Command::Undo(id) => self.undo(origin, id).await,
+                _ => Ok(Some(refusal("Not a runbook button."))),
+            };
+            self.metrics
+                .command(name, if result.is_ok() { "ok" } else { "error" });
+            result.unwrap_or_else(|error| Some(unavailable(&error)))
+        }
+        .instrument(span)
+        .await
     }
 
     /// Record events and posts on an incident, re-reading it if another writer got there first.

@@ -70,13 +70,22 @@ pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std:
             }
             last_prune = Some(now);
         }
-        match app.run_due_timers().await {
-            Ok(0) => {}
-            Ok(fired) => tracing::info!(fired, "timers fired"),
-            Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
-        }
+        let passed = match app.run_due_timers().await {
+            Ok(0) => true,
+            Ok(fired) => {
+                tracing::info!(fired, "timers fired");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler pass failed");
+                false
+            }
+        };
         let now = app.clock.now();
-        heartbeat.beat(now);
+        // Only a pass that worked counts as alive: a scheduler failing every pass is stalled.
+        if passed {
+            heartbeat.beat(now);
+        }
         let sleep = match app.store.next_timer_due().await {
             Ok(Some(due)) => (due - now).to_std().unwrap_or_default().min(poll),
             Ok(None) => poll,
@@ -95,27 +104,33 @@ pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std:
 /// How long `serve` waits on shutdown for the loops to finish what they hold.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Shut the loops down: ask them to stop, wait up to `grace` for the timer or row in hand,
-/// abort what is still running, then release this replica's leases on whatever it claimed and
-/// did not finish, so another replica takes it at once.
+/// Shut the loops down: ask them to stop, wait up to `grace` for the timer or row in hand and
+/// for the work requests started (slow commands, button presses), abort the loops if they are
+/// still running, then release this replica's leases on whatever it claimed and did not
+/// finish, so another replica takes it at once.
 pub async fn shut_down(
     app: &App,
     loops: Vec<tokio::task::JoinHandle<()>>,
     grace: std::time::Duration,
 ) {
     app.stop();
+    app.tasks.close();
     let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
-    if tokio::time::timeout(grace, futures_util::future::join_all(loops))
-        .await
-        .is_err()
-    {
+    let mut loops = futures_util::future::join_all(loops);
+    let finished = async {
+        (&mut loops).await;
+        app.tasks.wait().await;
+    };
+    if tokio::time::timeout(grace, finished).await.is_err() {
         tracing::warn!(
             ?grace,
-            "loops still busy after the grace period; stopping them"
+            "work still running after the grace period; stopping it"
         );
         for abort in aborts {
             abort.abort();
         }
+        // Let the aborted loops unwind before their leases are released.
+        loops.await;
     }
     match app.store.release_leases(&app.owner).await {
         Ok((0, 0)) => {}

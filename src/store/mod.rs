@@ -284,9 +284,9 @@ pub trait Store: Send + Sync {
     async fn health_counts(&self) -> StoreResult<HealthCounts>;
 
     /// Give up `owner`'s leases on timers and outbox rows it claimed but did not finish (on
-    /// shutdown), so another replica takes them at once instead of when the lease expires. An
-    /// outbox row's claim counted an attempt that was never made; it is taken back. Returns
-    /// how many timers and rows were released.
+    /// shutdown), so another replica takes them at once instead of when the lease expires. A
+    /// row's claim stays counted as an attempt (it may have been sent before the process
+    /// stopped). Returns how many timers and rows were released.
     async fn release_leases(&self, owner: &str) -> StoreResult<(u64, u64)>;
 
     /// Wake `timers` when any process commits a new timer and `outbox` when it commits outbox

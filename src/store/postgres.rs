@@ -958,7 +958,7 @@ impl Store for PostgresStore {
                         "SELECT (SELECT count(*) FROM timers WHERE state = 'pending'), \
                      count(*) FILTER (WHERE state = 'pending' AND (attempts = 0 OR lease_owner IS NOT NULL)), \
                      count(*) FILTER (WHERE state = 'pending' AND attempts > 0 AND lease_owner IS NULL), \
-                     count(*) FILTER (WHERE state = 'failed') FROM outbox",
+                     count(*) FILTER (WHERE state = 'failed') FROM outbox WHERE state IN ('pending', 'failed')",
                     )
                     .await
                     .map_err(db_error)?,
@@ -986,7 +986,7 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         let rows = client
             .execute(
-                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = GREATEST(attempts - 1, 0) \
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
                  WHERE state = 'pending' AND lease_owner = $1",
                 &[&owner],
             )

@@ -917,7 +917,7 @@ impl Store for SqliteStore {
                 "SELECT (SELECT count(*) FROM timers WHERE state = 'pending'), \
                  COALESCE(SUM(state = 'pending' AND (attempts = 0 OR lease_owner IS NOT NULL)), 0), \
                  COALESCE(SUM(state = 'pending' AND attempts > 0 AND lease_owner IS NULL), 0), \
-                 COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+                 COALESCE(SUM(state = 'failed'), 0) FROM outbox WHERE state IN ('pending', 'failed')",
                 [],
                 |r| {
                     Ok(HealthCounts {
@@ -945,7 +945,7 @@ impl Store for SqliteStore {
                 .map_err(db_error)?;
             let rows = conn
                 .execute(
-                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, attempts = MAX(attempts - 1, 0) \
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
                      WHERE state = 'pending' AND lease_owner = ?1",
                     [&owner],
                 )

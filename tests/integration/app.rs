@@ -334,18 +334,114 @@ pub async fn a_second_declaration_with_the_same_title_gets_a_suffixed_channel(db
     );
 }
 
-/// A sink whose deliveries never finish (a platform that hangs); says when one started.
-struct HangingSink(Arc<tokio::sync::Notify>);
+/// A sink whose deliveries take a while (a slow platform); says when one started and records
+/// what it delivered with its attempt number. With `hang`, a delivery never finishes.
+struct SlowSink {
+    started: Arc<tokio::sync::Notify>,
+    hang: bool,
+    delivered: Mutex<Vec<(i64, i32)>>,
+}
 
 #[async_trait]
-impl Sink for HangingSink {
+impl Sink for SlowSink {
     fn destination(&self) -> &'static str {
         "console"
     }
-    async fn deliver(&self, _item: &OutboxItem) -> Result<Delivered, DeliveryError> {
-        self.0.notify_one();
-        std::future::pending().await
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        self.started.notify_one();
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((item.id, item.attempts));
+        Ok(Delivered::Done)
     }
+}
+
+/// Start the loops of a replica delivering to `sink`; returns once a delivery has started.
+async fn busy_replica(
+    db: &TestDb,
+    clock: &Arc<VirtualClock>,
+    sink: Arc<SlowSink>,
+) -> (Arc<App>, Vec<tokio::task::JoinHandle<()>>) {
+    let leaving = Arc::new(app(db.open().await, clock.clone()));
+    declare(&leaving).await;
+    let dispatcher = tokio::spawn(warroom::app::runner::dispatcher_loop(
+        leaving.clone(),
+        sink.clone(),
+        std::time::Duration::from_millis(20),
+    ));
+    let scheduler = tokio::spawn(warroom::app::runner::scheduler_loop(
+        leaving.clone(),
+        Arc::new(warroom::http::Heartbeat::default()),
+        std::time::Duration::from_millis(20),
+    ));
+    sink.started.notified().await;
+    (leaving, vec![dispatcher, scheduler])
+}
+
+/// SIGTERM in the middle of a slow delivery: the row in hand is finished, the rows after it
+/// are not started, and another replica delivers them at once, without waiting for the lease.
+pub async fn a_stopping_replica_finishes_the_row_in_hand_and_hands_the_rest_over(db: &TestDb) {
+    let clock = clock();
+    let sink = Arc::new(SlowSink {
+        started: Arc::new(tokio::sync::Notify::new()),
+        hang: false,
+        delivered: Mutex::new(Vec::new()),
+    });
+    let (leaving, loops) = busy_replica(db, &clock, sink.clone()).await;
+    let pending = leaving.store.health_counts().await.unwrap().outbox_pending;
+    assert!(pending > 2, "{pending}");
+    warroom::app::runner::shut_down(&leaving, loops, std::time::Duration::from_secs(5)).await;
+    let finished = sink.delivered.lock().unwrap().clone();
+    assert_eq!(
+        finished.len(),
+        1,
+        "the row in hand, and no other: {finished:?}"
+    );
+
+    let staying = app(db.open().await, clock.clone());
+    let rest = AttemptsSink::default();
+    let delivered = staying.dispatch_outbox(&rest).await.unwrap();
+    assert_eq!(delivered as i64, pending - 1, "the rest, at once");
+}
+
+/// A delivery that never finishes: after the grace period the loops are stopped and the
+/// leases released; another replica sends everything at once, the interrupted row counted as
+/// an attempt (it may have reached the platform).
+pub async fn a_stopping_replica_hands_its_work_over_at_once(db: &TestDb) {
+    let clock = clock();
+    let sink = Arc::new(SlowSink {
+        started: Arc::new(tokio::sync::Notify::new()),
+        hang: true,
+        delivered: Mutex::new(Vec::new()),
+    });
+    let (leaving, loops) = busy_replica(db, &clock, sink).await;
+    let pending = leaving.store.health_counts().await.unwrap().outbox_pending;
+    let peek = db.open().await;
+    let now = clock.now();
+    assert!(
+        peek.claim_outbox("console", now, "peek", now + Duration::seconds(1), 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the leaving replica"
+    );
+    warroom::app::runner::shut_down(&leaving, loops, std::time::Duration::from_millis(300)).await;
+
+    let staying = app(db.open().await, clock.clone());
+    assert_ne!(staying.owner, leaving.owner);
+    let sink = AttemptsSink::default();
+    let delivered = staying.dispatch_outbox(&sink).await.unwrap();
+    assert_eq!(delivered as i64, pending);
+    // The leaving replica held the incident's head row (rows go out in order); its claim
+    // counts, the rows behind it get their first try.
+    let attempts = sink.0.lock().unwrap().clone();
+    assert_eq!(attempts[0], 2, "{attempts:?}");
+    assert!(attempts[1..].iter().all(|a| *a == 1), "{attempts:?}");
 }
 
 /// Records the attempt number of each delivery.
@@ -363,58 +459,9 @@ impl Sink for AttemptsSink {
     }
 }
 
-/// SIGTERM in the middle of a delivery: the replica stops its loops (the hanging one after the
-/// grace period), gives back its leases, and another replica delivers everything at once,
-/// without waiting for the lease to expire, each row on its first counted attempt.
-pub async fn a_stopping_replica_hands_its_work_over_at_once(db: &TestDb) {
-    let clock = clock();
-    let leaving = Arc::new(app(db.open().await, clock.clone()));
-    declare(&leaving).await;
-    let pending = leaving.store.health_counts().await.unwrap().outbox_pending;
-    let started = Arc::new(tokio::sync::Notify::new());
-    let dispatcher = tokio::spawn(warroom::app::runner::dispatcher_loop(
-        leaving.clone(),
-        Arc::new(HangingSink(started.clone())),
-        std::time::Duration::from_millis(20),
-    ));
-    let scheduler = tokio::spawn(warroom::app::runner::scheduler_loop(
-        leaving.clone(),
-        Arc::new(warroom::http::Heartbeat::default()),
-        std::time::Duration::from_millis(20),
-    ));
-    // The dispatcher holds the incident's rows and is stuck delivering the first.
-    started.notified().await;
-    let peek = db.open().await;
-    let now = clock.now();
-    assert!(
-        peek.claim_outbox("console", now, "peek", now + Duration::seconds(1), 100)
-            .await
-            .unwrap()
-            .is_empty(),
-        "leased to the leaving replica"
-    );
-    warroom::app::runner::shut_down(
-        &leaving,
-        vec![dispatcher, scheduler],
-        std::time::Duration::from_millis(300),
-    )
-    .await;
-
-    // Another replica, same clock: nothing has expired, yet it delivers every row now.
-    let staying = app(db.open().await, clock.clone());
-    assert_ne!(staying.owner, leaving.owner);
-    let sink = AttemptsSink::default();
-    let delivered = staying.dispatch_outbox(&sink).await.unwrap();
-    assert_eq!(delivered as i64, pending);
-    let attempts = sink.0.lock().unwrap().clone();
-    assert!(
-        attempts.iter().all(|a| *a == 1),
-        "the unfinished attempt was given back: {attempts:?}"
-    );
-}
-
 on_both_stores!(
     a_stopping_replica_hands_its_work_over_at_once,
+    a_stopping_replica_finishes_the_row_in_hand_and_hands_the_rest_over,
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
     two_replicas_fire_each_reminder_exactly_once,
     an_update_resets_the_reminder_and_resolve_stops_it,

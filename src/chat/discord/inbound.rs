@@ -315,7 +315,10 @@ impl DiscordInbound {
     pub async fn answer_command(self: &Arc<Self>, sender: Sender, text: String) -> Response {
         let worker = self.clone();
         let (who, typed) = (sender.clone(), text.clone());
-        let mut work = tokio::spawn(async move { worker.command(&who, &typed).await });
+        let mut work = self
+            .app
+            .tasks
+            .spawn(async move { worker.command(&who, &typed).await });
         let receipt = ephemeral(&format!(
             "✓ /incident {}",
             crate::render::escape(Platform::Discord, &ellipsis(&text, 200))
@@ -336,7 +339,7 @@ impl DiscordInbound {
             Err(_) => {
                 let later = self.clone();
                 let token = sender.token.clone();
-                tokio::spawn(async move {
+                self.app.tasks.spawn(async move {
                     let data = match work.await {
                         Ok(Some(reply)) => later.content(&reply).single(),
                         Ok(None) => receipt,
@@ -411,7 +414,7 @@ impl DiscordInbound {
         let from_question = pressed.asked_from.is_some();
         let worker = self.clone();
         let who = sender.clone();
-        let mut work = tokio::spawn(async move {
+        let mut work = self.app.tasks.spawn(async move {
             let reply = worker.button(&who, &action).await;
             match reply {
                 Some(reply) => worker.content(&reply).reply(),
@@ -441,7 +444,7 @@ impl DiscordInbound {
             Err(_) => {
                 let later = self.clone();
                 let token = sender.token.clone();
-                tokio::spawn(async move {
+                self.app.tasks.spawn(async move {
                     let mut data = work.await.unwrap_or_else(|error| {
                         tracing::error!(%error, "a button press failed");
                         failed()

@@ -286,7 +286,10 @@ impl SlackInbound {
         let worker = self.clone();
         let (channel, user) = (channel_id.clone(), user_id.clone());
         let typed = plain.clone();
-        let mut work = tokio::spawn(async move { worker.command(&channel, &user, &typed).await });
+        let mut work = self
+            .app
+            .tasks
+            .spawn(async move { worker.command(&channel, &user, &typed).await });
         let notice = |text: String| blocks::SlackContent {
             text,
             blocks: Vec::new(),
@@ -305,7 +308,7 @@ impl SlackInbound {
             }
             Err(_) => {
                 let later = self.clone();
-                tokio::spawn(async move {
+                self.app.tasks.spawn(async move {
                     match work.await {
                         Ok(Some(reply)) => {
                             later
@@ -339,7 +342,7 @@ impl SlackInbound {
         }
         let action = value.and_then(|v| serde_json::from_str::<ButtonAction>(v).ok());
         let slack = self.clone();
-        tokio::spawn(async move {
+        self.app.tasks.spawn(async move {
             let reply = match &action {
                 Some(action) => slack.button(&channel_id, &user_id, action).await,
                 None => Some(views::refusal(
@@ -422,7 +425,7 @@ impl SlackInbound {
         if let Some((user, channel, text)) = mention {
             let text = mention_text(&text);
             let slack = self.clone();
-            tokio::spawn(async move {
+            self.app.tasks.spawn(async move {
                 if let Some(reply) = slack.command(&channel, &user, &text).await {
                     slack.answer_later("", &channel, &user, &reply).await;
                 }
