@@ -1939,15 +1939,15 @@ async fn memory_run(
     // are left out of the policy (as for `timers`), so no timer comes due while measuring.
     let store = Arc::new(schema.store(16).await?);
     let policy = Arc::new(policy()?);
+    // Every `every`-th incident stays open, `open` of them; the others are resolved.
     let every = incidents / open;
+    let stays_open = move |n: usize| n % every == 0 && n / every < open;
     let started = Instant::now();
     let stored: Vec<(usize, String)> = stream::iter(0..incidents)
         .map(|n| {
             let (store, policy) = (store.clone(), policy.clone());
             async move {
-                let channel =
-                    store_incident(&*store, &policy, n, n % every != 0 || n / every >= open)
-                        .await?;
+                let channel = store_incident(&*store, &policy, n, !stays_open(n)).await?;
                 Ok::<_, anyhow::Error>((n, channel))
             }
         })
@@ -1956,7 +1956,7 @@ async fn memory_run(
         .await?;
     let open_channels: Vec<String> = stored
         .iter()
-        .filter(|(n, _)| n % every == 0 && n / every < open)
+        .filter(|(n, _)| stays_open(*n))
         .map(|(_, channel)| channel.clone())
         .collect();
     println!(
