@@ -379,6 +379,20 @@ impl Discord {
         }
     }
 
+    /// The newest message in `channel` with a button whose action is `action`.
+    pub fn newest_with_button(&self, channel: &str, action: &str) -> Posted {
+        self.fake
+            .messages(channel)
+            .into_iter()
+            .rev()
+            .find(|m| {
+                m.components
+                    .to_string()
+                    .contains(&format!("\\\"action\\\":\\\"{action}\\\""))
+            })
+            .unwrap_or_else(|| panic!("no message in {channel} with a {action} button"))
+    }
+
     /// Press a button of `message` as `who`, answering "are you sure?" with yes where it asks;
     /// what the person saw in the end.
     pub async fn press_through(&self, who: As<'_>, message: &Posted, action: &str) -> Posted {
@@ -1255,13 +1269,7 @@ pub async fn runbook_changes_are_confirmed_and_cancelled_with_buttons(db: &TestD
     };
     d.invoke(user(LEAD), &channel.id, "scale", scale(5)).await;
     d.pass().await;
-    let proposal = d
-        .fake
-        .messages(&channel.id)
-        .into_iter()
-        .rev()
-        .find(|m| m.components.to_string().contains("confirm"))
-        .expect("the change is proposed with buttons");
+    let proposal = d.newest_with_button(&channel.id, "confirm");
     assert!(
         proposal.content.contains("3 → 5 replicas"),
         "{}",
@@ -1298,13 +1306,7 @@ pub async fn runbook_changes_are_confirmed_and_cancelled_with_buttons(db: &TestD
     // A second proposal, cancelled with its button.
     d.invoke(user(LEAD), &channel.id, "scale", scale(4)).await;
     d.pass().await;
-    let second = d
-        .fake
-        .messages(&channel.id)
-        .into_iter()
-        .rev()
-        .find(|m| m.components.to_string().contains("cancel"))
-        .expect("a second proposal");
+    let second = d.newest_with_button(&channel.id, "cancel");
     let answer = d.press_through(user(LEAD), &second, "cancel").await;
     assert!(answer.content.contains("Cancelled ✓"), "{}", answer.content);
     assert_eq!(

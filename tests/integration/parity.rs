@@ -567,17 +567,7 @@ impl Chat for Discord {
     }
     async fn press(&self, who: Person, action: &str) {
         let channel = self.incident_channel().id;
-        let message = self
-            .fake
-            .messages(&channel)
-            .into_iter()
-            .rev()
-            .find(|m| {
-                m.components
-                    .to_string()
-                    .contains(&format!("\\\"action\\\":\\\"{action}\\\""))
-            })
-            .unwrap_or_else(|| panic!("no {action} button"));
+        let message = self.newest_with_button(&channel, action);
         let id = self.id(who);
         let answer = self
             .press_through(discord::user(&id), &message, action)
