@@ -279,6 +279,17 @@ fn quoted_title() -> impl Strategy<Value = (String, String)> {
         )
 }
 
+/// Whether the inside of `quoted` (a text in one pair of quote marks) holds either mark of its
+/// pair, as `“a “b”` does: only curly quotes can, since the closing mark is never inside.
+fn quoted_inside_holds_its_marks(quoted: &str) -> bool {
+    let mut chars = quoted.chars();
+    let (Some(open), Some(close)) = (chars.next(), chars.next_back()) else {
+        return false;
+    };
+    let inner: String = chars.collect();
+    inner.contains(open) || inner.contains(close)
+}
+
 /// A command as a person types it, and what it must parse to.
 fn valid_command() -> BoxedStrategy<(String, Command)> {
     let declare = (
@@ -347,8 +358,16 @@ fn valid_command() -> BoxedStrategy<(String, Command)> {
         });
     let update = (separator(), plain_words(30))
         .prop_map(|(sep, (typed, text))| (format!("update{sep}{typed}"), Command::Update(text)));
-    let update_quoted = (separator(), quoted_title())
-        .prop_map(|(sep, (quoted, text))| (format!("update{sep}{quoted}"), Command::Update(text)));
+    // Quotes around the whole text are dropped only when no quote mark of the pair is inside
+    // (`“a “b” c”` is kept whole, like `"API" fell after "rollback"`).
+    let update_quoted = (separator(), quoted_title()).prop_map(|(sep, (quoted, title))| {
+        let text = if quoted_inside_holds_its_marks(&quoted) {
+            clean_text(&quoted).trim().to_string()
+        } else {
+            title
+        };
+        (format!("update{sep}{quoted}"), Command::Update(text))
+    });
     let resolve =
         (separator(), proptest::option::of(plain_words(20))).prop_map(|(sep, cause)| match cause {
             Some((typed, cause)) => (
