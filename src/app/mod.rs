@@ -13,6 +13,7 @@ use crate::core::{Decision, Incident, Platform, Policy, UserRef, channel, views}
 use crate::store::{Change, Store, StoreError, Timer};
 use chrono::Duration;
 use clock::Clock;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -21,6 +22,8 @@ use tracing::Instrument;
 const CONFLICT_RETRIES: usize = 5;
 /// How many incidents' timers one scheduler pass fires at the same time.
 const TIMER_CONCURRENCY: usize = 16;
+/// How many incidents' outbox rows one dispatcher delivers at the same time.
+const OUTBOX_CONCURRENCY: usize = 8;
 /// An outbox row that failed this many times is given up and reported.
 const MAX_DELIVERY_ATTEMPTS: i32 = 10;
 /// How many open incidents `list` and the "not an incident channel" answer show.
@@ -353,7 +356,6 @@ impl App {
     /// Fire every timer due now. Each fires in its own transaction with the change it causes;
     /// a stale one (its fence moved on) is closed without effect. Returns how many fired.
     pub async fn run_due_timers(&self) -> Result<usize, StoreError> {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
         let mut fired = 0;
         loop {
             let now = self.clock.now();
@@ -470,6 +472,8 @@ impl App {
         let mut delivered = 0;
         loop {
             let now = self.clock.now();
+            // One row per incident (its head): the batch can go out in parallel without any
+            // incident's rows overtaking each other.
             let items = self
                 .store
                 .claim_outbox(sink.destination(), now, &self.owner, now + self.lease, 100)
@@ -477,93 +481,119 @@ impl App {
             if items.is_empty() {
                 return Ok(delivered);
             }
-            let mut retry_later = 0;
-            for item in &items {
-                // Shutting down: the rows not yet started are released for another replica.
-                if self.is_stopping() {
-                    return Ok(delivered);
-                }
-                // A fresh lease for each delivery, so that a slow batch cannot let another
-                // process take (and send again) rows this one is about to send.
-                let renewed = self
-                    .store
-                    .renew_outbox_lease(item.id, &self.owner, self.clock.now() + self.lease)
-                    .await?;
-                if !renewed {
-                    tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
-                    continue;
-                }
-                let span = tracing::info_span!(
-                    "deliver",
-                    incident = %item.incident,
-                    destination = sink.destination(),
-                    row = item.id,
-                );
-                let result = sink.deliver(item).instrument(span).await;
-                self.metrics.delivery(
-                    sink.destination(),
-                    match &result {
-                        Ok(_) => "ok",
-                        Err(DeliveryError::Retry { .. })
-                            if item.attempts < MAX_DELIVERY_ATTEMPTS =>
-                        {
-                            "retry"
-                        }
-                        Err(_) => "failed",
-                    },
-                );
-                let outcome = match result {
-                    Ok(Delivered::Done) => {
-                        delivered += 1;
-                        self.store
-                            .outbox_delivered(item.id, &self.owner, self.clock.now())
-                            .await
-                    }
-                    Ok(Delivered::OnCall { target, names }) => {
-                        delivered += 1;
-                        let recorded = self.record_on_call(item, &target, &names).await;
-                        self.retry_on_conflict(item, recorded).await
-                    }
-                    Err(DeliveryError::Retry { after, reason })
-                        if item.attempts < MAX_DELIVERY_ATTEMPTS =>
-                    {
-                        let backoff = Duration::seconds(1_i64 << item.attempts.clamp(1, 8));
-                        let wait = after.unwrap_or(backoff).max(Duration::seconds(1));
-                        tracing::warn!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed; will retry");
-                        retry_later += 1;
-                        let retry_at = self.clock.now() + wait;
-                        self.store
-                            .outbox_failed(item.id, &self.owner, &reason, Some(retry_at))
-                            .await
-                    }
-                    Err(
-                        DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason },
-                    ) => {
-                        tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
-                        match &item.effect {
-                            // A page that did not happen must not go unnoticed: give up on the
-                            // row and say so in the incident channel, in one transaction.
-                            crate::core::Effect::PagerDuty { action } => {
-                                self.give_up_and_report(item, &action.describe(), &reason)
-                                    .await
-                            }
-                            // A chat post that failed is only logged: a report would go to the
-                            // same place.
-                            _ => {
-                                self.store
-                                    .outbox_failed(item.id, &self.owner, &reason, None)
-                                    .await
-                            }
-                        }
-                    }
-                };
-                unless_lease_lost(outcome)?;
-            }
-            if retry_later == items.len() {
+            let claimed = items.len();
+            // Every started delivery runs to its end even when another one meets a store
+            // error: a delivery cut off mid-request could have been sent and not recorded.
+            let results: Vec<Result<Sent, StoreError>> = stream::iter(items)
+                .map(|item| self.deliver_one(sink, item))
+                .buffer_unordered(OUTBOX_CONCURRENCY)
+                .collect()
+                .await;
+            let sent = results.into_iter().collect::<Result<Vec<Sent>, _>>()?;
+            delivered += sent.iter().filter(|s| **s == Sent::Delivered).count();
+            let retry_later = sent.iter().filter(|s| **s == Sent::RetryLater).count();
+            if retry_later == claimed || self.is_stopping() {
                 return Ok(delivered);
             }
         }
     }
+
+    /// Deliver one claimed outbox row and record what happened to it.
+    async fn deliver_one(
+        &self,
+        sink: &dyn Sink,
+        item: crate::store::OutboxItem,
+    ) -> Result<Sent, StoreError> {
+        let mut sent = Sent::Closed;
+        // Shutting down: the rows not yet started are released for another replica.
+        if self.is_stopping() {
+            return Ok(Sent::NotStarted);
+        }
+        // A fresh lease for each delivery, so that a slow batch cannot let another
+        // process take (and send again) rows this one is about to send.
+        let renewed = self
+            .store
+            .renew_outbox_lease(item.id, &self.owner, self.clock.now() + self.lease)
+            .await?;
+        if !renewed {
+            tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
+            return Ok(Sent::NotStarted);
+        }
+        let span = tracing::info_span!(
+            "deliver",
+            incident = %item.incident,
+            destination = sink.destination(),
+            row = item.id,
+        );
+        let result = sink.deliver(&item).instrument(span).await;
+        self.metrics.delivery(
+            sink.destination(),
+            match &result {
+                Ok(_) => "ok",
+                Err(DeliveryError::Retry { .. }) if item.attempts < MAX_DELIVERY_ATTEMPTS => {
+                    "retry"
+                }
+                Err(_) => "failed",
+            },
+        );
+        let outcome = match result {
+            Ok(Delivered::Done) => {
+                sent = Sent::Delivered;
+                self.store
+                    .outbox_delivered(item.id, &self.owner, self.clock.now())
+                    .await
+            }
+            Ok(Delivered::OnCall { target, names }) => {
+                sent = Sent::Delivered;
+                let recorded = self.record_on_call(&item, &target, &names).await;
+                self.retry_on_conflict(&item, recorded).await
+            }
+            Err(DeliveryError::Retry { after, reason })
+                if item.attempts < MAX_DELIVERY_ATTEMPTS =>
+            {
+                let backoff = Duration::seconds(1_i64 << item.attempts.clamp(1, 8));
+                let wait = after.unwrap_or(backoff).max(Duration::seconds(1));
+                tracing::warn!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed; will retry");
+                sent = Sent::RetryLater;
+                let retry_at = self.clock.now() + wait;
+                self.store
+                    .outbox_failed(item.id, &self.owner, &reason, Some(retry_at))
+                    .await
+            }
+            Err(DeliveryError::Retry { reason, .. } | DeliveryError::Permanent { reason }) => {
+                tracing::error!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed for good");
+                match &item.effect {
+                    // A page that did not happen must not go unnoticed: give up on the
+                    // row and say so in the incident channel, in one transaction.
+                    crate::core::Effect::PagerDuty { action } => {
+                        self.give_up_and_report(&item, &action.describe(), &reason)
+                            .await
+                    }
+                    // A chat post that failed is only logged: a report would go to the
+                    // same place.
+                    _ => {
+                        self.store
+                            .outbox_failed(item.id, &self.owner, &reason, None)
+                            .await
+                    }
+                }
+            }
+        };
+        unless_lease_lost(outcome)?;
+        Ok(sent)
+    }
+}
+
+/// What became of one claimed outbox row in a dispatch pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Delivered,
+    /// Failed, and due again later.
+    RetryLater,
+    /// Given up, or closed by another outcome.
+    Closed,
+    /// Left alone: shutting down, or the lease went to another replica.
+    NotStarted,
 }
 
 impl App {

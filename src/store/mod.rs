@@ -450,4 +450,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;

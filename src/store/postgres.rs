@@ -127,6 +127,13 @@ CREATE TABLE runbook_requests (
 CREATE INDEX runbook_requests_incident ON runbook_requests (incident, id);
 "#,
     ),
+    (
+        5,
+        r#"
+CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pending';
+CREATE INDEX incidents_channel_prefix ON incidents (channel text_pattern_ops);
+"#,
+    ),
 ];
 
 /// NOTIFY channels: a commit planned timers, or wrote outbox rows.
@@ -331,6 +338,28 @@ impl PostgresStore {
     }
 }
 
+/// Claim the first pending row of each incident for one destination (its head: rows of an
+/// incident go out in decision order), most urgent first, when it is due and not leased.
+///
+/// The heads come from one ordered pass over the pending rows of the destination
+/// (`DISTINCT ON` along `outbox_incident_pending`), so a claim costs the same whatever the
+/// planner knows: a correlated `NOT EXISTS` was planned as a nested loop over all pending rows
+/// when the table had no statistics (autovacuum off), quadratic in the backlog. Rows another
+/// process holds are skipped; a head that was delivered or leased since the heads were read is
+/// dropped by the re-check under the row lock.
+const CLAIM_OUTBOX: &str =
+    "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
+        SELECT id FROM outbox WHERE id IN (
+            SELECT id FROM (
+                SELECT DISTINCT ON (incident) id, urgent, next_attempt_at, lease_until FROM outbox
+                 WHERE state = 'pending' AND platform = $3 ORDER BY incident, id
+            ) AS heads
+             WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
+             ORDER BY urgent DESC, id LIMIT $5)
+          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+        FOR UPDATE SKIP LOCKED)
+     RETURNING id, incident, effect::text, idempotency_key, attempts";
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -385,11 +414,15 @@ impl Store for PostgresStore {
             .query(
                 &client
                     .prepare_cached(
-                        "SELECT channel FROM incidents WHERE left(channel, length($1)) = $1",
+                        // A byte-order range along `incidents_channel_prefix`, then the exact
+                        // test: U+10FFFF is the greatest UTF-8 sequence, so every name that
+                        // starts with the prefix sorts below prefix + U+10FFFF.
+                        "SELECT channel FROM incidents WHERE channel ~>=~ $1 AND channel ~<~ $2 \
+                         AND left(channel, length($1)) = $1",
                     )
                     .await
                     .map_err(db_error)?,
-                &[&prefix],
+                &[&prefix, &format!("{prefix}\u{10FFFF}")],
             )
             .await
             .map_err(db_error)?;
@@ -826,13 +859,11 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<OutboxItem>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
-            .query(&client.prepare_cached("UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
-                    SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = $3 AND next_attempt_at <= $4
-                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
-                                              AND earlier.state = 'pending' AND earlier.id < head.id)
-                      AND (lease_until IS NULL OR lease_until < $4)
-                    ORDER BY urgent DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, incident, effect::text, idempotency_key, attempts").await.map_err(db_error)?,
+            .query(
+                &client
+                    .prepare_cached(CLAIM_OUTBOX)
+                    .await
+                    .map_err(db_error)?,
                 &[&owner, &lease_until, &destination, &now, &limit],
             )
             .await

@@ -128,6 +128,12 @@ CREATE TABLE runbook_requests (
 CREATE INDEX runbook_requests_incident ON runbook_requests (incident, id);
 "#,
     ),
+    (
+        5,
+        r#"
+CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pending';
+"#,
+    ),
 ];
 
 /// Fixed-width UTC text so that string order is time order.
@@ -813,11 +819,11 @@ impl Store for SqliteStore {
                 let mut stmt = tx
                     .prepare(
                         "UPDATE outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 WHERE id IN (
-                            SELECT id FROM outbox AS head WHERE state = 'pending' AND platform = ?3 AND next_attempt_at <= ?4
-                              AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.incident = head.incident AND earlier.platform = head.platform
-                                              AND earlier.state = 'pending' AND earlier.id < head.id)
-                              AND (lease_until IS NULL OR lease_until < ?4)
-                            ORDER BY urgent DESC, id LIMIT ?5)
+                            SELECT head.id FROM outbox AS head
+                              JOIN (SELECT MIN(id) AS id FROM outbox WHERE state = 'pending' AND platform = ?3 GROUP BY incident) AS first
+                                ON head.id = first.id
+                             WHERE head.next_attempt_at <= ?4 AND (head.lease_until IS NULL OR head.lease_until < ?4)
+                            ORDER BY head.urgent DESC, head.id LIMIT ?5)
                          RETURNING id, incident, effect, idempotency_key, attempts",
                     )
                     .map_err(db_error)?;

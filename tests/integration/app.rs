@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use warroom::app::clock::{Clock, VirtualClock};
 use warroom::app::{App, Origin};
 use warroom::chat::{Delivered, DeliveryError, Sink};
-use warroom::core::{ChannelTarget, Effect, EventKind, Platform, Severity, UserRef};
+use warroom::core::{ChannelTarget, Effect, EventKind, IncidentKey, Platform, Severity, UserRef};
 use warroom::store::{OutboxItem, Store};
 
 /// Records delivered effects; fails deliveries on demand; can let another replica steal the
-/// lease of the first delivery (by moving the clock past it and claiming the row).
-type Thief = (Arc<dyn Store>, Arc<VirtualClock>);
+/// lease of the first delivery of an incident (by moving the clock past it and claiming the
+/// row: that incident's head has the lowest id of all pending rows, so it is the one taken).
+type Thief = (Arc<dyn Store>, Arc<VirtualClock>, IncidentKey);
 
 #[derive(Default)]
 pub struct RecordingSink {
@@ -32,8 +33,14 @@ impl Sink for RecordingSink {
         if let Some(failure) = self.failures.lock().unwrap().pop_front() {
             return Err(failure);
         }
-        let steal = self.steal.lock().unwrap().take();
-        if let Some((store, clock)) = steal {
+        let steal = {
+            let mut steal = self.steal.lock().unwrap();
+            match &*steal {
+                Some((_, _, incident)) if *incident == item.incident => steal.take(),
+                _ => None,
+            }
+        };
+        if let Some((store, clock, _)) = steal {
             let now = clock.advance(Duration::minutes(2));
             let stolen = store
                 .claim_outbox("console", now, "thief", now + Duration::minutes(5), 1)
@@ -258,6 +265,66 @@ pub async fn deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_
     assert_eq!((counts.pending, counts.failed, counts.delivered), (0, 1, 7));
 }
 
+/// A sink whose deliveries each wait until `width` of them are in flight at once: a dispatcher
+/// that sent one row at a time would never get past the first.
+struct GatheringSink {
+    width: usize,
+    in_flight: tokio::sync::watch::Sender<usize>,
+    delivered: Mutex<Vec<IncidentKey>>,
+}
+
+#[async_trait]
+impl Sink for GatheringSink {
+    fn destination(&self) -> &'static str {
+        "console"
+    }
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        let mut gathered = self.in_flight.subscribe();
+        self.in_flight.send_modify(|n| *n += 1);
+        let _ = gathered.wait_for(|n| *n >= self.width).await;
+        self.delivered.lock().unwrap().push(item.incident);
+        Ok(Delivered::Done)
+    }
+}
+
+pub async fn incidents_are_delivered_side_by_side(db: &TestDb) {
+    let store = db.open().await;
+    let app = app(store.clone(), clock());
+    for title in [
+        "Payments down",
+        "Search down",
+        "Login errors",
+        "Checkout slow",
+    ] {
+        app.handle_command(&origin("general", "alice"), &format!("declare {title}"))
+            .await
+            .unwrap();
+    }
+    let sink = GatheringSink {
+        width: 4,
+        in_flight: tokio::sync::watch::Sender::new(0),
+        delivered: Mutex::new(Vec::new()),
+    };
+    // (The time limit only turns a dispatcher that waits forever into a failure.)
+    let delivered = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        app.dispatch_outbox(&sink),
+    )
+    .await
+    .expect("the four incidents' first rows were in flight together")
+    .unwrap();
+    assert_eq!(delivered, 16);
+    // Each incident's rows still went out in order, one at a time: the first four deliveries
+    // were the four incidents' first rows.
+    let order = sink.delivered.lock().unwrap().clone();
+    let mut first: Vec<_> = order[..4].to_vec();
+    first.sort();
+    first.dedup();
+    assert_eq!(first.len(), 4, "{order:?}");
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.delivered), (0, 16));
+}
+
 pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(db: &TestDb) {
     let store = db.open().await;
     let clock = clock();
@@ -266,9 +333,16 @@ pub async fn a_delivery_that_outlives_its_lease_does_not_stop_the_pass(db: &Test
     app.handle_command(&origin("general", "bob"), "declare Search down")
         .await
         .unwrap();
-    // The first delivery takes longer than the lease; another replica claims the row meanwhile.
+    let first = store
+        .incident_by_channel(CHANNEL)
+        .await
+        .unwrap()
+        .unwrap()
+        .key;
+    // The first incident's first delivery takes longer than the lease; another replica claims
+    // the row meanwhile.
     let sink = RecordingSink {
-        steal: Mutex::new(Some((store.clone(), clock.clone()))),
+        steal: Mutex::new(Some((store.clone(), clock.clone(), first))),
         ..RecordingSink::default()
     };
     // Delivered: the stolen row (its lease lost), then all of the second incident.
@@ -467,6 +541,7 @@ on_both_stores!(
     an_update_resets_the_reminder_and_resolve_stops_it,
     deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors,
     a_delivery_that_outlives_its_lease_does_not_stop_the_pass,
+    incidents_are_delivered_side_by_side,
     concurrent_commands_on_one_incident_both_land,
     commands_outside_an_incident_channel_list_the_open_incidents,
     a_second_declaration_with_the_same_title_gets_a_suffixed_channel,
