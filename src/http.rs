@@ -135,6 +135,11 @@ async fn pagerduty_webhook(
         .handle_pagerduty(&event, &pd.priorities, pd.open_incidents_on)
         .await
     {
+        // PagerDuty retries 5xx; a 409 or 425 would be dropped.
+        Ok(crate::app::PAGERDUTY_NOT_YET) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the incident this event is about has not been opened yet; send it again",
+        ),
         Ok(what) => answer(StatusCode::OK, what),
         Err(error) => {
             tracing::error!(%error, event = %event.id, "PagerDuty webhook not applied; PagerDuty will retry");

@@ -457,6 +457,8 @@ pub struct WebhookEvent {
     pub priority: Option<String>,
     /// The agent's name (who acted), or "PagerDuty".
     pub agent: String,
+    /// When it happened at PagerDuty, when the envelope says.
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -469,6 +471,8 @@ struct RawEvent {
     id: String,
     event_type: String,
     resource_type: String,
+    #[serde(default)]
+    occurred_at: Option<String>,
     #[serde(default)]
     agent: Option<Summary>,
     data: RawIncident,
@@ -540,6 +544,10 @@ pub fn parse_webhook(body: &[u8]) -> Result<Option<WebhookEvent>, String> {
             .map(clean)
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "PagerDuty".to_string()),
+        occurred_at: event
+            .occurred_at
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc)),
     }))
 }
 

@@ -26,6 +26,13 @@ const TIMER_CONCURRENCY: usize = 16;
 const OUTBOX_CONCURRENCY: usize = 8;
 /// An outbox row that failed this many times is given up and reported.
 const MAX_DELIVERY_ATTEMPTS: i32 = 10;
+/// How long after it happened an acknowledgement, resolution or priority change of a
+/// PagerDuty incident warroom has not opened is sent back for a retry (its `triggered` may be
+/// late), rather than dropped.
+const PAGERDUTY_REORDER: Duration = Duration::minutes(5);
+/// What `handle_pagerduty` answers for an event that came before its incident: PagerDuty is
+/// asked to send it again.
+pub const PAGERDUTY_NOT_YET: &str = "not yet";
 /// How many open incidents `list` and the "not an incident channel" answer show.
 const LIST_LIMIT: i64 = 50;
 
@@ -804,6 +811,20 @@ impl App {
                         Some(decision) => (decision, Some(incident.version)),
                         None => return self.ignore(source, &event.id, "nothing to change").await,
                     }
+                }
+                (
+                    None,
+                    "incident.acknowledged" | "incident.resolved" | "incident.priority_updated",
+                ) if own_key.is_none()
+                    && event
+                        .occurred_at
+                        .is_some_and(|at| now - at <= PAGERDUTY_REORDER) =>
+                {
+                    // PagerDuty does not keep its webhooks in order: the `triggered` that opens
+                    // this incident may still be on its way (or in flight on another replica).
+                    // Not recorded, so PagerDuty's retry is applied once warroom has it.
+                    tracing::info!(event = %event.id, "PagerDuty event for an incident warroom has not opened yet; asking for a retry");
+                    return Ok(PAGERDUTY_NOT_YET);
                 }
                 (None, _) => {
                     return self

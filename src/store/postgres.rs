@@ -162,6 +162,20 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(with_causes(&e))
 }
 
+/// An error writing an incident row: a second incident for one PagerDuty incident (two
+/// replicas opening it from two copies of its webhook) is a conflict, re-decided by the loser.
+fn incident_write_error(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db)
+            if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("incidents_pagerduty") =>
+        {
+            StoreError::Conflict("an incident for this PagerDuty incident".to_string())
+        }
+        _ => db_error(e),
+    }
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(with_causes(&e))
 }
@@ -649,7 +663,7 @@ impl Store for PostgresStore {
                         &values,
                     )
                     .await
-                    .map_err(db_error)?;
+                    .map_err(incident_write_error)?;
                 if inserted != 1 {
                     return Err(StoreError::ChannelTaken(i.channel.to_string()));
                 }
@@ -668,7 +682,7 @@ impl Store for PostgresStore {
                         &with_expected,
                     )
                     .await
-                    .map_err(db_error)?;
+                    .map_err(incident_write_error)?;
                 if updated != 1 {
                     return Err(StoreError::Conflict(i.key.to_string()));
                 }

@@ -153,6 +153,20 @@ fn opt_ts(text: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
     text.as_deref().map(parse_ts).transpose()
 }
 
+/// An error writing an incident row: a second incident for one PagerDuty incident (two
+/// requests opening it from two copies of its webhook) is a conflict, re-decided by the loser.
+fn incident_write_error(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, Some(message))
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation
+                && message.contains("incidents.pagerduty_incident_id") =>
+        {
+            StoreError::Conflict("an incident for this PagerDuty incident".to_string())
+        }
+        _ => db_error(e),
+    }
+}
+
 fn db_error(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
@@ -617,7 +631,7 @@ impl Store for SqliteStore {
                         &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
                         values,
                     )
-                    .map_err(db_error)?;
+                    .map_err(incident_write_error)?;
                 }
                 Some(expected) => {
                     let updated = tx
@@ -630,7 +644,7 @@ impl Store for SqliteStore {
                              WHERE number = ?1 AND version = ?21",
                             rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
                         )
-                        .map_err(db_error)?;
+                        .map_err(incident_write_error)?;
                     if updated != 1 {
                         return Err(StoreError::Conflict(i.key.to_string()));
                     }

@@ -10,7 +10,7 @@ use chrono::{Duration, TimeZone, Utc};
 use std::io::Write;
 use std::sync::Arc;
 use tower::ServiceExt;
-use warroom::app::clock::VirtualClock;
+use warroom::app::clock::{Clock, VirtualClock};
 use warroom::app::{App, Origin};
 use warroom::config::Config;
 use warroom::core::{EventKind, Platform, UserRef};
@@ -350,60 +350,87 @@ pub async fn a_call_that_keeps_failing_is_given_up_after_ten_attempts_and_report
     );
 }
 
+/// warroom's HTTP router with PagerDuty webhooks on, over `s`'s store and clock.
+struct Webhooks {
+    deps: warroom::http::HttpDeps,
+}
+
+impl Webhooks {
+    fn new(s: &Setup) -> Webhooks {
+        let app = Arc::new(App::new(
+            s.store.clone(),
+            s.config.policy.clone(),
+            s.clock.clone(),
+            Duration::seconds(60),
+        ));
+        let deps = warroom::http::HttpDeps {
+            slack: None,
+            discord: None,
+            metrics: app.metrics.clone(),
+            store: s.store.clone(),
+            scheduler: Arc::new(warroom::http::Heartbeat::default()),
+            stall_after: Duration::seconds(20),
+            pagerduty: Some(warroom::http::PagerDutyWebhook {
+                app: app.clone(),
+                secrets: vec![
+                    warroom::config::Secret::new("rotated-out"),
+                    warroom::config::Secret::new(SECRET),
+                ],
+                priorities: s.config.pagerduty.priorities.clone(),
+                open_incidents_on: Platform::Console,
+            }),
+        };
+        Webhooks { deps }
+    }
+
+    /// POST a body with the given signature header (none: no header).
+    async fn post(&self, body: String, signature: Option<String>) -> StatusCode {
+        let mut request =
+            Request::post("/pagerduty/webhook").header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("x-pagerduty-signature", signature);
+        }
+        let response = warroom::http::router(self.deps.clone())
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        response.status()
+    }
+
+    /// POST a body signed with the configured secret.
+    async fn send(&self, body: &str) -> StatusCode {
+        self.post(body.to_string(), Some(sign(SECRET, body.as_bytes())))
+            .await
+    }
+}
+
+/// A v3 webhook body about `incident`, as PagerDuty sends it at `at`.
+fn webhook_at(
+    id: &str,
+    kind: &str,
+    incident: &str,
+    key: Option<&str>,
+    priority: Option<&str>,
+    at: chrono::DateTime<Utc>,
+) -> String {
+    serde_json::json!({ "event": {
+        "id": id, "event_type": kind, "resource_type": "incident", "occurred_at": at.to_rfc3339(),
+        "agent": { "summary": "Jane Doe", "type": "user_reference" },
+        "data": { "id": incident, "type": "incident", "incident_key": key, "title": "Checkout down in EU",
+                  "urgency": "high", "priority": priority.map(|p| serde_json::json!({ "summary": p })) }
+    }})
+    .to_string()
+}
+
 pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    let app = Arc::new(App::new(
-        s.store.clone(),
-        s.config.policy.clone(),
-        s.clock.clone(),
-        Duration::seconds(60),
-    ));
-    let deps = warroom::http::HttpDeps {
-        slack: None,
-        discord: None,
-        metrics: app.metrics.clone(),
-        store: s.store.clone(),
-        scheduler: Arc::new(warroom::http::Heartbeat::default()),
-        stall_after: Duration::seconds(20),
-        pagerduty: Some(warroom::http::PagerDutyWebhook {
-            app: app.clone(),
-            secrets: vec![
-                warroom::config::Secret::new("rotated-out"),
-                warroom::config::Secret::new(SECRET),
-            ],
-            priorities: s.config.pagerduty.priorities.clone(),
-            open_incidents_on: Platform::Console,
-        }),
-    };
-    let post = |body: String, signature: Option<String>| {
-        let deps = deps.clone();
-        async move {
-            let mut request =
-                Request::post("/pagerduty/webhook").header("content-type", "application/json");
-            if let Some(signature) = signature {
-                request = request.header("x-pagerduty-signature", signature);
-            }
-            let response = warroom::http::router(deps)
-                .oneshot(request.body(Body::from(body)).unwrap())
-                .await
-                .unwrap();
-            response.status()
-        }
-    };
-    let event = |id: &str,
-                 kind: &str,
-                 incident: &str,
-                 key: Option<&str>,
-                 priority: Option<&str>| {
-        serde_json::json!({ "event": {
-            "id": id, "event_type": kind, "resource_type": "incident", "occurred_at": "2026-11-28T10:00:00Z",
-            "agent": { "summary": "Jane Doe", "type": "user_reference" },
-            "data": { "id": incident, "type": "incident", "incident_key": key, "title": "Checkout down in EU",
-                      "urgency": "high", "priority": priority.map(|p| serde_json::json!({ "summary": p })) }
-        }})
-        .to_string()
-    };
+    let hooks = Webhooks::new(&s);
+    let post = |body: String, signature: Option<String>| hooks.post(body, signature);
+    let event =
+        |id: &str, kind: &str, incident: &str, key: Option<&str>, priority: Option<&str>| {
+            webhook_at(id, kind, incident, key, priority, t0())
+        };
 
     // Signatures: missing, bad, good, and a second signature during rotation.
     let opened = event("E1", "incident.triggered", "PEXT1", None, None);
@@ -569,6 +596,65 @@ pub async fn webhooks_open_link_acknowledge_and_resolve_once(db: &TestDb) {
     );
 }
 
+pub async fn webhooks_out_of_order_or_doubled_open_one_incident_and_lose_nothing(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    let hooks = Webhooks::new(&s);
+    let now = t0();
+    // The acknowledgement overtook the trigger: PagerDuty is asked to send it again, and it is
+    // not remembered as handled.
+    let ack = webhook_at("E21", "incident.acknowledged", "PLATE1", None, None, now);
+    assert_eq!(hooks.send(&ack).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(s.store.incidents(true, 10).await.unwrap().is_empty());
+
+    // Two copies of the trigger (two subscriptions) arrive together: one incident.
+    let copy = |id| webhook_at(id, "incident.triggered", "PLATE1", None, None, now);
+    let (first, second) = (copy("E22"), copy("E23"));
+    let (a, b) = tokio::join!(hooks.send(&first), hooks.send(&second));
+    assert_eq!((a, b), (StatusCode::OK, StatusCode::OK));
+    let incidents = s.store.incidents(true, 10).await.unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+
+    // PagerDuty's retry of the acknowledgement now lands, once.
+    s.clock.advance(Duration::seconds(30));
+    assert_eq!(hooks.send(&ack).await, StatusCode::OK);
+    let incident = s.store.incident(incidents[0].key).await.unwrap().unwrap();
+    assert!(incident.acknowledged_at.is_some());
+    assert_eq!(hooks.send(&ack).await, StatusCode::OK);
+    let acks = s
+        .store
+        .timeline(incident.key)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind.name() == "acknowledged")
+        .count();
+    assert_eq!(acks, 1);
+
+    // An old event about an incident warroom never opened is accepted and dropped: no retries
+    // for ever.
+    let old = webhook_at(
+        "E24",
+        "incident.resolved",
+        "PNEVER",
+        None,
+        None,
+        now - Duration::hours(1),
+    );
+    assert_eq!(hooks.send(&old).await, StatusCode::OK);
+    // Nor is PagerDuty asked to retry events about warroom's own pages it does not have.
+    let foreign = webhook_at(
+        "E25",
+        "incident.acknowledged",
+        "PFOREIGN",
+        Some("INC-99"),
+        None,
+        s.clock.now(),
+    );
+    assert_eq!(hooks.send(&foreign).await, StatusCode::OK);
+    assert_eq!(s.store.incidents(true, 10).await.unwrap().len(), 1);
+}
+
 pub async fn rest_calls_carry_the_documented_headers_and_bodies(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
@@ -641,6 +727,7 @@ pub async fn rest_calls_carry_the_documented_headers_and_bodies(db: &TestDb) {
         urgency: Some("high".into()),
         priority: None,
         agent: "PagerDuty".into(),
+        occurred_at: None,
     };
     fake.add_rest_incident("PREST2", None);
     s.app
@@ -799,6 +886,7 @@ on_both_stores!(
     a_refused_page_is_reported_in_the_channel,
     a_call_that_keeps_failing_is_given_up_after_ten_attempts_and_reported,
     webhooks_open_link_acknowledge_and_resolve_once,
+    webhooks_out_of_order_or_doubled_open_one_incident_and_lose_nothing,
     rest_calls_carry_the_documented_headers_and_bodies,
     overdue_escalation_fires_once_after_downtime,
 );

@@ -213,6 +213,58 @@ pub async fn a_taken_channel_is_refused_and_writes_nothing(db: &TestDb) {
     );
 }
 
+pub async fn a_second_incident_for_one_pagerduty_incident_is_a_conflict(db: &TestDb) {
+    let store = db.open().await;
+    let opened = |key, channel: &str| {
+        declare(
+            &policy(),
+            DeclareRequest {
+                key,
+                title: "Checkout down".into(),
+                severity: None,
+                actor: user("pagerduty"),
+                platform: Platform::Console,
+                channel: ChannelName::parse(channel).unwrap(),
+                now: t0(),
+                from_pagerduty: Some(warroom::core::decide::PagerDutyOrigin {
+                    incident_id: "PABC123".into(),
+                    agent: "PagerDuty".into(),
+                }),
+            },
+        )
+    };
+    let first = store.allocate_incident_key().await.unwrap();
+    store
+        .commit(Change::new(
+            &opened(first, "inc-20261128-checkout-down"),
+            None,
+            t0(),
+        ))
+        .await
+        .unwrap();
+    // Another replica opened it from a second copy of the webhook at the same moment.
+    let second = store.allocate_incident_key().await.unwrap();
+    let err = store
+        .commit(Change::new(
+            &opened(second, "inc-20261128-checkout-down-2"),
+            None,
+            t0(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.incident(second).await.unwrap(), None);
+    assert!(store.timeline(second).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .incident_by_pagerduty_id("PABC123")
+            .await
+            .unwrap()
+            .map(|i| i.key),
+        Some(first)
+    );
+}
+
 pub async fn keys_are_unique_under_concurrency(db: &TestDb) {
     let store = db.open().await;
     let mut tasks = Vec::new();
@@ -902,6 +954,7 @@ on_both_stores!(
     every_field_survives_a_full_lifecycle,
     a_stale_version_is_a_conflict_and_writes_nothing,
     a_taken_channel_is_refused_and_writes_nothing,
+    a_second_incident_for_one_pagerduty_incident_is_a_conflict,
     keys_are_unique_under_concurrency,
     lists_and_channel_prefixes,
     timers_are_claimed_once_leased_and_fenced,
