@@ -49,58 +49,70 @@ const ZWSP: char = '\u{200B}';
 
 /// Break `@channel`, `@here`, `@everyone` (and `!channel` etc. inside `<…>`) so no platform
 /// turns user text into a mass mention; the text still reads the same.
-fn defang_mass_mentions(text: &str) -> String {
-    let mut out = text.to_string();
-    for word in ["channel", "here", "everyone"] {
-        for lead in ['@', '!'] {
-            let needle = format!("{lead}{word}");
-            if out.to_ascii_lowercase().contains(&needle) {
-                out = replace_ascii_case_insensitive(&out, &needle, &format!("{lead}{ZWSP}"));
-            }
-        }
+fn defang_mass_mentions(text: String) -> String {
+    // Most text has no `@` or `!` at all, and is kept as it is.
+    if !text.bytes().any(|b| b == b'@' || b == b'!') {
+        return text;
     }
-    out
-}
-
-/// Replace every case-insensitive match of `needle` by `prefix` followed by the original text
-/// after the needle's first character.
-fn replace_ascii_case_insensitive(text: &str, needle: &str, prefix: &str) -> String {
+    // ASCII lowercasing keeps every byte where it was, so offsets in `lower` are offsets in
+    // `text`, and a lead byte (`@`, `!`) is always a character boundary.
     let lower = text.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len() + 8);
+    let leads: Vec<usize> = lower
+        .bytes()
+        .enumerate()
+        .filter(|&(at, lead)| {
+            (lead == b'@' || lead == b'!')
+                && ["channel", "here", "everyone"]
+                    .iter()
+                    .any(|word| lower[at + 1..].starts_with(word))
+        })
+        .map(|(at, _)| at)
+        .collect();
+    if leads.is_empty() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + leads.len() * ZWSP.len_utf8());
     let mut last = 0;
-    for (start, _) in lower.match_indices(needle) {
-        out.push_str(&text[last..start]);
-        out.push_str(prefix);
-        out.push_str(&text[start + 1..start + needle.len()]);
-        last = start + needle.len();
+    for at in leads {
+        out.push_str(&text[last..=at]);
+        out.push(ZWSP);
+        last = at + 1;
     }
     out.push_str(&text[last..]);
     out
 }
 
+/// Control characters (but newlines) and bidirectional overrides: shown as a space.
+fn unprintable(c: char) -> bool {
+    (c.is_control() && c != '\n') || crate::core::text::is_bidi_control(c)
+}
+
 /// Console: printable text, no mass mentions, no bidirectional overrides.
 pub fn escape_console(text: &str) -> String {
-    let printable: String = text
-        .chars()
-        .map(|c| {
-            if (c.is_control() && c != '\n') || crate::core::text::is_bidi_control(c) {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    defang_mass_mentions(&printable)
+    let printable = if text.chars().any(unprintable) {
+        text.chars()
+            .map(|c| if unprintable(c) { ' ' } else { c })
+            .collect()
+    } else {
+        text.to_string()
+    };
+    defang_mass_mentions(printable)
 }
 
 /// Slack mrkdwn: `&`, `<`, `>` become entities (so `<!channel>` is inert), and `@channel`
-/// style words are broken.
+/// style words are broken. One pass: every value of every template goes through here.
 pub fn escape_slack(text: &str) -> String {
-    let escaped = text
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    defang_mass_mentions(&escape_console(&escaped))
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if unprintable(c) => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    defang_mass_mentions(out)
 }
 
 /// Discord markdown: no `@everyone`/`@here`, no `<@…>`/`<#…>` mention syntax, and no masked
@@ -464,6 +476,19 @@ fn template_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mass_mentions_get_a_zero_width_space_after_the_lead_and_nothing_else_changes() {
+        assert_eq!(
+            defang_mass_mentions("é@@here !CHANNEL x@everyone-y @heres @hero ! here".into()),
+            "é@@\u{200B}here !\u{200B}CHANNEL x@\u{200B}everyone-y @\u{200B}heres @hero ! here"
+        );
+        assert_eq!(
+            defang_mass_mentions("no leads at all".into()),
+            "no leads at all"
+        );
+        assert_eq!(defang_mass_mentions("trailing @".into()), "trailing @");
+    }
 
     #[test]
     fn slack_escaping_neutralises_markup_and_mass_mentions() {

@@ -1188,6 +1188,49 @@ async fn socket_mode_works_without_a_public_url_sqlite() {
     socket_mode_works_without_a_public_url(&TestDb::sqlite()).await;
 }
 
+/// The declarer is not refused as a stranger when the store cannot be read: the answer says
+/// the store is down, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_during_the_permission_check_is_said_not_refused_sqlite() {
+    let db = TestDb::sqlite();
+    let s = Slack::with(&db, &format!("allowed_users = [\"{LEAD}\"]"), "").await;
+    s.command(DECLARER, &s.general, "declare API returning 503s")
+        .await;
+    s.pass().await;
+    let channel = s.incident_channel();
+    let summary = s.summary(&channel.id);
+    let TestDb::Sqlite(dir) = &db else {
+        unreachable!()
+    };
+    let file = rusqlite::Connection::open(dir.path().join("warroom.db")).unwrap();
+    file.execute_batch("ALTER TABLE incidents RENAME TO incidents_away")
+        .unwrap();
+
+    let reply = s.command(DECLARER, &channel.id, "ack").await.to_string();
+    assert!(reply.contains("cannot reach its store"), "{reply}");
+    assert!(!reply.contains("Only the incident's responders"), "{reply}");
+    s.click(
+        DECLARER,
+        &channel.id,
+        &summary,
+        "warroom_acknowledge",
+        "down",
+    )
+    .await;
+    s.eventually("the answer", || !s.fake.responses("down").is_empty())
+        .await;
+    let answer = s.fake.responses("down")[0].to_string();
+    assert!(answer.contains("cannot reach its store"), "{answer}");
+
+    file.execute_batch("ALTER TABLE incidents_away RENAME TO incidents")
+        .unwrap();
+    let incident = &s.store.incidents(false, 5).await.unwrap()[0];
+    assert!(incident.acknowledged_at.is_none(), "nothing changed");
+    s.command(DECLARER, &channel.id, "ack").await;
+    let incident = &s.store.incidents(false, 5).await.unwrap()[0];
+    assert!(incident.acknowledged_at.is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reply_comes_in_time_even_when_slack_hangs_sqlite() {
     the_reply_comes_in_time_even_when_slack_hangs(&TestDb::sqlite()).await;

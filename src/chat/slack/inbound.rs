@@ -193,11 +193,13 @@ impl SlackInbound {
         if let Ok(parsed) = command::parse(text)
             && changes_an_incident(&parsed)
         {
+            // Without the incident the declarer and commander cannot be told apart from
+            // anyone else: say the store is down rather than refuse them.
             let incident = match self.app.store.incident_by_channel(&channel).await {
                 Ok(incident) => incident,
                 Err(error) => {
                     tracing::error!(%error, "cannot read the incident");
-                    None
+                    return Some(crate::chat::store_unavailable());
                 }
             };
             if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
@@ -229,7 +231,13 @@ impl SlackInbound {
         // (Confirm, Cancel, Undo) are checked by the runbook guard's roles.
         if let ButtonAction::Acknowledge { incident } | ButtonAction::Resolve { incident } = action
         {
-            let incident = self.app.store.incident(*incident).await.ok().flatten();
+            let incident = match self.app.store.incident(*incident).await {
+                Ok(incident) => incident,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the incident");
+                    return Some(crate::chat::store_unavailable());
+                }
+            };
             if let Some(refusal) = self.refusal(&actor, incident.as_ref()).await {
                 return Some(refusal);
             }
