@@ -363,6 +363,15 @@ impl App {
     /// Fire every timer due now. Each fires in its own transaction with the change it causes;
     /// a stale one (its fence moved on) is closed without effect. Returns how many fired.
     pub async fn run_due_timers(&self) -> Result<usize, StoreError> {
+        self.run_due_timers_with(&|| {}).await
+    }
+
+    /// `run_due_timers`, calling `progress` after each claimed batch has been fired: a long
+    /// backlog is work going on, not a stalled scheduler.
+    pub async fn run_due_timers_with(
+        &self,
+        progress: &(dyn Fn() + Sync),
+    ) -> Result<usize, StoreError> {
         let mut fired = 0;
         loop {
             let now = self.clock.now();
@@ -409,6 +418,7 @@ impl App {
                 .try_collect()
                 .await?;
             fired += counts.iter().sum::<usize>();
+            progress();
             if self.is_stopping() {
                 return Ok(fired);
             }

@@ -70,7 +70,8 @@ pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std:
             }
             last_prune = Some(now);
         }
-        let passed = match app.run_due_timers().await {
+        let batch_done = || heartbeat.beat(app.clock.now());
+        let passed = match app.run_due_timers_with(&batch_done).await {
             Ok(0) => true,
             Ok(fired) => {
                 tracing::info!(fired, "timers fired");

@@ -156,6 +156,29 @@ pub async fn two_replicas_fire_each_reminder_exactly_once(db: &TestDb) {
     assert_eq!(reminders(&*store).await.len(), 3);
 }
 
+/// A backlog larger than one claim reports progress after each batch (what keeps `/readyz`
+/// up while the scheduler works through it).
+pub async fn a_long_backlog_reports_progress_batch_by_batch(db: &TestDb) {
+    let store = db.open().await;
+    let clock = clock();
+    let app = app(store.clone(), clock.clone());
+    for n in 0..150 {
+        app.handle_command(&origin("general", "alice"), &format!("declare Outage {n}"))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::minutes(31));
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let fired = app
+        .run_due_timers_with(&|| {
+            batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .await
+        .unwrap();
+    assert_eq!(fired, 150, "one status reminder each");
+    assert_eq!(batches.into_inner(), 2, "claims of 100");
+}
+
 pub async fn an_update_resets_the_reminder_and_resolve_stops_it(db: &TestDb) {
     let store = db.open().await;
     let clock = clock();
@@ -539,6 +562,7 @@ on_both_stores!(
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
     two_replicas_fire_each_reminder_exactly_once,
     an_update_resets_the_reminder_and_resolve_stops_it,
+    a_long_backlog_reports_progress_batch_by_batch,
     deliveries_keep_order_retry_after_the_platform_says_and_give_up_on_permanent_errors,
     a_delivery_that_outlives_its_lease_does_not_stop_the_pass,
     incidents_are_delivered_side_by_side,
