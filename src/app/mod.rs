@@ -828,7 +828,11 @@ impl App {
                 ) if own_key.is_none()
                     && event
                         .occurred_at
-                        .is_some_and(|at| now - at <= PAGERDUTY_REORDER) =>
+                        // (A time ahead of this clock by more than a little skew is not
+                        // trusted to end the retries.)
+                        .is_some_and(|at| {
+                            now - at <= PAGERDUTY_REORDER && at - now <= Duration::minutes(1)
+                        }) =>
                 {
                     // PagerDuty does not keep its webhooks in order: the `triggered` that opens
                     // this incident may still be on its way (or in flight on another replica).

@@ -356,21 +356,22 @@ impl PostgresStore {
 /// incident go out in decision order), most urgent first, when it is due and not leased.
 ///
 /// The heads come from one ordered pass over the pending rows of the destination
-/// (`DISTINCT ON` along `outbox_incident_pending`), so a claim costs the same whatever the
-/// planner knows: a correlated `NOT EXISTS` was planned as a nested loop over all pending rows
-/// when the table had no statistics (autovacuum off), quadratic in the backlog. Rows another
-/// process holds are skipped; a head that was delivered or leased since the heads were read is
-/// dropped by the re-check under the row lock.
+/// (`DISTINCT ON` along `outbox_heads`), so a claim costs the same whatever the planner
+/// knows: a correlated `NOT EXISTS` was planned as a nested loop over all pending rows when the
+/// table had no statistics (autovacuum off), quadratic in the backlog. Rows another process
+/// holds are skipped and the limit is filled from the heads after them (the `LIMIT` sits with
+/// `SKIP LOCKED`), so replicas work through a backlog side by side; a head that was delivered
+/// or leased since the heads were read is dropped by the re-check under the row lock.
 const CLAIM_OUTBOX: &str =
     "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
         SELECT id FROM outbox WHERE id IN (
             SELECT id FROM (
-                SELECT DISTINCT ON (incident) id, urgent, next_attempt_at, lease_until FROM outbox
+                SELECT DISTINCT ON (incident) id, next_attempt_at, lease_until FROM outbox
                  WHERE state = 'pending' AND platform = $3 ORDER BY incident, id
             ) AS heads
-             WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
-             ORDER BY urgent DESC, id LIMIT $5)
+             WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4))
           AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+        ORDER BY urgent DESC, id LIMIT $5
         FOR UPDATE SKIP LOCKED)
      RETURNING id, incident, effect::text, idempotency_key, attempts";
 

@@ -642,6 +642,16 @@ pub async fn webhooks_out_of_order_or_doubled_open_one_incident_and_lose_nothing
         now - Duration::hours(1),
     );
     assert_eq!(hooks.send(&old).await, StatusCode::OK);
+    // Nor one that claims to come from the future.
+    let ahead = webhook_at(
+        "E26",
+        "incident.resolved",
+        "PNEVER",
+        None,
+        None,
+        s.clock.now() + Duration::hours(1),
+    );
+    assert_eq!(hooks.send(&ahead).await, StatusCode::OK);
     // Nor is PagerDuty asked to retry events about warroom's own pages it does not have.
     let foreign = webhook_at(
         "E25",

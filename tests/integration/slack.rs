@@ -995,6 +995,37 @@ pub async fn taken_names_get_a_suffix_and_our_own_channel_is_adopted(db: &TestDb
             .iter()
             .any(|m| text_of(m).contains("INCIDENT ALERT"))
     );
+
+    // Two incidents whose names meet (one's suffixed name is the other's own name), created in
+    // the same dispatch pass, get a channel each.
+    s.command(DECLARER, &s.general, "declare Payments down")
+        .await;
+    s.command(DECLARER, &s.general, "declare Payments down 2")
+        .await;
+    let payments = s
+        .store
+        .incidents(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Payments down")
+        .unwrap();
+    s.fake.add_channel(payments.channel.as_str(), "U0SOMEONE");
+    s.pass().await;
+    let alerts: Vec<usize> = s
+        .fake
+        .channels()
+        .iter()
+        .filter(|c| c.name.contains("payments-down"))
+        .map(|c| {
+            s.fake
+                .messages(&c.id)
+                .iter()
+                .filter(|m| text_of(m).contains("INCIDENT ALERT"))
+                .count()
+        })
+        .collect();
+    assert_eq!(alerts, [0, 1, 1], "the foreign channel, then one channel each");
 }
 
 pub async fn escalations_mention_configured_people_and_user_text_is_inert(db: &TestDb) {

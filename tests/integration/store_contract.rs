@@ -1008,3 +1008,47 @@ async fn postgres_data_survives_reconnecting_and_migration_is_idempotent() {
     );
     db.cleanup().await;
 }
+
+/// While another replica holds some heads locked (its claim is in flight), a claim fills its
+/// limit from the heads after them instead of coming back short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_skips_locked_heads_and_still_fills_its_batch_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store = schema.store().await;
+    for i in 0..6 {
+        declared(&*store, &format!("incident {i}"), &format!("inc-20261128-l{i}")).await;
+    }
+    let (mut db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let other = db.transaction().await.unwrap();
+    let locked: Vec<i64> = other
+        .query(
+            &format!(
+                "SELECT id FROM {0}.outbox WHERE id IN (SELECT MIN(id) FROM {0}.outbox GROUP BY incident) \
+                 ORDER BY id LIMIT 3 FOR UPDATE",
+                schema.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(locked.len(), 3);
+    let now = t0() + Duration::minutes(1);
+    let claimed = store
+        .claim_outbox("console", now, "r2", now + Duration::minutes(1), 3)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3, "three heads were free");
+    let incidents: HashSet<_> = claimed.iter().map(|item| item.incident).collect();
+    assert_eq!(incidents.len(), 3, "one head per incident");
+    assert!(claimed.iter().all(|item| !locked.contains(&item.id)));
+    other.rollback().await.unwrap();
+    schema.cleanup().await;
+}

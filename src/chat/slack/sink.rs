@@ -65,6 +65,10 @@ pub struct SlackSink {
     config: SlackConfig,
     /// `incidents.announce_channel`: posts there go to `slack.incidents_channel`.
     announce_channel: String,
+    /// Held while creating a channel: a `name_taken` channel warroom created and no incident
+    /// has recorded yet is adopted (a crash between the two), so two incidents' creations in
+    /// this process must not interleave, or one could adopt the other's fresh channel.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl SlackSink {
@@ -85,6 +89,7 @@ impl SlackSink {
             renderer,
             config,
             announce_channel,
+            creating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -97,6 +102,7 @@ impl SlackSink {
     /// for a channel warroom created and no other incident uses counts as success; a name
     /// someone else took gets a suffix.
     async fn create_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
+        let _creating = self.creating.lock().await;
         let me = self.api.bot_user().await?;
         for attempt in 1..=NAME_ATTEMPTS {
             let candidate = if attempt == 1 {
