@@ -1025,7 +1025,11 @@ pub async fn taken_names_get_a_suffix_and_our_own_channel_is_adopted(db: &TestDb
                 .count()
         })
         .collect();
-    assert_eq!(alerts, [0, 1, 1], "the foreign channel, then one channel each");
+    assert_eq!(
+        alerts,
+        [0, 1, 1],
+        "the foreign channel, then one channel each"
+    );
 }
 
 pub async fn escalations_mention_configured_people_and_user_text_is_inert(db: &TestDb) {

@@ -1018,7 +1018,12 @@ async fn a_claim_skips_locked_heads_and_still_fills_its_batch_on_postgres() {
     };
     let store = schema.store().await;
     for i in 0..6 {
-        declared(&*store, &format!("incident {i}"), &format!("inc-20261128-l{i}")).await;
+        declared(
+            &*store,
+            &format!("incident {i}"),
+            &format!("inc-20261128-l{i}"),
+        )
+        .await;
     }
     let (mut db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
         .await
