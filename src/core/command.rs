@@ -780,6 +780,13 @@ mod tests {
             ok("update  DB failover done "),
             Command::Update("DB failover done".into())
         );
+        // Quotes around the whole text go; a text with a quote mark of the pair inside is kept
+        // whole (found by the property tests).
+        assert_eq!(
+            ok("update “disk full”"),
+            Command::Update("disk full".into())
+        );
+        assert_eq!(ok("update ““”"), Command::Update("““”".into()));
         assert_eq!(ok("resolve"), Command::Resolve { root_cause: None });
         assert_eq!(
             ok("resolve bad config push"),
