@@ -40,6 +40,7 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::ChangeProposed => include_str!("../templates/change_proposed.hbs"),
         TemplateName::ChangeResult => include_str!("../templates/change_result.hbs"),
         TemplateName::PlaybookList => include_str!("../templates/playbook_list.hbs"),
+        TemplateName::Stats => include_str!("../templates/stats.hbs"),
     }
 }
 

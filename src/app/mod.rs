@@ -221,6 +221,20 @@ impl App {
                 let incidents = self.store.incidents(all, LIST_LIMIT).await?;
                 Ok(Some(views::incident_list(&incidents, all, now)))
             }
+            Command::Stats { days } => {
+                use crate::core::stats;
+                let since = now - Duration::days(days);
+                let incidents = self
+                    .store
+                    .incidents_declared_since(since, stats::MAX_INCIDENTS)
+                    .await?;
+                let events = self
+                    .store
+                    .events_of_incidents_since(since, &stats::EVENT_KINDS)
+                    .await?;
+                let figures = stats::compute(&self.policy, days, since, &incidents, &events);
+                Ok(Some(views::stats(&figures)))
+            }
             Command::Declare { title, severity } => {
                 self.declare(origin, title, severity).await.map(Some)
             }

@@ -178,7 +178,11 @@ pub fn store_error(error: crate::store::StoreError) -> DeliveryError {
 pub fn changes_an_incident(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Declare { .. } | Command::Timeline | Command::List { .. } | Command::Help { .. }
+        Command::Declare { .. }
+            | Command::Timeline
+            | Command::List { .. }
+            | Command::Stats { .. }
+            | Command::Help { .. }
     )
 }
 
@@ -189,7 +193,7 @@ mod tests {
 
     #[test]
     fn reading_commands_are_open_to_everyone() {
-        for text in ["declare x", "list", "help", "timeline"] {
+        for text in ["declare x", "list", "help", "timeline", "stats --days 7"] {
             assert!(
                 !changes_an_incident(&command::parse(text).unwrap()),
                 "{text}"

@@ -65,6 +65,10 @@ pub enum Command {
     Confirm(i64),
     Cancel(i64),
     Undo(i64),
+    /// Statistics of the incidents declared in the last `days` days.
+    Stats {
+        days: i64,
+    },
 }
 
 impl Command {
@@ -91,6 +95,7 @@ impl Command {
             Command::Confirm(_) => CommandName::Confirm,
             Command::Cancel(_) => CommandName::Cancel,
             Command::Undo(_) => CommandName::Undo,
+            Command::Stats { .. } => CommandName::Stats,
         }
     }
 }
@@ -118,10 +123,11 @@ pub enum CommandName {
     Confirm,
     Cancel,
     Undo,
+    Stats,
 }
 
 impl CommandName {
-    pub const ALL: [CommandName; 20] = [
+    pub const ALL: [CommandName; 21] = [
         CommandName::Declare,
         CommandName::Ack,
         CommandName::Sev,
@@ -133,6 +139,7 @@ impl CommandName {
         CommandName::Escalate,
         CommandName::Timeline,
         CommandName::List,
+        CommandName::Stats,
         CommandName::Playbooks,
         CommandName::Run,
         CommandName::Diag,
@@ -167,6 +174,7 @@ impl CommandName {
             "confirm" => CommandName::Confirm,
             "cancel" => CommandName::Cancel,
             "undo" => CommandName::Undo,
+            "stats" => CommandName::Stats,
             _ => return None,
         })
     }
@@ -193,6 +201,7 @@ impl CommandName {
             CommandName::Confirm => "confirm",
             CommandName::Cancel => "cancel",
             CommandName::Undo => "undo",
+            CommandName::Stats => "stats",
         }
     }
 
@@ -221,6 +230,7 @@ impl CommandName {
             CommandName::Confirm => "confirm <request number>",
             CommandName::Cancel => "cancel <request number>",
             CommandName::Undo => "undo <request number>",
+            CommandName::Stats => "stats [--days N]",
         }
     }
 
@@ -255,6 +265,9 @@ impl CommandName {
             CommandName::Undo => {
                 "Scale a deployment back to where a change found it (with confirmation)."
             }
+            CommandName::Stats => {
+                "Incident statistics of the last N days (30 unless told): counts by severity, time to acknowledge and resolve, missed response targets, escalations."
+            }
         }
     }
 
@@ -262,7 +275,11 @@ impl CommandName {
     pub fn needs_incident(self) -> bool {
         !matches!(
             self,
-            CommandName::Declare | CommandName::List | CommandName::Help | CommandName::Playbooks
+            CommandName::Declare
+                | CommandName::List
+                | CommandName::Help
+                | CommandName::Playbooks
+                | CommandName::Stats
         )
     }
 }
@@ -346,6 +363,7 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
                 .map_err(|e| ParseError::new(Some(name), format!("{e}.")))
         }
         CommandName::Timeline => no_args(name, args, Command::Timeline),
+        CommandName::Stats => parse_stats(args),
         CommandName::Playbooks => no_args(name, args, Command::Playbooks),
         CommandName::Run | CommandName::Diag => {
             let (first, rest) = split_first_word(args);
@@ -557,6 +575,38 @@ fn parse_declare(args: &str) -> Result<Command, ParseError> {
         title: title.to_string(),
         severity,
     })
+}
+
+/// `stats`, `stats --days 7`, `stats --days=7`.
+fn parse_stats(args: &str) -> Result<Command, ParseError> {
+    use super::stats::{DEFAULT_DAYS, MAX_DAYS};
+    let name = CommandName::Stats;
+    if args.is_empty() {
+        return Ok(Command::Stats { days: DEFAULT_DAYS });
+    }
+    let value = match args.split_once('=') {
+        Some((flag, value)) if flag.eq_ignore_ascii_case("--days") => value.trim(),
+        _ => match strip_word(args, "--days") {
+            Some(value) => value,
+            None => {
+                return Err(ParseError::new(
+                    Some(name),
+                    format!("`{}` is not an option of stats.", truncate_chars(args, 40)),
+                ));
+            }
+        },
+    };
+    let value = one_word(name, value)?;
+    match value.parse::<i64>() {
+        Ok(days) if (1..=MAX_DAYS).contains(&days) => Ok(Command::Stats { days }),
+        _ => Err(ParseError::new(
+            Some(name),
+            format!(
+                "`{}` is not a number of days from 1 to {MAX_DAYS}.",
+                truncate_chars(value, 20)
+            ),
+        )),
+    }
 }
 
 /// `"a b" rest` → `("a b", " rest")` when `text` starts with a quote that is closed.
@@ -787,6 +837,19 @@ mod tests {
             Command::Update("disk full".into())
         );
         assert_eq!(ok("update ““”"), Command::Update("““”".into()));
+        assert_eq!(ok("stats"), Command::Stats { days: 30 });
+        assert_eq!(ok("stats --days 7"), Command::Stats { days: 7 });
+        assert_eq!(ok("STATS --DAYS=365"), Command::Stats { days: 365 });
+        for bad in [
+            "stats --days 0",
+            "stats --days 366",
+            "stats --days x",
+            "stats 7",
+            "stats --days",
+        ] {
+            let e = err(bad);
+            assert_eq!(e.command, Some(CommandName::Stats), "{bad}");
+        }
         assert_eq!(ok("resolve"), Command::Resolve { root_cause: None });
         assert_eq!(
             ok("resolve bad config push"),

@@ -699,6 +699,7 @@ pub fn apply(
         Command::Declare { .. }
         | Command::Timeline
         | Command::List { .. }
+        | Command::Stats { .. }
         | Command::Help { .. } => {
             return Err(refuse(
                 "That command does not change an incident.".to_string(),

@@ -43,10 +43,11 @@ pub enum TemplateName {
     ChangeProposed,
     ChangeResult,
     PlaybookList,
+    Stats,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 22] = [
+    pub const ALL: [TemplateName; 23] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -69,6 +70,7 @@ impl TemplateName {
         TemplateName::ChangeProposed,
         TemplateName::ChangeResult,
         TemplateName::PlaybookList,
+        TemplateName::Stats,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -96,6 +98,7 @@ impl TemplateName {
             TemplateName::ChangeProposed => "change_proposed",
             TemplateName::ChangeResult => "change_result",
             TemplateName::PlaybookList => "playbook_list",
+            TemplateName::Stats => "stats",
         }
     }
 }

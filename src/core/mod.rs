@@ -8,6 +8,7 @@ pub mod escalation;
 pub mod incident;
 pub mod message;
 pub mod severity;
+pub mod stats;
 pub mod text;
 pub mod views;
 

@@ -592,6 +592,13 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
             undo: true,
         },
     ));
+    messages.push(stats(&super::stats::compute(
+        policy,
+        super::stats::DEFAULT_DAYS,
+        now - chrono::Duration::days(super::stats::DEFAULT_DAYS),
+        std::slice::from_ref(&resolved.incident),
+        &[],
+    )));
     messages.push(playbook_list(&[
         (
             "scale-api".to_string(),
@@ -605,6 +612,39 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         ),
     ]));
     messages
+}
+
+/// `stats`: the figures of a period, for the person who asked.
+pub fn stats(stats: &super::stats::Stats) -> Message {
+    let by = |counts: &[(super::Severity, usize)]| -> Vec<serde_json::Value> {
+        counts
+            .iter()
+            .map(|(severity, count)| json!({ "severity": severity.to_string(), "count": count }))
+            .collect()
+    };
+    let duration = |d: Option<chrono::Duration>| d.map(human_duration).unwrap_or_default();
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Stats,
+        json!({
+            "period": if stats.days == 1 { "day".to_string() } else { format!("{} days", stats.days) },
+            "since": stats.since.format("%Y-%m-%d %H:%M UTC").to_string(),
+            "total": stats.total,
+            "open": stats.open,
+            "severities": by(&stats.by_severity),
+            "acknowledged": stats.acknowledge.count,
+            "ack_mean": duration(stats.acknowledge.mean),
+            "ack_p90": duration(stats.acknowledge.p90),
+            "resolved": stats.resolve.count,
+            "resolve_mean": duration(stats.resolve.mean),
+            "resolve_p90": duration(stats.resolve.p90),
+            "breached": stats.breaches.iter().map(|(_, n)| n).sum::<usize>(),
+            "breaches": by(&stats.breaches),
+            "steps": stats.escalations.iter().map(|s| json!({ "name": s.name, "count": s.incidents })).collect::<Vec<_>>(),
+            "truncated": stats.truncated,
+            "limit": super::stats::MAX_INCIDENTS,
+        }),
+    )
 }
 
 /// Output of a runbook action, posted in the incident channel (already redacted and cut).

@@ -222,6 +222,21 @@ pub trait Store: Send + Sync {
     /// Oldest first.
     async fn timeline(&self, key: IncidentKey) -> StoreResult<Vec<TimelineEvent>>;
 
+    /// Incidents declared at or after `since`, oldest first, at most `limit` (for `stats`).
+    async fn incidents_declared_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Incident>>;
+
+    /// The timeline events of the given kinds (`EventKind::name`) of the incidents declared at
+    /// or after `since`, in the order they were written (for `stats`).
+    async fn events_of_incidents_since(
+        &self,
+        since: DateTime<Utc>,
+        kinds: &[&str],
+    ) -> StoreResult<Vec<(IncidentKey, TimelineEvent)>>;
+
     /// Write a change atomically; returns the incident's new version.
     async fn commit(&self, change: Change<'_>) -> StoreResult<i64>;
 

@@ -624,6 +624,41 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn incidents_declared_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Incident>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .query(&client.prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE declared_at >= $1 ORDER BY number LIMIT $2")).await.map_err(db_error)?, &[&since, &limit])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(incident_from_row)
+            .collect()
+    }
+
+    async fn events_of_incidents_since(
+        &self,
+        since: DateTime<Utc>,
+        kinds: &[&str],
+    ) -> StoreResult<Vec<(IncidentKey, TimelineEvent)>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .query(&client.prepare_cached("SELECT e.incident, e.at, e.actor, e.detail::text FROM timeline_events AS e \
+                 JOIN incidents AS i ON i.number = e.incident \
+                 WHERE i.declared_at >= $1 AND e.kind = ANY($2) ORDER BY e.id").await.map_err(db_error)?, &[&since, &kinds])
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(|r| {
+                let event = event_from_columns(r.get(1), r.get(2), r.get::<_, &str>(3))?;
+                Ok((IncidentKey(r.get(0)), event))
+            })
+            .collect()
+    }
+
     async fn commit(&self, change: Change<'_>) -> StoreResult<i64> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(db_error)?;

@@ -554,6 +554,69 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn incidents_declared_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Incident>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE declared_at >= ?1 ORDER BY number LIMIT ?2"
+                ))
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![ts(since), limit], incident_from_row)
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            rows.into_iter().map(IncidentRow::into_incident).collect()
+        })
+        .await
+    }
+
+    async fn events_of_incidents_since(
+        &self,
+        since: DateTime<Utc>,
+        kinds: &[&str],
+    ) -> StoreResult<Vec<(IncidentKey, TimelineEvent)>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        self.with(move |conn| {
+            let marks = vec!["?"; kinds.len()].join(", ");
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT e.incident, e.at, e.actor, e.detail FROM timeline_events AS e \
+                     JOIN incidents AS i ON i.number = e.incident \
+                     WHERE i.declared_at >= ? AND e.kind IN ({marks}) ORDER BY e.id"
+                ))
+                .map_err(db_error)?;
+            let since = ts(since);
+            let params = std::iter::once(&since as &dyn rusqlite::ToSql)
+                .chain(kinds.iter().map(|k| k as &dyn rusqlite::ToSql));
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        parse_ts(&r.get::<_, String>(1)?)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            rows.into_iter()
+                .map(|(incident, at, actor, detail)| {
+                    Ok((
+                        IncidentKey(incident),
+                        event_from_columns(at, actor, &detail)?,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn commit(&self, change: Change<'_>) -> StoreResult<i64> {
         let incident = change.incident.clone();
         let expected = change.expected_version;

@@ -20,4 +20,5 @@ mod replicas;
 mod runbooks;
 mod slack;
 mod slack_fake;
+mod stats;
 mod store_contract;

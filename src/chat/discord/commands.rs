@@ -141,6 +141,15 @@ fn options(name: CommandName) -> Vec<Opt> {
             namespace,
         ],
         CommandName::Confirm | CommandName::Cancel | CommandName::Undo => vec![request()],
+        CommandName::Stats => vec![Opt {
+            written: Written::Prefixed("--days="),
+            ..opt(
+                "days",
+                "How many days back (default 30, at most 365)",
+                INTEGER,
+                false,
+            )
+        }],
         CommandName::Ack
         | CommandName::Timeline
         | CommandName::Escalate
@@ -170,6 +179,7 @@ const HELP_TOPICS: &[&str] = &[
     "confirm",
     "cancel",
     "undo",
+    "stats",
 ];
 
 /// The application commands warroom registers: `/incident` with a sub-command per command.
