@@ -45,7 +45,8 @@ pub trait Sink: Send + Sync {
 
 /// A chat platform's ids in the store (`chat_refs`), under the keys every chat sink uses:
 /// `channel:<name>` (an incident channel's platform id), `channel-id:<id>` (the incident
-/// channel an id belongs to), `slot:<name>:<slot>` (`<channel id> <message id>` of a message
+/// channel an id belongs to), `name:<platform name>` (the incident channel that reserved a
+/// platform channel name), `slot:<name>:<slot>` (`<channel id> <message id>` of a message
 /// kept current, such as the summary) and `outbox:<row>[…]` (what a row posted, so that a
 /// retried row does not post again).
 #[derive(Clone)]
@@ -88,6 +89,19 @@ impl ChatRefs {
     /// The incident channel a platform channel id belongs to, if any.
     pub async fn owner(&self, channel_id: &str) -> Result<Option<String>, DeliveryError> {
         self.get(&format!("channel-id:{channel_id}")).await
+    }
+
+    /// Reserve a platform channel name for the incident channel `name`: `true` if it is
+    /// this incident's (now, or from an earlier attempt), `false` if another incident holds
+    /// it. Reserved before the platform channel is created, so that a channel of that name
+    /// made by warroom and not yet recorded can only be this incident's own.
+    pub async fn reserve_name(&self, candidate: &str, name: &str) -> Result<bool, DeliveryError> {
+        let holder = self
+            .store
+            .claim_chat_ref(self.platform, &format!("name:{candidate}"), name)
+            .await
+            .map_err(store_error)?;
+        Ok(holder == name)
     }
 
     /// Record an incident channel's id, both ways.

@@ -216,6 +216,10 @@ pub trait Store: Send + Sync {
     /// Record a chat platform's reference under `key`, replacing an earlier one.
     async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()>;
 
+    /// Record `value` under `key` unless something is recorded there already; returns what
+    /// is recorded now (`value`, or the earlier one). The first of several writers wins.
+    async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String>;
+
     /// Newest first; open ones only unless `include_resolved`.
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>>;
 

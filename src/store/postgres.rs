@@ -597,6 +597,28 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        // Two statements: after an insert that lost to a concurrent one (and waited for it),
+        // only a new snapshot sees the winner's row.
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "INSERT INTO chat_refs (platform, key, value) VALUES ($1, $2, $3) \
+                         ON CONFLICT (platform, key) DO NOTHING",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&platform, &key, &value],
+            )
+            .await
+            .map_err(db_error)?;
+        self.chat_ref(platform, key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("chat ref {platform}/{key} vanished")))
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let filter = if include_resolved {

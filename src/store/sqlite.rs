@@ -511,6 +511,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String> {
+        let (platform, key, value) = (platform.to_string(), key.to_string(), value.to_string());
+        let now = ts(Utc::now());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO chat_refs (platform, key, value, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (platform, key) DO NOTHING",
+                params![platform, key, value, now],
+            )
+            .map_err(db_error)?;
+            let held: String = tx
+                .query_row(
+                    "SELECT value FROM chat_refs WHERE platform = ?1 AND key = ?2",
+                    params![platform, key],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(held)
+        })
+        .await
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
             let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };

@@ -996,6 +996,46 @@ pub async fn taken_names_get_a_suffix_and_our_own_channel_is_adopted(db: &TestDb
             .any(|m| text_of(m).contains("INCIDENT ALERT"))
     );
 
+    // A channel warroom made for another incident, under a name that incident reserved, is
+    // not adopted even before its id is recorded (its creation in flight on another replica).
+    s.command(DECLARER, &s.general, "declare Login errors")
+        .await;
+    let login = s
+        .store
+        .incidents(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Login errors")
+        .unwrap();
+    let theirs = s.fake.add_channel(login.channel.as_str(), BOT_USER);
+    s.store
+        .set_chat_ref(
+            "slack",
+            &format!("name:{}", login.channel),
+            "inc-20261128-other-incident",
+        )
+        .await
+        .unwrap();
+    s.pass().await;
+    assert!(
+        s.fake
+            .messages(&theirs)
+            .iter()
+            .all(|m| !text_of(m).contains("INCIDENT ALERT")),
+        "the other incident's channel was left alone"
+    );
+    let ours = s
+        .fake
+        .channel_named(&format!("{}-2", login.channel))
+        .expect("a suffixed channel of its own");
+    assert!(
+        s.fake
+            .messages(&ours.id)
+            .iter()
+            .any(|m| text_of(m).contains("INCIDENT ALERT"))
+    );
+
     // Two incidents whose names meet (one's suffixed name is the other's own name), created in
     // the same dispatch pass, get a channel each.
     s.command(DECLARER, &s.general, "declare Payments down")

@@ -775,6 +775,43 @@ pub async fn chat_refs_are_kept_and_replaced(db: &TestDb) {
         store.chat_ref("discord", "channel:inc-x").await.unwrap(),
         Some("9001".into())
     );
+
+    // A claim keeps the first value: here, one of eight replicas claiming at once.
+    let mut claims = Vec::new();
+    for replica in 0..8 {
+        let store = db.open().await;
+        claims.push(tokio::spawn(async move {
+            store
+                .claim_chat_ref("slack", "name:inc-y", &format!("incident-{replica}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut holders = HashSet::new();
+    for claim in claims {
+        holders.insert(claim.await.unwrap());
+    }
+    assert_eq!(
+        holders.len(),
+        1,
+        "every claimant sees the one winner: {holders:?}"
+    );
+    let winner = holders.into_iter().next().unwrap();
+    assert_eq!(
+        store
+            .claim_chat_ref("slack", "name:inc-y", "incident-late")
+            .await
+            .unwrap(),
+        winner
+    );
+    assert_eq!(
+        store
+            .claim_chat_ref("discord", "name:inc-y", "incident-late")
+            .await
+            .unwrap(),
+        "incident-late",
+        "per platform"
+    );
 }
 
 /// Across incidents, urgent rows (pages, alerts, escalations) are claimed before cosmetic

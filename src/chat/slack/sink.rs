@@ -65,10 +65,6 @@ pub struct SlackSink {
     config: SlackConfig,
     /// `incidents.announce_channel`: posts there go to `slack.incidents_channel`.
     announce_channel: String,
-    /// Held while creating a channel: a `name_taken` channel warroom created and no incident
-    /// has recorded yet is adopted (a crash between the two), so two incidents' creations in
-    /// this process must not interleave, or one could adopt the other's fresh channel.
-    creating: tokio::sync::Mutex<()>,
 }
 
 impl SlackSink {
@@ -89,7 +85,6 @@ impl SlackSink {
             renderer,
             config,
             announce_channel,
-            creating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -98,11 +93,11 @@ impl SlackSink {
         self.refs.existing_channel(name.as_str(), "Slack").await
     }
 
-    /// Create the incident channel, or find the one an earlier attempt created: a `name_taken`
-    /// for a channel warroom created and no other incident uses counts as success; a name
-    /// someone else took gets a suffix.
+    /// Create the incident channel, or find the one an earlier attempt created: each candidate
+    /// name is reserved for the incident first (`name:<candidate>` in `chat_refs`), and a
+    /// `name_taken` for a channel warroom created under this incident's reservation counts as
+    /// success; a name someone else took, or another incident reserved, gets a suffix.
     async fn create_channel(&self, name: &ChannelName) -> Result<String, DeliveryError> {
-        let _creating = self.creating.lock().await;
         let me = self.api.bot_user().await?;
         for attempt in 1..=NAME_ATTEMPTS {
             let candidate = if attempt == 1 {
@@ -112,6 +107,12 @@ impl SlackSink {
                 let base: String = name.as_str().chars().take(80 - suffix.len()).collect();
                 format!("{}{suffix}", base.trim_end_matches('-'))
             };
+            // A name another incident reserved is its own, even before its channel exists
+            // (its creation may be in flight here or on another replica).
+            if !self.refs.reserve_name(&candidate, name.as_str()).await? {
+                tracing::info!(channel = %candidate, "Slack channel name reserved by another incident; trying another");
+                continue;
+            }
             let id = match self.api.create_channel(&candidate).await {
                 Ok(id) => id,
                 Err(e) if e.code() == Some("name_taken") => {
