@@ -535,7 +535,6 @@ impl App {
         sink: &dyn Sink,
         item: crate::store::OutboxItem,
     ) -> Result<Sent, StoreError> {
-        let mut sent = Sent::Closed;
         // Shutting down: the rows not yet started are released for another replica.
         if self.is_stopping() {
             return Ok(Sent::NotStarted);
@@ -557,25 +556,28 @@ impl App {
             row = item.id,
         );
         let result = sink.deliver(&item).instrument(span).await;
+        let sent = match &result {
+            Ok(_) => Sent::Delivered,
+            Err(DeliveryError::Retry { .. }) if item.attempts < MAX_DELIVERY_ATTEMPTS => {
+                Sent::RetryLater
+            }
+            Err(_) => Sent::GivenUp,
+        };
         self.metrics.delivery(
             sink.destination(),
-            match &result {
-                Ok(_) => "ok",
-                Err(DeliveryError::Retry { .. }) if item.attempts < MAX_DELIVERY_ATTEMPTS => {
-                    "retry"
-                }
-                Err(_) => "failed",
+            match sent {
+                Sent::Delivered => "ok",
+                Sent::RetryLater => "retry",
+                Sent::GivenUp | Sent::NotStarted => "failed",
             },
         );
         let outcome = match result {
             Ok(Delivered::Done) => {
-                sent = Sent::Delivered;
                 self.store
                     .outbox_delivered(item.id, &self.owner, self.clock.now())
                     .await
             }
             Ok(Delivered::OnCall { target, names }) => {
-                sent = Sent::Delivered;
                 let recorded = self.record_on_call(&item, &target, &names).await;
                 self.retry_on_conflict(&item, recorded).await
             }
@@ -585,7 +587,6 @@ impl App {
                 let backoff = Duration::seconds(1_i64 << item.attempts.clamp(1, 8));
                 let wait = after.unwrap_or(backoff).max(Duration::seconds(1));
                 tracing::warn!(incident = %item.incident, attempt = item.attempts, %reason, "delivery failed; will retry");
-                sent = Sent::RetryLater;
                 let retry_at = self.clock.now() + wait;
                 self.store
                     .outbox_failed(item.id, &self.owner, &reason, Some(retry_at))
@@ -621,8 +622,8 @@ enum Sent {
     Delivered,
     /// Failed, and due again later.
     RetryLater,
-    /// Given up, or closed by another outcome.
-    Closed,
+    /// Failed for good (permanently, or too many times).
+    GivenUp,
     /// Left alone: shutting down, or the lease went to another replica.
     NotStarted,
 }

@@ -276,6 +276,12 @@ mod tests {
             // A step no longer configured is still reported.
             escalated(11, 7, "retired step"),
         ];
+        // The kinds the store is asked for are the names of the events read here.
+        assert!(
+            events
+                .iter()
+                .all(|(_, e)| EVENT_KINDS.contains(&e.kind.name()))
+        );
         let stats = compute(&policy(), 30, t0(), &incidents, &events);
         assert_eq!(stats.total, 11);
         assert_eq!(stats.open, 6, "the five even ones and the P0");
