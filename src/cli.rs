@@ -355,7 +355,12 @@ async fn run_console(
         None => Arc::new(SystemClock),
     };
     let app = App::new(store, config.policy.clone(), clock, config.scheduler.lease)
-        .with_runbooks(runbooks(&config, None).await?);
+        .with_runbooks(runbooks(&config, None).await?)
+        .with_alerts(alert_intake(&config))
+        .with_maintenance(crate::app::alerts::Maintenance {
+            windows: config.maintenance_windows.clone(),
+            announce_on: vec![crate::core::Platform::Console],
+        });
     let output: Output = Arc::new(Mutex::new(Box::new(std::io::stdout())));
     let sink = ConsoleSink::new(renderer, output);
     let options = ConsoleOptions {
@@ -490,7 +495,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Arc::new(SystemClock),
             config.scheduler.lease,
         )
-        .with_runbooks(runbooks(&config, directory).await?),
+        .with_runbooks(runbooks(&config, directory).await?)
+        .with_alerts(alert_intake(&config))
+        .with_maintenance(crate::app::alerts::Maintenance {
+            windows: config.maintenance_windows.clone(),
+            // Where windows are announced: the chat platforms this process delivers to.
+            announce_on: [
+                config.slack.as_ref().map(|_| crate::core::Platform::Slack),
+                config
+                    .discord
+                    .as_ref()
+                    .map(|_| crate::core::Platform::Discord),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        }),
     );
     let heartbeat = Arc::new(Heartbeat::default());
     let poll = config.scheduler.poll_interval;
@@ -591,6 +611,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         scheduler: heartbeat,
         stall_after: chrono::Duration::from_std(poll * 3).unwrap_or(chrono::Duration::seconds(15))
             + chrono::Duration::seconds(10),
+        alertmanager: config
+            .alertmanager
+            .enabled()
+            .then(|| http::AlertmanagerWebhook {
+                app: app.clone(),
+                token: config.alertmanager.token.clone(),
+            }),
         pagerduty: Some(http::PagerDutyWebhook {
             app: app.clone(),
             secrets: config.pagerduty.webhook_secrets.clone(),
@@ -678,4 +705,14 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// How Alertmanager notifications become incidents, from `[alertmanager]`.
+fn alert_intake(config: &Config) -> crate::app::alerts::AlertIntake {
+    crate::app::alerts::AlertIntake {
+        source: config.alertmanager.source.clone(),
+        open_on: config.alertmanager.open_incidents_on,
+        auto_resolve: config.alertmanager.auto_resolve,
+        rules: config.alertmanager.severity.clone(),
+    }
 }

@@ -81,6 +81,43 @@ struct RawConfig {
     slack: RawSlack,
     discord: RawDiscord,
     runbooks: RawRunbooks,
+    alertmanager: RawAlertmanager,
+    maintenance: RawMaintenance,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    token: Secret,
+    #[serde(deserialize_with = "text")]
+    open_incidents_on: String,
+    auto_resolve: bool,
+    #[serde(deserialize_with = "text")]
+    source: String,
+    #[serde(deserialize_with = "text")]
+    fallback_severity: String,
+    severity_rules: Vec<crate::alertmanager::SeverityRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    #[serde(deserialize_with = "text")]
+    pages_from: String,
+    windows: Vec<RawWindow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    #[serde(deserialize_with = "text")]
+    name: String,
+    #[serde(deserialize_with = "text")]
+    every: String,
+    #[serde(deserialize_with = "text")]
+    start: String,
+    #[serde(deserialize_with = "text")]
+    duration: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,6 +424,30 @@ pub struct Config {
     /// `None` when Discord is not configured (no bot token and public key).
     pub discord: Option<DiscordConfig>,
     pub runbooks: crate::runbook::guard::RunbookConfig,
+    pub alertmanager: AlertmanagerConfig,
+    /// Recurring maintenance windows (UTC).
+    pub maintenance_windows: Vec<crate::core::maintenance::RecurringWindow>,
+}
+
+/// The `[alertmanager]` section: intake of Alertmanager notifications.
+#[derive(Clone, Debug)]
+pub struct AlertmanagerConfig {
+    /// The bearer token Alertmanager sends; empty: `/alertmanager/webhook` refuses everything.
+    pub token: Secret,
+    /// The chat platform of incidents that alerts open.
+    pub open_incidents_on: crate::core::Platform,
+    /// Resolve an incident once every alert of its group has resolved, unless a person took
+    /// it over.
+    pub auto_resolve: bool,
+    /// How the timeline names the monitoring system.
+    pub source: String,
+    pub severity: crate::alertmanager::SeverityRules,
+}
+
+impl AlertmanagerConfig {
+    pub fn enabled(&self) -> bool {
+        !self.token.expose().is_empty()
+    }
 }
 
 /// How Slack reaches warroom.
@@ -1414,6 +1475,107 @@ fn validate(
         );
     }
 
+    // Alertmanager and maintenance windows.
+    let am = &raw.alertmanager;
+    let am_platform = am
+        .open_incidents_on
+        .parse::<crate::core::Platform>()
+        .unwrap_or_else(|e| {
+            problem(
+                "alertmanager.open_incidents_on",
+                format!("{e}; use console, slack or discord"),
+            );
+            crate::core::Platform::Console
+        });
+    for (platform, enabled, what) in [
+        (
+            crate::core::Platform::Slack,
+            slack_enabled,
+            "Slack is not configured (slack.bot_token and slack.signing_secret)",
+        ),
+        (
+            crate::core::Platform::Discord,
+            discord_enabled,
+            "Discord is not configured (discord.bot_token and discord.public_key)",
+        ),
+    ] {
+        if am_platform == platform && !enabled {
+            problem(
+                "alertmanager.open_incidents_on",
+                format!("is {}, but {what}", platform.as_str()),
+            );
+        }
+    }
+    let fallback_severity = am
+        .fallback_severity
+        .parse::<Severity>()
+        .unwrap_or_else(|e| {
+            problem("alertmanager.fallback_severity", e.to_string());
+            Severity::P2
+        });
+    for (i, rule) in am.severity_rules.iter().enumerate() {
+        if rule.labels.is_empty() {
+            problem(
+                &format!("alertmanager.severity_rules.{i}.labels"),
+                "name at least one label (fallback_severity covers the rest)".into(),
+            );
+        }
+    }
+    if am.source.trim().is_empty() || am.source.contains(':') {
+        problem(
+            "alertmanager.source",
+            "must be a name without `:` (e.g. Alertmanager)".into(),
+        );
+    }
+    let maintenance_pages_from = raw
+        .maintenance
+        .pages_from
+        .parse::<Severity>()
+        .unwrap_or_else(|e| {
+            problem("maintenance.pages_from", e.to_string());
+            Severity::P1
+        });
+    let mut maintenance_windows = Vec::new();
+    for (i, window) in raw.maintenance.windows.iter().enumerate() {
+        use crate::core::maintenance::{RecurringWindow, parse_every, parse_time_of_day};
+        let key = |field: &str| format!("maintenance.windows.{i}.{field}");
+        if window.name.trim().is_empty() || window.name.contains(':') {
+            problem(&key("name"), "must be a name without `:`".into());
+        }
+        if maintenance_windows
+            .iter()
+            .any(|w: &RecurringWindow| w.name == window.name.trim())
+        {
+            problem(
+                &key("name"),
+                format!("`{}` is used twice", window.name.trim()),
+            );
+        }
+        let every = parse_every(&window.every).map_err(|e| problem(&key("every"), e));
+        let start = parse_time_of_day(&window.start).map_err(|e| problem(&key("start"), e));
+        let length = duration(
+            &key("duration"),
+            &window.duration,
+            (minutes(5), days(7)),
+            &mut problem,
+        );
+        if let (Ok(every), Ok(start)) = (every, start) {
+            match RecurringWindow::new(window.name.trim().to_string(), every, start, length) {
+                Ok(w) => maintenance_windows.push(w),
+                Err(e) => problem(&key("duration"), e),
+            }
+        }
+    }
+    let alertmanager = AlertmanagerConfig {
+        token: Secret::new(am.token.expose().trim()),
+        open_incidents_on: am_platform,
+        auto_resolve: am.auto_resolve,
+        source: am.source.trim().to_string(),
+        severity: crate::alertmanager::SeverityRules {
+            rules: am.severity_rules.clone(),
+            fallback: fallback_severity,
+        },
+    };
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -1438,6 +1600,8 @@ fn validate(
     };
     let announce_channel = announce_channel_name(&raw.incidents.announce_channel);
     Ok(Config {
+        alertmanager,
+        maintenance_windows,
         listen,
         database,
         policy: Policy {
@@ -1451,6 +1615,7 @@ fn validate(
             pagerduty_services: pagerduty.routing_keys.keys().cloned().collect(),
             pagerduty_rest: pagerduty.rest_enabled(),
             lateness_note_after,
+            maintenance_pages_from,
         },
         scheduler: SchedulerConfig {
             poll_interval: poll_interval

@@ -32,7 +32,20 @@ pub struct HttpDeps {
     pub discord: Option<Arc<crate::chat::discord::DiscordInbound>>,
     /// What `/metrics` exports (the app's).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `POST /alertmanager/webhook`, when alert intake is configured.
+    pub alertmanager: Option<AlertmanagerWebhook>,
 }
+
+/// What `POST /alertmanager/webhook` needs.
+#[derive(Clone)]
+pub struct AlertmanagerWebhook {
+    pub app: Arc<App>,
+    /// The bearer token Alertmanager sends (`http_config.authorization`).
+    pub token: Secret,
+}
+
+/// Largest Alertmanager notification accepted (a group of up to 1,000 alerts).
+pub const MAX_ALERTMANAGER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What `POST /pagerduty/webhook` needs.
 #[derive(Clone)]
@@ -57,6 +70,10 @@ pub fn router(deps: HttpDeps) -> Router {
         .route(
             "/pagerduty/webhook",
             post(pagerduty_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
+        .route(
+            "/alertmanager/webhook",
+            post(alertmanager_webhook).layer(DefaultBodyLimit::max(MAX_ALERTMANAGER_BYTES)),
         )
         .with_state(deps);
     let router = match slack {
@@ -143,6 +160,51 @@ async fn pagerduty_webhook(
         Ok(what) => answer(StatusCode::OK, what),
         Err(error) => {
             tracing::error!(%error, event = %event.id, "PagerDuty webhook not applied; PagerDuty will retry");
+            answer(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+    }
+}
+
+/// Alertmanager notifications (webhook payload version 4): check the bearer token, then open,
+/// join or resolve the group's incident. Alertmanager retries a 5xx, not a 4xx.
+async fn alertmanager_webhook(
+    State(deps): State<HttpDeps>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(am) = &deps.alertmanager else {
+        return answer(StatusCode::NOT_FOUND, "Alertmanager intake is not enabled");
+    };
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !crate::alertmanager::bearer_ok(header, am.token.expose()) {
+        tracing::warn!("Alertmanager notification with a missing or wrong token refused");
+        return answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let notification = match crate::alertmanager::parse(&body) {
+        Ok(notification) => notification,
+        Err(problem) => {
+            tracing::warn!(%problem, "Alertmanager notification refused");
+            return answer(StatusCode::BAD_REQUEST, &problem);
+        }
+    };
+    match am.app.handle_alerts(&notification).await {
+        Ok(outcome) => {
+            let (status, text) = match outcome {
+                crate::app::alerts::AlertOutcome::Opened(key) => ("opened", key.to_string()),
+                crate::app::alerts::AlertOutcome::Updated(key) => ("updated", key.to_string()),
+                crate::app::alerts::AlertOutcome::Resolved(key) => ("resolved", key.to_string()),
+                crate::app::alerts::AlertOutcome::Unchanged(why) => ("unchanged", why),
+            };
+            (
+                StatusCode::OK,
+                Json(json!({ "status": status, "detail": text })),
+            )
+                .into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "Alertmanager notification not applied; Alertmanager will retry");
             answer(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
         }
     }

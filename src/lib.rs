@@ -1,5 +1,6 @@
 //! warroom: an incident-response ChatOps bot. See ARCHITECTURE.md for the code map.
 
+pub mod alertmanager;
 pub mod app;
 pub mod chat;
 pub mod cli;

@@ -41,6 +41,8 @@ fn builtin(name: TemplateName) -> &'static str {
         TemplateName::ChangeResult => include_str!("../templates/change_result.hbs"),
         TemplateName::PlaybookList => include_str!("../templates/playbook_list.hbs"),
         TemplateName::Stats => include_str!("../templates/stats.hbs"),
+        TemplateName::Postmortem => include_str!("../templates/postmortem.md.hbs"),
+        TemplateName::Maintenance => include_str!("../templates/maintenance.hbs"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Orchestration: the only place that sequences I/O. Load state, ask the core, write the
 //! decision (state, events, timers, outbox) in one transaction, then dispatch.
 
+pub mod alerts;
 pub mod clock;
 pub mod runbook;
 pub mod runner;
@@ -66,6 +67,10 @@ pub struct App {
     /// Work the chat adapters run after answering a request (a slow command, a button press):
     /// shutdown waits for it.
     pub tasks: tokio_util::task::TaskTracker,
+    /// How Alertmanager notifications become incidents; `None` until `with_alerts`.
+    pub alerts: Option<alerts::AlertIntake>,
+    /// Recurring maintenance windows and where windows are announced.
+    pub maintenance: alerts::Maintenance,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -109,6 +114,8 @@ impl App {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: tokio_util::task::TaskTracker::new(),
+            alerts: None,
+            maintenance: alerts::Maintenance::default(),
         }
     }
 
@@ -238,6 +245,10 @@ impl App {
             Command::Declare { title, severity } => {
                 self.declare(origin, title, severity).await.map(Some)
             }
+            Command::Maintenance(maintenance) => self
+                .maintenance_command(origin, &maintenance)
+                .await
+                .map(Some),
             Command::Playbooks => self.runbook_command(origin, None, command).await,
             runbook @ (Command::Run { .. }
             | Command::Diag { .. }
@@ -318,11 +329,27 @@ impl App {
     ) -> Result<Option<Message>, StoreError> {
         tracing::Span::current().record("incident", tracing::field::display(incident.key));
         for _ in 0..CONFLICT_RETRIES {
-            let decision =
-                match decide::apply(&self.policy, &incident, actor, command, self.clock.now()) {
-                    Ok(decision) => decision,
-                    Err(Refusal(message)) => return Ok(Some(message)),
-                };
+            let now = self.clock.now();
+            let decided = match command {
+                Command::Postmortem { done: None } => {
+                    let timeline = self.store.timeline(incident.key).await?;
+                    Ok(decide::postmortem_draft(
+                        &self.policy,
+                        &incident,
+                        &timeline,
+                        actor,
+                        now,
+                    ))
+                }
+                Command::Postmortem { done: Some(url) } => {
+                    decide::postmortem_done(&incident, actor, url, now)
+                }
+                _ => decide::apply(&self.policy, &incident, actor, command, now),
+            };
+            let decision = match decided {
+                Ok(decision) => decision,
+                Err(Refusal(message)) => return Ok(Some(message)),
+            };
             match self
                 .commit(Change::new(
                     &decision,
@@ -387,6 +414,9 @@ impl App {
         progress: &(dyn Fn() + Sync),
     ) -> Result<usize, StoreError> {
         let mut fired = 0;
+        if let Err(error) = self.run_maintenance(self.clock.now()).await {
+            tracing::warn!(%error, "could not announce maintenance windows; will try again");
+        }
         loop {
             let now = self.clock.now();
             let timers = self

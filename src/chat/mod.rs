@@ -196,6 +196,7 @@ pub fn changes_an_incident(command: &Command) -> bool {
             | Command::Timeline
             | Command::List { .. }
             | Command::Stats { .. }
+            | Command::Maintenance(crate::core::command::MaintenanceCommand::Show)
             | Command::Help { .. }
     )
 }
@@ -207,7 +208,14 @@ mod tests {
 
     #[test]
     fn reading_commands_are_open_to_everyone() {
-        for text in ["declare x", "list", "help", "timeline", "stats --days 7"] {
+        for text in [
+            "declare x",
+            "list",
+            "help",
+            "timeline",
+            "stats --days 7",
+            "maintenance",
+        ] {
             assert!(
                 !changes_an_incident(&command::parse(text).unwrap()),
                 "{text}"
@@ -220,6 +228,10 @@ mod tests {
             "status identified",
             "update x",
             "escalate",
+            "postmortem",
+            "postmortem done https://wiki.example.com/pm/1",
+            "maintenance start 2h patching",
+            "maintenance end",
         ] {
             assert!(
                 changes_an_incident(&command::parse(text).unwrap()),

@@ -69,7 +69,27 @@ pub enum Command {
     Stats {
         days: i64,
     },
+    /// Post the postmortem draft, or (`done`) record where the finished one is.
+    Postmortem {
+        done: Option<String>,
+    },
+    /// Start, end or show maintenance windows.
+    Maintenance(MaintenanceCommand),
 }
+
+/// What `maintenance` was asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaintenanceCommand {
+    /// Show the windows in force and the next scheduled one.
+    Show,
+    /// Start a window now, for `minutes`, because of `reason`.
+    Start { minutes: i64, reason: String },
+    /// End the windows in force now.
+    End,
+}
+
+/// The shortest and longest window `maintenance start` accepts, in minutes.
+pub const MAINTENANCE_MINUTES: std::ops::RangeInclusive<i64> = 5..=7 * 24 * 60;
 
 impl Command {
     /// Which command this is.
@@ -96,6 +116,8 @@ impl Command {
             Command::Cancel(_) => CommandName::Cancel,
             Command::Undo(_) => CommandName::Undo,
             Command::Stats { .. } => CommandName::Stats,
+            Command::Postmortem { .. } => CommandName::Postmortem,
+            Command::Maintenance(_) => CommandName::Maintenance,
         }
     }
 }
@@ -124,10 +146,12 @@ pub enum CommandName {
     Cancel,
     Undo,
     Stats,
+    Postmortem,
+    Maintenance,
 }
 
 impl CommandName {
-    pub const ALL: [CommandName; 21] = [
+    pub const ALL: [CommandName; 23] = [
         CommandName::Declare,
         CommandName::Ack,
         CommandName::Sev,
@@ -138,8 +162,10 @@ impl CommandName {
         CommandName::Page,
         CommandName::Escalate,
         CommandName::Timeline,
+        CommandName::Postmortem,
         CommandName::List,
         CommandName::Stats,
+        CommandName::Maintenance,
         CommandName::Playbooks,
         CommandName::Run,
         CommandName::Diag,
@@ -175,6 +201,8 @@ impl CommandName {
             "cancel" => CommandName::Cancel,
             "undo" => CommandName::Undo,
             "stats" => CommandName::Stats,
+            "postmortem" => CommandName::Postmortem,
+            "maintenance" => CommandName::Maintenance,
             _ => return None,
         })
     }
@@ -202,6 +230,8 @@ impl CommandName {
             CommandName::Cancel => "cancel",
             CommandName::Undo => "undo",
             CommandName::Stats => "stats",
+            CommandName::Postmortem => "postmortem",
+            CommandName::Maintenance => "maintenance",
         }
     }
 
@@ -231,6 +261,8 @@ impl CommandName {
             CommandName::Cancel => "cancel <request number>",
             CommandName::Undo => "undo <request number>",
             CommandName::Stats => "stats [--days N]",
+            CommandName::Postmortem => "postmortem [done <link>]",
+            CommandName::Maintenance => "maintenance [start <duration> <reason> | end]",
         }
     }
 
@@ -268,6 +300,12 @@ impl CommandName {
             CommandName::Stats => {
                 "Incident statistics of the last N days (30 unless told): counts by severity, time to acknowledge and resolve, missed response targets, escalations."
             }
+            CommandName::Postmortem => {
+                "Post the postmortem draft from the timeline; `done <link>` records the finished one and stops its reminders."
+            }
+            CommandName::Maintenance => {
+                "Show maintenance windows, start one now (e.g. `start 2h database upgrade`) or end it; during one, low-severity alerts do not page."
+            }
         }
     }
 
@@ -280,6 +318,7 @@ impl CommandName {
                 | CommandName::Help
                 | CommandName::Playbooks
                 | CommandName::Stats
+                | CommandName::Maintenance
         )
     }
 }
@@ -364,6 +403,8 @@ pub fn parse(input: &str) -> Result<Command, ParseError> {
         }
         CommandName::Timeline => no_args(name, args, Command::Timeline),
         CommandName::Stats => parse_stats(args),
+        CommandName::Postmortem => parse_postmortem(args),
+        CommandName::Maintenance => parse_maintenance(args),
         CommandName::Playbooks => no_args(name, args, Command::Playbooks),
         CommandName::Run | CommandName::Diag => {
             let (first, rest) = split_first_word(args);
@@ -609,6 +650,97 @@ fn parse_stats(args: &str) -> Result<Command, ParseError> {
     }
 }
 
+/// `postmortem`, `postmortem done https://…`.
+fn parse_postmortem(args: &str) -> Result<Command, ParseError> {
+    let name = CommandName::Postmortem;
+    if args.is_empty() {
+        return Ok(Command::Postmortem { done: None });
+    }
+    let Some(link) = strip_word(args, "done") else {
+        return Err(ParseError::new(
+            Some(name),
+            format!(
+                "`{}` is not an option of postmortem.",
+                truncate_chars(args, 40)
+            ),
+        ));
+    };
+    let link = strip_quotes(link.trim()).trim();
+    if link.is_empty() {
+        return Err(ParseError::new(
+            Some(name),
+            "Where is the postmortem? Give its link, e.g. `postmortem done https://wiki.example.com/pm/42`.",
+        ));
+    }
+    let link = one_word(name, link)?;
+    let parsed = url::Url::parse(link).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && link.len() <= 500
+    });
+    match parsed {
+        Some(_) => Ok(Command::Postmortem {
+            done: Some(link.to_string()),
+        }),
+        None => Err(ParseError::new(
+            Some(name),
+            format!("`{}` is not an http(s) link.", truncate_chars(link, 60)),
+        )),
+    }
+}
+
+/// `maintenance`, `maintenance start 2h database upgrade`, `maintenance end`.
+fn parse_maintenance(args: &str) -> Result<Command, ParseError> {
+    let name = CommandName::Maintenance;
+    let (word, rest) = split_first_word(args);
+    match word.to_ascii_lowercase().as_str() {
+        "" | "show" | "status" if rest.trim().is_empty() => {
+            Ok(Command::Maintenance(MaintenanceCommand::Show))
+        }
+        "end" | "stop" if rest.trim().is_empty() => {
+            Ok(Command::Maintenance(MaintenanceCommand::End))
+        }
+        "start" => {
+            let (duration, reason) = split_first_word(rest.trim());
+            if duration.is_empty() {
+                return Err(ParseError::new(
+                    Some(name),
+                    "How long? e.g. `maintenance start 2h database upgrade`.",
+                ));
+            }
+            let minutes = humantime::parse_duration(duration)
+                .ok()
+                .map(|d| (d.as_secs() / 60) as i64)
+                .filter(|m| MAINTENANCE_MINUTES.contains(m))
+                .ok_or_else(|| {
+                    ParseError::new(
+                        Some(name),
+                        format!(
+                            "`{}` is not a duration from 5m to 7d (e.g. 90m, 2h, 1d).",
+                            truncate_chars(duration, 20)
+                        ),
+                    )
+                })?;
+            let reason = bounded_text(name, reason, "reason")?;
+            if reason.is_empty() {
+                return Err(ParseError::new(
+                    Some(name),
+                    "Say why, e.g. `maintenance start 2h database upgrade`.",
+                ));
+            }
+            Ok(Command::Maintenance(MaintenanceCommand::Start {
+                minutes,
+                reason,
+            }))
+        }
+        _ => Err(ParseError::new(
+            Some(name),
+            format!(
+                "`{}` is not something maintenance does.",
+                truncate_chars(args, 40)
+            ),
+        )),
+    }
+}
+
 /// `"a b" rest` → `("a b", " rest")` when `text` starts with a quote that is closed.
 fn split_quoted(text: &str) -> Option<(&str, &str)> {
     let text = text.trim_start();
@@ -708,6 +840,69 @@ mod tests {
 
     fn err(text: &str) -> ParseError {
         parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn postmortem_and_its_link() {
+        assert_eq!(ok("postmortem"), Command::Postmortem { done: None });
+        assert_eq!(
+            ok("postmortem done https://wiki.example.com/pm/42"),
+            Command::Postmortem {
+                done: Some("https://wiki.example.com/pm/42".into())
+            }
+        );
+        assert_eq!(
+            ok("POSTMORTEM DONE \"http://docs.example.com/x?y=1\""),
+            Command::Postmortem {
+                done: Some("http://docs.example.com/x?y=1".into())
+            }
+        );
+        for (bad, complaint) in [
+            ("postmortem done", "Give its link"),
+            ("postmortem done wiki/pm/42", "not an http(s) link"),
+            ("postmortem done javascript:alert(1)", "not an http(s) link"),
+            ("postmortem done https://a.example.com b", "one"),
+            ("postmortem finished", "not an option of postmortem"),
+        ] {
+            let e = err(bad);
+            assert_eq!(e.command, Some(CommandName::Postmortem), "{bad}");
+            assert!(e.problem.contains(complaint), "{bad}: {}", e.problem);
+        }
+    }
+
+    #[test]
+    fn maintenance_start_end_and_show() {
+        use super::MaintenanceCommand as M;
+        assert_eq!(ok("maintenance"), Command::Maintenance(M::Show));
+        assert_eq!(ok("maintenance show"), Command::Maintenance(M::Show));
+        assert_eq!(ok("maintenance end"), Command::Maintenance(M::End));
+        assert_eq!(
+            ok("maintenance start 2h database upgrade"),
+            Command::Maintenance(M::Start {
+                minutes: 120,
+                reason: "database upgrade".into()
+            })
+        );
+        assert_eq!(
+            ok("maintenance start 90m \"kernel patches\""),
+            Command::Maintenance(M::Start {
+                minutes: 90,
+                reason: "kernel patches".into()
+            })
+        );
+        for (bad, complaint) in [
+            ("maintenance start", "How long"),
+            ("maintenance start 2h", "Say why"),
+            ("maintenance start 1m x", "from 5m to 7d"),
+            ("maintenance start 8d x", "from 5m to 7d"),
+            ("maintenance start soon x", "from 5m to 7d"),
+            ("maintenance end now", "not something maintenance does"),
+            ("maintenance pause", "not something maintenance does"),
+        ] {
+            let e = err(bad);
+            assert_eq!(e.command, Some(CommandName::Maintenance), "{bad}");
+            assert!(e.problem.contains(complaint), "{bad}: {}", e.problem);
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use super::command::Command;
 use super::escalation::{self, PageTarget};
-use super::incident::{Actor, EventKind, Incident, IncidentKey, Platform, Status, TimelineEvent};
+use super::incident::{
+    Actor, EventKind, Incident, IncidentKey, MonitoredAlert, Platform, Status, TimelineEvent,
+};
 use super::message::Message;
 use super::severity::{Severity, SeverityReason};
 use super::text::UserRef;
@@ -55,10 +57,54 @@ fn reason_sentence(severity: Severity, reason: &SeverityReason) -> String {
     )
 }
 
+/// An Alertmanager group that opens an incident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertOrigin {
+    /// The monitoring system, as named in the timeline (`Alertmanager`).
+    pub source: String,
+    pub group_key: String,
+    /// The group's alerts as reported.
+    pub alerts: Vec<MonitoredAlert>,
+    /// The alerts' descriptions, for the alert message.
+    pub details: Vec<String>,
+    /// The severity the alerts' labels map to, and those labels (`severity=critical`).
+    pub severity: Severity,
+    pub labels: String,
+    /// A maintenance window that holds paging back (its name and end), when one is in force
+    /// and the severity is below the one that pages during maintenance.
+    pub hold_paging: Option<(String, DateTime<Utc>)>,
+}
+
 /// Declare a new incident: channel, alert, announcement, and the escalation plan (its first
 /// step, at +0, fires as soon as the scheduler runs).
 pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
-    let (severity, reason) = classify(policy, &request.title, request.severity);
+    declare_with(policy, request, None)
+}
+
+/// Declare the incident an alert group opens: as `declare`, with the alerts in the alert
+/// message and the timeline, the group linked, and no paging while `hold_paging` says so.
+pub fn declare_from_alerts(
+    policy: &Policy,
+    request: DeclareRequest,
+    origin: &AlertOrigin,
+) -> Decision {
+    declare_with(policy, request, Some(origin))
+}
+
+fn declare_with(
+    policy: &Policy,
+    request: DeclareRequest,
+    alerts: Option<&AlertOrigin>,
+) -> Decision {
+    let (severity, reason) = match alerts {
+        Some(origin) => (
+            origin.severity,
+            SeverityReason::Alert {
+                labels: origin.labels.clone(),
+            },
+        ),
+        None => classify(policy, &request.title, request.severity),
+    };
     let now = request.now;
     let incident = Incident {
         key: request.key,
@@ -83,22 +129,31 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
             .from_pagerduty
             .as_ref()
             .map(|o| o.incident_id.clone()),
+        alert_group: alerts.map(|a| a.group_key.clone()),
+        alerts: alerts.map(|a| a.alerts.clone()).unwrap_or_default(),
+        postmortem_url: None,
         version: 0,
     };
-    let actor = match &request.from_pagerduty {
-        Some(origin) => Actor::PagerDuty(origin.agent.clone()),
-        None => Actor::User(request.actor.clone()),
+    let actor = match (&request.from_pagerduty, alerts) {
+        (Some(origin), _) => Actor::PagerDuty(origin.agent.clone()),
+        (None, Some(origin)) => Actor::Monitoring(origin.source.clone()),
+        (None, None) => Actor::User(request.actor.clone()),
     };
+    let details: &[String] = alerts.map(|a| a.details.as_slice()).unwrap_or_default();
     let why = reason_sentence(severity, &reason);
     let effects = vec![
         Effect::CreateChannel {
             channel: incident.channel.clone(),
             topic: views::topic(&incident),
-            invite: vec![request.actor.clone()],
+            invite: if alerts.is_some() {
+                Vec::new()
+            } else {
+                vec![request.actor.clone()]
+            },
         },
         Effect::Post {
             channel: ChannelTarget::Incident(incident.channel.clone()),
-            message: views::alert(policy, &incident, &why),
+            message: views::alert(policy, &incident, &why, details),
             pin: true,
             slot: None,
         },
@@ -127,19 +182,51 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
     if let Some(origin) = &request.from_pagerduty {
         events.push(TimelineEvent {
             at: now,
-            actor,
+            actor: actor.clone(),
             kind: EventKind::PagerDutyLinked {
                 incident_id: origin.incident_id.clone(),
             },
         });
     }
+    let mut effects = effects;
     let every = policy.severity(severity).status_update_every;
     let mut timers = vec![TimerRequest {
         kind: TimerKind::StatusReminder,
         due_at: now + every,
         fence: incident.reminder_generation,
     }];
-    timers.extend(escalation::plan(policy, &incident, now));
+    if let Some(origin) = alerts {
+        for alert in &origin.alerts {
+            events.push(TimelineEvent {
+                at: now,
+                actor: actor.clone(),
+                kind: alert_event(alert),
+            });
+        }
+    }
+    match alerts.and_then(|a| a.hold_paging.as_ref()) {
+        Some((window, until)) => {
+            events.push(TimelineEvent {
+                at: now,
+                actor: Actor::System,
+                kind: EventKind::PagingSuppressed {
+                    window: window.clone(),
+                    until: *until,
+                },
+            });
+            effects.push(Effect::Post {
+                channel: ChannelTarget::Incident(incident.channel.clone()),
+                message: views::notice_in_channel(format!(
+                    "🛠️ Not paged: the maintenance window \"{window}\" is in force until {} and alerts below {} do not page during it. `/incident escalate` pages now; `/incident sev` to a paging severity starts the escalation.",
+                    views::format_time(*until),
+                    policy.maintenance_pages_from,
+                )),
+                pin: false,
+                slot: None,
+            });
+        }
+        None => timers.extend(escalation::plan(policy, &incident, now)),
+    }
     Decision {
         reply: Some(views::declared_reply(&incident, &why)),
         events,
@@ -147,6 +234,94 @@ pub fn declare(policy: &Policy, request: DeclareRequest) -> Decision {
         timers,
         incident,
     }
+}
+
+fn alert_event(alert: &MonitoredAlert) -> EventKind {
+    if alert.firing {
+        EventKind::AlertFiring {
+            fingerprint: alert.fingerprint.clone(),
+            text: alert.text.clone(),
+        }
+    } else {
+        EventKind::AlertResolved {
+            fingerprint: alert.fingerprint.clone(),
+            text: alert.text.clone(),
+        }
+    }
+}
+
+/// What a notification of the group an open incident follows changes: alerts that are new
+/// or fired again and alerts that resolved become timeline entries and one message in the
+/// channel (never a page). When every alert has resolved, "monitoring reports resolved" is
+/// posted and, if `auto_resolve` and no person has taken the incident over, it is resolved.
+/// `None` when nothing changed (Alertmanager repeats a group every `repeat_interval`).
+pub fn alerts_reported(
+    policy: &Policy,
+    current: &Incident,
+    source: &str,
+    reported: &[MonitoredAlert],
+    auto_resolve: bool,
+    now: DateTime<Utc>,
+) -> Option<Decision> {
+    if !current.status.is_open() {
+        return None;
+    }
+    let who = Actor::Monitoring(source.to_string());
+    let mut draft = Draft::new(current, now);
+    let mut lines = Vec::new();
+    for alert in reported {
+        let known = draft
+            .next
+            .alerts
+            .iter_mut()
+            .find(|a| a.fingerprint == alert.fingerprint);
+        let changed = match known {
+            Some(known) if known.firing == alert.firing => false,
+            Some(known) => {
+                *known = alert.clone();
+                true
+            }
+            None => {
+                draft.next.alerts.push(alert.clone());
+                true
+            }
+        };
+        if changed {
+            draft.event(&who, alert_event(alert));
+            lines.push(format!(
+                "{} {}",
+                if alert.firing {
+                    "🔥 firing:"
+                } else {
+                    "✅ resolved:"
+                },
+                alert.text
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let all_resolved = draft.next.alerts_all_resolved();
+    let mut text = format!(
+        "📟 {source} reports on {}:\n{}",
+        current.key,
+        lines.join("\n")
+    );
+    if all_resolved {
+        draft.event(&who, EventKind::MonitoringResolved);
+        text.push_str("\nMonitoring reports resolved: every alert of the group has resolved.");
+        if !auto_resolve {
+            text.push_str(" Resolve the incident with `/incident resolve [root cause]` when you are satisfied.");
+        } else if current.taken_over() {
+            text.push_str(" A person has taken this incident over, so it stays open until a person resolves it with `/incident resolve`.");
+        }
+    }
+    draft.post(views::notice_in_channel(text));
+    if all_resolved && auto_resolve && !current.taken_over() {
+        resolve(policy, &mut draft, current, &who, None, Source::Chat);
+    }
+    Some(draft.finish(Some(policy), current, None))
 }
 
 /// Why an input changed nothing; shown to the person who sent it.
@@ -696,10 +871,16 @@ pub fn apply(
                 &format!("escalated by @{actor}"),
             );
         }
+        Command::Postmortem { .. } => {
+            return Err(refuse(
+                "Postmortems are decided by `postmortem_draft` and `postmortem_done`.".to_string(),
+            ));
+        }
         Command::Declare { .. }
         | Command::Timeline
         | Command::List { .. }
         | Command::Stats { .. }
+        | Command::Maintenance(_)
         | Command::Help { .. } => {
             return Err(refuse(
                 "That command does not change an incident.".to_string(),
@@ -721,6 +902,62 @@ pub fn apply(
         }
     }
     Ok(draft.finish(Some(policy), current, None))
+}
+
+/// `postmortem`: post the draft, built from the incident and its whole timeline, in the
+/// channel (any time: an open incident gets a draft of what happened so far).
+pub fn postmortem_draft(
+    policy: &Policy,
+    current: &Incident,
+    timeline: &[TimelineEvent],
+    actor: &UserRef,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut draft = Draft::new(current, now);
+    draft.event(&Actor::User(actor.clone()), EventKind::PostmortemDrafted);
+    draft.post(views::postmortem_draft(policy, current, timeline, now));
+    let reply = views::refusal(format!(
+        "Posted the postmortem draft of {}. When the finished one is written, record it with `/incident postmortem done <link>`.",
+        current.key
+    ));
+    draft.finish(None, current, Some(reply))
+}
+
+/// `postmortem done <link>`: record where the finished postmortem is; its reminders stop.
+pub fn postmortem_done(
+    current: &Incident,
+    actor: &UserRef,
+    url: &str,
+    now: DateTime<Utc>,
+) -> Result<Decision, Refusal> {
+    let key = current.key;
+    if current.status.is_open() {
+        return Err(refuse(format!(
+            "{key} is still open; resolve it first, then record its postmortem."
+        )));
+    }
+    if current.postmortem_url.as_deref() == Some(url) {
+        return Err(refuse(format!(
+            "The postmortem of {key} is already recorded at {url}."
+        )));
+    }
+    let mut draft = Draft::new(current, now);
+    draft.next.postmortem_url = Some(url.to_string());
+    draft.event(
+        &Actor::User(actor.clone()),
+        EventKind::PostmortemDone {
+            url: url.to_string(),
+        },
+    );
+    let replaced = current
+        .postmortem_url
+        .as_ref()
+        .map(|old| format!(" (it was {old})"))
+        .unwrap_or_default();
+    draft.post(views::notice_in_channel(format!(
+        "📝 The postmortem of {key} is done: {url}{replaced}. Recorded by @{actor}; no more reminders."
+    )));
+    Ok(draft.finish(None, current, None))
 }
 
 /// Record what the runbook engine did (it talks to the cluster; the core only records): the
@@ -853,7 +1090,7 @@ pub fn fire_timer(
         }
         TimerKind::PostmortemReminder { reminder } => {
             let after = *policy.postmortem_reminders.get(reminder)?;
-            if current.status != Status::Resolved {
+            if current.status != Status::Resolved || current.postmortem_url.is_some() {
                 return None;
             }
             draft.event(
@@ -1007,6 +1244,7 @@ pub(crate) mod tests {
                 .collect(),
             pagerduty_rest: true,
             lateness_note_after: Duration::minutes(1),
+            maintenance_pages_from: Severity::P1,
         }
     }
 

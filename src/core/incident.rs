@@ -139,8 +139,40 @@ pub struct Incident {
     pub paged_services: Vec<String>,
     /// The linked PagerDuty incident, when known (from a webhook).
     pub pagerduty_incident_id: Option<String>,
+    /// The Alertmanager group (`groupKey`) whose notifications this incident follows.
+    pub alert_group: Option<String>,
+    /// The alerts of that group seen so far, firing or resolved.
+    pub alerts: Vec<MonitoredAlert>,
+    /// Where the finished postmortem is (`postmortem done <link>`); its reminders stop.
+    pub postmortem_url: Option<String>,
     /// Optimistic-concurrency version; the store bumps it on every write.
     pub version: i64,
+}
+
+/// One alert of the monitoring group an incident follows, as last reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoredAlert {
+    /// Alertmanager's fingerprint of the alert's labels.
+    pub fingerprint: String,
+    /// The `alertname` label.
+    pub name: String,
+    pub firing: bool,
+    /// One line: the alert, its distinguishing labels and its summary.
+    pub text: String,
+}
+
+impl Incident {
+    /// Whether a person has taken the incident over: acknowledged it (in chat or PagerDuty)
+    /// or named a commander other than the one it was opened with. Monitoring then no
+    /// longer resolves it by itself.
+    pub fn taken_over(&self) -> bool {
+        self.acknowledged_at.is_some() || self.commander != self.declared_by
+    }
+
+    /// Whether every alert it follows has resolved (false when it follows none).
+    pub fn alerts_all_resolved(&self) -> bool {
+        !self.alerts.is_empty() && self.alerts.iter().all(|a| !a.firing)
+    }
 }
 
 /// Who did something: a person, or warroom itself (timers).
@@ -151,6 +183,8 @@ pub enum Actor {
     System,
     /// Someone acting in PagerDuty (the webhook's agent), by display name.
     PagerDuty(String),
+    /// A monitoring system reporting alerts (`Alertmanager`).
+    Monitoring(String),
 }
 
 impl fmt::Display for Actor {
@@ -159,6 +193,7 @@ impl fmt::Display for Actor {
             Actor::User(u) => write!(f, "@{u}"),
             Actor::System => f.write_str("warroom"),
             Actor::PagerDuty(name) => write!(f, "{name} (PagerDuty)"),
+            Actor::Monitoring(name) => write!(f, "{name} (monitoring)"),
         }
     }
 }
@@ -213,6 +248,30 @@ pub enum EventKind {
     /// A postmortem reminder was posted.
     PostmortemReminder {
         after_seconds: i64,
+    },
+    /// The postmortem draft was posted in the channel.
+    PostmortemDrafted,
+    /// The finished postmortem is at `url`; its reminders stop.
+    PostmortemDone {
+        url: String,
+    },
+    /// Monitoring reported an alert of the incident's group firing (new, or again).
+    AlertFiring {
+        fingerprint: String,
+        text: String,
+    },
+    /// Monitoring reported an alert of the incident's group resolved.
+    AlertResolved {
+        fingerprint: String,
+        text: String,
+    },
+    /// Every alert of the incident's group has resolved.
+    MonitoringResolved,
+    /// The incident was not paged: a maintenance window was in force and its severity is
+    /// below the one that pages during maintenance.
+    PagingSuppressed {
+        window: String,
+        until: DateTime<Utc>,
     },
     /// An outbound call was refused for good.
     DeliveryFailed {
@@ -289,6 +348,12 @@ impl EventKind {
             EventKind::ResponseTargetBreached { .. } => "response_target_breached",
             EventKind::Paged { .. } => "paged",
             EventKind::PostmortemReminder { .. } => "postmortem_reminder",
+            EventKind::PostmortemDrafted => "postmortem_drafted",
+            EventKind::PostmortemDone { .. } => "postmortem_done",
+            EventKind::AlertFiring { .. } => "alert_firing",
+            EventKind::AlertResolved { .. } => "alert_resolved",
+            EventKind::MonitoringResolved => "monitoring_resolved",
+            EventKind::PagingSuppressed { .. } => "paging_suppressed",
             EventKind::DeliveryFailed { .. } => "delivery_failed",
             EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
             EventKind::OnCall { .. } => "on_call",
@@ -354,6 +419,15 @@ impl EventKind {
             EventKind::PostmortemReminder { after_seconds } => format!(
                 "postmortem reminder, {} after resolution",
                 super::human_duration(chrono::Duration::seconds(*after_seconds))
+            ),
+            EventKind::PostmortemDrafted => "postmortem draft posted".to_string(),
+            EventKind::PostmortemDone { url } => format!("postmortem done: {url}"),
+            EventKind::AlertFiring { text, .. } => format!("alert firing: {text}"),
+            EventKind::AlertResolved { text, .. } => format!("alert resolved: {text}"),
+            EventKind::MonitoringResolved => "monitoring reports every alert resolved".to_string(),
+            EventKind::PagingSuppressed { window, until } => format!(
+                "not paged: maintenance window \"{window}\" until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
             ),
             EventKind::DeliveryFailed { what, reason } => {
                 format!("could not {what}: {reason}")

@@ -44,10 +44,12 @@ pub enum TemplateName {
     ChangeResult,
     PlaybookList,
     Stats,
+    Postmortem,
+    Maintenance,
 }
 
 impl TemplateName {
-    pub const ALL: [TemplateName; 23] = [
+    pub const ALL: [TemplateName; 25] = [
         TemplateName::IncidentAlert,
         TemplateName::IncidentResolved,
         TemplateName::IncidentAnnouncement,
@@ -71,6 +73,8 @@ impl TemplateName {
         TemplateName::ChangeResult,
         TemplateName::PlaybookList,
         TemplateName::Stats,
+        TemplateName::Postmortem,
+        TemplateName::Maintenance,
     ];
 
     /// The file stem in `templates/` (`<name>.hbs`).
@@ -99,6 +103,8 @@ impl TemplateName {
             TemplateName::ChangeResult => "change_result",
             TemplateName::PlaybookList => "playbook_list",
             TemplateName::Stats => "stats",
+            TemplateName::Postmortem => "postmortem.md",
+            TemplateName::Maintenance => "maintenance",
         }
     }
 }

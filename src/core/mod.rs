@@ -6,6 +6,7 @@ pub mod command;
 pub mod decide;
 pub mod escalation;
 pub mod incident;
+pub mod maintenance;
 pub mod message;
 pub mod severity;
 pub mod stats;
@@ -19,7 +20,9 @@ use std::collections::BTreeSet;
 pub use channel::ChannelName;
 pub use command::{Command, CommandName, ParseError};
 pub use escalation::{EscalationStep, PageTarget, StopWhen};
-pub use incident::{Actor, EventKind, Incident, IncidentKey, Platform, Status, TimelineEvent};
+pub use incident::{
+    Actor, EventKind, Incident, IncidentKey, MonitoredAlert, Platform, Status, TimelineEvent,
+};
 pub use message::Message;
 pub use severity::{ClassificationRules, Severity, SeverityReason};
 pub use text::UserRef;
@@ -60,6 +63,9 @@ pub struct Policy {
     pub pagerduty_rest: bool,
     /// A reminder this much later than its due time says how late it is.
     pub lateness_note_after: Duration,
+    /// During a maintenance window, incidents that alerts open at this severity or above
+    /// still page; those below do not.
+    pub maintenance_pages_from: Severity,
 }
 
 impl Policy {

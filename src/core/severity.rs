@@ -70,6 +70,8 @@ pub enum SeverityReason {
     Keyword { keyword: String },
     /// No rule matched; the configured default applies.
     Default,
+    /// Monitoring's alert labels mapped to it (`severity=critical, alertname=DatabaseDown`).
+    Alert { labels: String },
 }
 
 impl SeverityReason {
@@ -82,6 +84,9 @@ impl SeverityReason {
             }
             SeverityReason::Default => {
                 format!("{severity} is the default: no classification rule matched the title")
+            }
+            SeverityReason::Alert { labels } => {
+                format!("{severity} from the alert's labels ({labels})")
             }
         }
     }

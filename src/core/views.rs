@@ -24,7 +24,7 @@ pub fn topic(incident: &Incident) -> String {
 }
 
 /// The "INCIDENT ALERT" message posted (and pinned) in the incident channel.
-pub fn alert(policy: &Policy, incident: &Incident, reason: &str) -> Message {
+pub fn alert(policy: &Policy, incident: &Incident, reason: &str, details: &[String]) -> Message {
     let sev = policy.severity(incident.severity);
     Message::from_template(
         Visibility::InChannel,
@@ -42,6 +42,7 @@ pub fn alert(policy: &Policy, incident: &Incident, reason: &str) -> Message {
             "update_every": human_duration(sev.status_update_every),
             "respond_within": human_duration(sev.respond_within),
             "severity_reason": reason,
+            "monitoring": details,
         }),
     )
 }
@@ -418,6 +419,175 @@ pub fn notice_in_channel(text: String) -> Message {
     Message::notice(Visibility::InChannel, text)
 }
 
+/// At most this many timeline entries go into a postmortem draft; `timeline` shows the rest.
+pub const POSTMORTEM_TIMELINE_LIMIT: usize = 100;
+
+/// The postmortem draft (`postmortem`), from the incident and its whole timeline: summary,
+/// severity history, detection, times to acknowledge and resolve, paging, runbook actions,
+/// status updates, the timeline, and the sections a person fills in.
+pub fn postmortem_draft(
+    policy: &Policy,
+    incident: &Incident,
+    timeline: &[TimelineEvent],
+    now: DateTime<Utc>,
+) -> Message {
+    use super::incident::EventKind as K;
+    let row = |e: &TimelineEvent, text: String| {
+        json!({
+            "at": format_time(e.at),
+            "offset": human_duration(e.at - incident.declared_at),
+            "by": e.actor.to_string(),
+            "text": text,
+        })
+    };
+    let mut severity_history = Vec::new();
+    let mut paging = Vec::new();
+    let mut actions = Vec::new();
+    let mut updates = Vec::new();
+    let mut detection = format!("Declared in chat by @{}.", incident.declared_by);
+    let mut suppressed = None;
+    for e in timeline {
+        match &e.kind {
+            K::Declared {
+                severity, reason, ..
+            } => {
+                severity_history.push(row(e, format!("declared {}", reason.explain(*severity))));
+                detection = match &e.actor {
+                    Actor::Monitoring(source) => format!(
+                        "Opened by {source} from alert group {}.",
+                        incident.alert_group.as_deref().unwrap_or("(unknown)")
+                    ),
+                    Actor::PagerDuty(agent) => {
+                        format!("Opened from PagerDuty (triggered by {agent}).")
+                    }
+                    Actor::User(user) => format!("Declared in chat by @{user}."),
+                    Actor::System => "Declared by warroom.".to_string(),
+                };
+            }
+            K::SeverityChanged { from, to } => {
+                severity_history.push(row(e, format!("{from} → {to} by {}", e.actor)));
+            }
+            K::Escalated { .. }
+            | K::Paged { .. }
+            | K::OnCall { .. }
+            | K::ResponseTargetBreached { .. }
+            | K::Acknowledged
+            | K::PagingSuppressed { .. } => {
+                if matches!(e.kind, K::PagingSuppressed { .. }) {
+                    suppressed = Some(e.kind.describe());
+                }
+                paging.push(row(e, e.kind.describe()));
+            }
+            K::RunbookRan { .. }
+            | K::ChangeApplied { .. }
+            | K::ChangeRefused { .. }
+            | K::ChangeDropped { .. } => actions.push(row(e, e.kind.describe())),
+            K::StatusUpdate { text } => updates.push(row(e, text.clone())),
+            K::StatusChanged { from, to } => updates.push(row(e, format!("status {from} → {to}"))),
+            _ => {}
+        }
+    }
+    let sev = policy.severity(incident.severity);
+    let acknowledged = incident.acknowledged_at.map(|at| {
+        json!({
+            "at": format_time(at),
+            "by": incident.acknowledged_by.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| "PagerDuty".to_string()),
+            "after": human_duration(at - incident.declared_at),
+        })
+    });
+    let target_missed = match incident.acknowledged_at {
+        Some(at) => at - incident.declared_at > sev.respond_within,
+        None => incident.resolved_at.unwrap_or(now) - incident.declared_at > sev.respond_within,
+    };
+    let shown = timeline.len().min(POSTMORTEM_TIMELINE_LIMIT);
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::Postmortem,
+        json!({
+            "fenced": true,
+            "key": incident.key.to_string(),
+            "title": incident.title,
+            "severity": incident.severity.to_string(),
+            "severity_name": sev.name,
+            "status": incident.status.to_string(),
+            "declared_at": format_time(incident.declared_at),
+            "detection": detection,
+            "suppressed": suppressed,
+            "acknowledged": acknowledged,
+            "resolved_at": incident.resolved_at.map(format_time),
+            "time_to_resolve": incident.resolved_at.map(|at| human_duration(at - incident.declared_at)),
+            "open_for": human_duration(now - incident.declared_at),
+            "respond_within": human_duration(sev.respond_within),
+            "target_missed": target_missed,
+            "commander": format!("@{}", incident.commander),
+            "root_cause": incident.root_cause,
+            "alerts": incident.alerts.iter().map(|a| json!({
+                "state": if a.firing { "firing" } else { "resolved" },
+                "text": a.text,
+            })).collect::<Vec<_>>(),
+            "severity_history": severity_history,
+            "paging": paging,
+            "actions": actions,
+            "updates": updates,
+            "timeline": timeline[..shown].iter().map(|e| row(e, e.kind.describe())).collect::<Vec<_>>(),
+            "more": timeline.len() - shown,
+            "postmortem_due": incident.resolved_at.map(|at| format_time(at + policy.postmortem_due)),
+        }),
+    )
+}
+
+/// The start of a maintenance window, for the incidents channel.
+pub fn maintenance_started(
+    policy: &Policy,
+    name: &str,
+    until: DateTime<Utc>,
+    by: Option<&UserRef>,
+) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::Maintenance,
+        json!({
+            "started": true,
+            "name": name,
+            "until": format_time(until),
+            "by": by.map(|u| u.to_string()),
+            "threshold": policy.maintenance_pages_from.to_string(),
+        }),
+    )
+}
+
+/// The end of a maintenance window, for the incidents channel.
+pub fn maintenance_ended(name: &str, by: Option<&UserRef>) -> Message {
+    Message::from_template(
+        Visibility::InChannel,
+        TemplateName::Maintenance,
+        json!({ "ended": true, "name": name, "by": by.map(|u| u.to_string()) }),
+    )
+}
+
+/// `maintenance`: the windows in force and the next occurrence of each recurring one.
+pub fn maintenance_list(
+    policy: &Policy,
+    active: &[super::maintenance::Occurrence],
+    scheduled: &[(String, super::maintenance::Occurrence)],
+) -> Message {
+    let window = |o: &super::maintenance::Occurrence| json!({ "name": o.name, "starts": format_time(o.starts_at), "ends": format_time(o.ends_at) });
+    Message::from_template(
+        Visibility::Ephemeral,
+        TemplateName::Maintenance,
+        json!({
+            "listing": true,
+            "active": active.iter().map(window).collect::<Vec<_>>(),
+            "scheduled": scheduled.iter().map(|(every, o)| {
+                let mut w = window(o);
+                w["every"] = json!(every);
+                w
+            }).collect::<Vec<_>>(),
+            "threshold": policy.maintenance_pages_from.to_string(),
+        }),
+    )
+}
+
 /// One message of every template, built from a sample incident: `warroom check` renders them
 /// all on every platform, and the snapshot tests pin their text.
 pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
@@ -536,10 +706,10 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
     );
     take(&failed.effects);
     let events = [
-        declared.events,
-        acked.events,
-        updated.events,
-        resolved.events,
+        declared.events.clone(),
+        acked.events.clone(),
+        updated.events.clone(),
+        resolved.events.clone(),
     ]
     .concat();
     messages.extend(declared.reply);
@@ -599,6 +769,55 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         std::slice::from_ref(&resolved.incident),
         &[],
     )));
+    let mut history = [
+        declared.events.clone(),
+        acked.events.clone(),
+        updated.events.clone(),
+        on_call.events.clone(),
+        resolved.events.clone(),
+    ]
+    .concat();
+    history.push(TimelineEvent {
+        at: later,
+        actor: olivia.clone(),
+        kind: super::EventKind::RunbookRan {
+            action: "pods deployment=stock-analysis-api".into(),
+            ok: true,
+            outcome: "3 pods, all Running".into(),
+        },
+    });
+    messages.push(postmortem_draft(
+        policy,
+        &resolved.incident,
+        &history,
+        later + chrono::Duration::hours(1),
+    ));
+    let window = super::maintenance::Occurrence {
+        id: "adhoc:sample".into(),
+        name: "database upgrade".into(),
+        starts_at: later,
+        ends_at: later + chrono::Duration::hours(2),
+    };
+    messages.push(maintenance_started(
+        policy,
+        &window.name,
+        window.ends_at,
+        Some(&UserRef::parse("olivia").expect("valid sample user")),
+    ));
+    messages.push(maintenance_ended(&window.name, None));
+    messages.push(maintenance_list(
+        policy,
+        std::slice::from_ref(&window),
+        &[(
+            "the first Sunday of each month, 02:00–06:00 UTC".into(),
+            super::maintenance::Occurrence {
+                id: "recurring:monthly maintenance:2026-12-06T02:00:00Z".into(),
+                name: "monthly maintenance".into(),
+                starts_at: later + chrono::Duration::days(7),
+                ends_at: later + chrono::Duration::days(7) + chrono::Duration::hours(4),
+            },
+        )],
+    ));
     messages.push(playbook_list(&[
         (
             "scale-api".to_string(),

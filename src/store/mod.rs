@@ -68,6 +68,43 @@ pub struct OutboxItem {
     pub attempts: i32,
 }
 
+/// A maintenance window as recorded: one started from chat, or an occurrence of a
+/// configured recurring window once its start was announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// `adhoc:<…>` or `recurring:<name>:<start>` (see `core::maintenance::Occurrence`).
+    pub id: String,
+    /// The reason given, or the configured window's name.
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    /// The planned end, or when it was ended early.
+    pub ends_at: DateTime<Utc>,
+    pub started_by: Option<String>,
+    pub ended_by: Option<String>,
+    pub start_announced: bool,
+    pub end_announced: bool,
+}
+
+/// Which edge of a maintenance window is announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowEdge {
+    Start,
+    End,
+}
+
+impl WindowEdge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowEdge::Start => "start",
+            WindowEdge::End => "end",
+        }
+    }
+}
+
+/// The incident number of outbox rows that belong to no incident (maintenance
+/// announcements); no incident has it.
+pub const NO_INCIDENT: IncidentKey = IncidentKey(0);
+
 /// A runbook action waiting for (or past) its confirmation. The body is the app's own record
 /// (the action, who asked, the preview, the state it is bound to); the store keeps the state
 /// machine: pending → running → done | failed, or pending → cancelled | expired.
@@ -220,6 +257,31 @@ pub trait Store: Send + Sync {
     /// is recorded now (`value`, or the earlier one). The first of several writers wins.
     async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String>;
 
+    /// The newest incident following the Alertmanager group `group_key` (open or not), if any.
+    async fn latest_incident_by_alert_group(
+        &self,
+        group_key: &str,
+    ) -> StoreResult<Option<Incident>>;
+
+    /// Maintenance windows recorded that end after `after`, oldest start first.
+    async fn maintenance_windows(
+        &self,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<MaintenanceWindow>>;
+
+    /// Announce an edge of a maintenance window, exactly once across processes: in one
+    /// transaction, record the window if it is new (`window` as given), apply an early end
+    /// (for `End` with `window.ended_by` set: `ends_at` and `ended_by` as given), mark the
+    /// edge announced, and queue `notices` (destination, effect) in the outbox under no
+    /// incident. `false`, with nothing written, if that edge was announced before.
+    async fn announce_maintenance(
+        &self,
+        window: &MaintenanceWindow,
+        edge: WindowEdge,
+        notices: &[(String, Effect)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
     /// Newest first; open ones only unless `include_resolved`.
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>>;
 
@@ -358,13 +420,17 @@ pub(crate) struct IncidentRow {
     /// JSON array of service names.
     pub paged_services: String,
     pub pagerduty_incident_id: Option<String>,
+    pub alert_group: Option<String>,
+    /// JSON array of `MonitoredAlert`.
+    pub alerts: String,
+    pub postmortem_url: Option<String>,
 }
 
 /// Column list matching `IncidentRow`'s field order.
 pub(crate) const INCIDENT_COLUMNS: &str = "number, title, severity, status, platform, channel, \
     commander, declared_by, declared_at, acknowledged_at, acknowledged_by, resolved_at, \
     root_cause, last_update_at, escalation_generation, reminder_generation, version, \
-    escalation_level, paged_services, pagerduty_incident_id";
+    escalation_level, paged_services, pagerduty_incident_id, alert_group, alerts, postmortem_url";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -408,20 +474,32 @@ impl IncidentRow {
             paged_services: serde_json::from_str(&self.paged_services)
                 .map_err(|_| corrupt("paged services", &self.paged_services))?,
             pagerduty_incident_id: self.pagerduty_incident_id,
+            alerts: serde_json::from_str(&self.alerts)
+                .map_err(|_| corrupt("alerts", &self.alerts))?,
+            alert_group: self.alert_group,
+            postmortem_url: self.postmortem_url,
         })
     }
 }
 
 /// Prefix of PagerDuty actors in the actor column (user names cannot contain `:`).
 const PAGERDUTY_ACTOR: &str = "pagerduty:";
+/// Prefix of monitoring actors (`monitoring:Alertmanager`).
+const MONITORING_ACTOR: &str = "monitoring:";
 
 /// The stored form of an actor: the user name, `pagerduty:<name>`, or NULL for warroom itself.
 pub(crate) fn actor_column(actor: &Actor) -> Option<String> {
     match actor {
         Actor::User(u) => Some(u.as_str().to_string()),
         Actor::PagerDuty(name) => Some(format!("{PAGERDUTY_ACTOR}{name}")),
+        Actor::Monitoring(name) => Some(format!("{MONITORING_ACTOR}{name}")),
         Actor::System => None,
     }
+}
+
+/// The stored JSON of an incident's monitored alerts.
+pub(crate) fn alerts_column(incident: &Incident) -> String {
+    serde_json::to_string(&incident.alerts).expect("alerts serialize")
 }
 
 /// The stored JSON of an incident's paged services.
@@ -439,7 +517,10 @@ pub(crate) fn event_from_columns(
     let actor = match actor {
         Some(name) => match name.strip_prefix(PAGERDUTY_ACTOR) {
             Some(agent) => Actor::PagerDuty(agent.to_string()),
-            None => Actor::User(user(&name)?),
+            None => match name.strip_prefix(MONITORING_ACTOR) {
+                Some(source) => Actor::Monitoring(source.to_string()),
+                None => Actor::User(user(&name)?),
+            },
         },
         None => Actor::System,
     };
@@ -469,4 +550,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;

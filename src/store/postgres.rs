@@ -3,11 +3,12 @@
 //! lease, so two replicas never take the same row at the same time.
 
 use super::{
-    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
-    SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
-    event_from_columns, idempotency_key, paged_services_column, timer_kind,
+    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, MaintenanceWindow, NO_INCIDENT,
+    OutboxCounts, OutboxItem, RunbookRequest, SCHEMA_VERSION, Store, StoreError, StoreResult,
+    Timer, WindowEdge, actor_column, alerts_column, effect_from_json, event_from_columns,
+    idempotency_key, paged_services_column, timer_kind,
 };
-use crate::core::{Incident, IncidentKey, TimelineEvent};
+use crate::core::{Effect, Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -134,6 +135,28 @@ CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pend
 CREATE INDEX incidents_channel_prefix ON incidents (channel text_pattern_ops);
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE incidents ADD COLUMN alert_group TEXT;
+ALTER TABLE incidents ADD COLUMN alerts TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE incidents ADD COLUMN postmortem_url TEXT;
+CREATE UNIQUE INDEX incidents_open_alert_group ON incidents (alert_group) WHERE status <> 'resolved';
+CREATE INDEX incidents_alert_group ON incidents (alert_group, number);
+ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_incident_fkey;
+CREATE TABLE maintenance_windows (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    starts_at TIMESTAMPTZ NOT NULL,
+    ends_at TIMESTAMPTZ NOT NULL,
+    started_by TEXT,
+    ended_by TEXT,
+    start_announced BOOLEAN NOT NULL DEFAULT false,
+    end_announced BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
+"#,
+    ),
 ];
 
 /// NOTIFY channels: a commit planned timers, or wrote outbox rows.
@@ -172,6 +195,12 @@ fn incident_write_error(e: tokio_postgres::Error) -> StoreError {
         {
             StoreError::Conflict("an incident for this PagerDuty incident".to_string())
         }
+        Some(db)
+            if *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                && db.constraint() == Some("incidents_open_alert_group") =>
+        {
+            StoreError::Conflict("an open incident for this alert group".to_string())
+        }
         _ => db_error(e),
     }
 }
@@ -203,6 +232,9 @@ fn incident_from_row(row: &Row) -> StoreResult<Incident> {
             escalation_level: row.try_get(17)?,
             paged_services: row.try_get(18)?,
             pagerduty_incident_id: row.try_get(19)?,
+            alert_group: row.try_get(20)?,
+            alerts: row.try_get(21)?,
+            postmortem_url: row.try_get(22)?,
         })
     };
     get()
@@ -619,6 +651,114 @@ impl Store for PostgresStore {
             .ok_or_else(|| StoreError::Corrupt(format!("chat ref {platform}/{key} vanished")))
     }
 
+    async fn latest_incident_by_alert_group(
+        &self,
+        group_key: &str,
+    ) -> StoreResult<Option<Incident>> {
+        self.incident_where("alert_group = $1 ORDER BY number DESC LIMIT 1", &group_key)
+            .await
+    }
+
+    async fn maintenance_windows(
+        &self,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<MaintenanceWindow>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT id, name, starts_at, ends_at, started_by, ended_by, start_announced, end_announced \
+                         FROM maintenance_windows WHERE ends_at > $1 ORDER BY starts_at, id",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&after],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(MaintenanceWindow {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    starts_at: row.try_get(2)?,
+                    ends_at: row.try_get(3)?,
+                    started_by: row.try_get(4)?,
+                    ended_by: row.try_get(5)?,
+                    start_announced: row.try_get(6)?,
+                    end_announced: row.try_get(7)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn announce_maintenance(
+        &self,
+        window: &MaintenanceWindow,
+        edge: WindowEdge,
+        notices: &[(String, Effect)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO maintenance_windows (id, name, starts_at, ends_at, started_by) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO NOTHING",
+            &[&window.id, &window.name, &window.starts_at, &window.ends_at, &window.started_by],
+        )
+        .await
+        .map_err(db_error)?;
+        let marked = match edge {
+            WindowEdge::Start => {
+                tx.execute(
+                    "UPDATE maintenance_windows SET start_announced = true WHERE id = $1 AND NOT start_announced",
+                    &[&window.id],
+                )
+                .await
+            }
+            WindowEdge::End if window.ended_by.is_some() => {
+                tx.execute(
+                    "UPDATE maintenance_windows SET end_announced = true, ends_at = $2, ended_by = $3 WHERE id = $1 AND NOT end_announced",
+                    &[&window.id, &window.ends_at, &window.ended_by],
+                )
+                .await
+            }
+            WindowEdge::End => {
+                tx.execute(
+                    "UPDATE maintenance_windows SET end_announced = true WHERE id = $1 AND NOT end_announced",
+                    &[&window.id],
+                )
+                .await
+            }
+        }
+        .map_err(db_error)?;
+        if marked != 1 {
+            return Ok(false);
+        }
+        for (index, (destination, effect)) in notices.iter().enumerate() {
+            let effect_value = serde_json::to_value(effect).expect("effects serialize");
+            let key = format!("maintenance/{}/{}/{index}", window.id, edge.as_str());
+            tx.execute(
+                "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                &[&NO_INCIDENT.0, destination, &effect_value, &key, &now, &effect.urgent()],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        if !notices.is_empty()
+            && let Err(e) = client
+                .batch_execute(&format!("NOTIFY {OUTBOX_CHANNEL}"))
+                .await
+        {
+            tracing::warn!(error = %e, "could not notify the dispatchers of maintenance notices");
+        }
+        Ok(true)
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let filter = if include_resolved {
@@ -689,7 +829,8 @@ impl Store for PostgresStore {
         let severity = i.severity.to_string();
         let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
         let paged_services = paged_services_column(i);
-        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 20] = [
+        let alerts = alerts_column(i);
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -710,12 +851,15 @@ impl Store for PostgresStore {
             &i.escalation_level,
             &paged_services,
             &i.pagerduty_incident_id,
+            &i.alert_group,
+            &alerts,
+            &i.postmortem_url,
         ];
         match change.expected_version {
             None => {
                 let inserted = tx
                     .execute(&tx.prepare_cached(&format!(
-                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
                              ON CONFLICT (channel) DO NOTHING"
                         )).await.map_err(db_error)?,
                         &values,
@@ -735,8 +879,9 @@ impl Store for PostgresStore {
                          commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
                          acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
                          escalation_generation = $15, reminder_generation = $16, version = $17, \
-                         escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20 \
-                         WHERE number = $1 AND version = $21").await.map_err(db_error)?,
+                         escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20, \
+                         alert_group = $21, alerts = $22, postmortem_url = $23 \
+                         WHERE number = $1 AND version = $24").await.map_err(db_error)?,
                         &with_expected,
                     )
                     .await

@@ -3,12 +3,12 @@
 //! writes take SQLite's write lock (`BEGIN IMMEDIATE`), so claims cannot overlap.
 
 use super::{
-    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, OutboxCounts, OutboxItem, RunbookRequest,
-    SCHEMA_VERSION, Store, StoreError, StoreResult, Timer, actor_column, effect_from_json,
-    effect_json, event_detail, event_from_columns, idempotency_key, paged_services_column,
-    timer_kind,
+    Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, MaintenanceWindow, NO_INCIDENT,
+    OutboxCounts, OutboxItem, RunbookRequest, SCHEMA_VERSION, Store, StoreError, StoreResult,
+    Timer, WindowEdge, actor_column, alerts_column, effect_from_json, effect_json, event_detail,
+    event_from_columns, idempotency_key, paged_services_column, timer_kind,
 };
-use crate::core::{Incident, IncidentKey, TimelineEvent};
+use crate::core::{Effect, Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -134,6 +134,50 @@ CREATE INDEX runbook_requests_incident ON runbook_requests (incident, id);
 CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pending';
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE incidents ADD COLUMN alert_group TEXT;
+ALTER TABLE incidents ADD COLUMN alerts TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE incidents ADD COLUMN postmortem_url TEXT;
+CREATE UNIQUE INDEX incidents_open_alert_group ON incidents (alert_group) WHERE status <> 'resolved';
+CREATE INDEX incidents_alert_group ON incidents (alert_group, number);
+CREATE TABLE outbox_v6 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident INTEGER NOT NULL,
+    platform TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_until TEXT,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    done_at TEXT,
+    urgent INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO outbox_v6 (id, incident, platform, effect, idempotency_key, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, done_at, urgent)
+    SELECT id, incident, platform, effect, idempotency_key, state, attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, done_at, urgent FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v6 RENAME TO outbox;
+CREATE INDEX outbox_ready ON outbox (state, platform, next_attempt_at);
+CREATE INDEX outbox_incident_pending ON outbox (incident, platform, state, id);
+CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pending';
+CREATE TABLE maintenance_windows (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    started_by TEXT,
+    ended_by TEXT,
+    start_announced INTEGER NOT NULL DEFAULT 0,
+    end_announced INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
+"#,
+    ),
 ];
 
 /// Fixed-width UTC text so that string order is time order.
@@ -162,6 +206,12 @@ fn incident_write_error(e: rusqlite::Error) -> StoreError {
                 && message.contains("incidents.pagerduty_incident_id") =>
         {
             StoreError::Conflict("an incident for this PagerDuty incident".to_string())
+        }
+        rusqlite::Error::SqliteFailure(failure, Some(message))
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation
+                && message.contains("incidents.alert_group") =>
+        {
+            StoreError::Conflict("an open incident for this alert group".to_string())
         }
         _ => db_error(e),
     }
@@ -198,6 +248,9 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         escalation_level: row.get(17)?,
         paged_services: row.get(18)?,
         pagerduty_incident_id: row.get(19)?,
+        alert_group: row.get(20)?,
+        alerts: row.get(21)?,
+        postmortem_url: row.get(22)?,
     })
 }
 
@@ -537,6 +590,116 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn latest_incident_by_alert_group(
+        &self,
+        group_key: &str,
+    ) -> StoreResult<Option<Incident>> {
+        let group_key = group_key.to_string();
+        self.with(move |conn| {
+            select_incident(
+                conn,
+                "alert_group = ?1 ORDER BY number DESC LIMIT 1",
+                &group_key,
+            )
+        })
+        .await
+    }
+
+    async fn maintenance_windows(
+        &self,
+        after: DateTime<Utc>,
+    ) -> StoreResult<Vec<MaintenanceWindow>> {
+        let after = ts(after);
+        self.with(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, name, starts_at, ends_at, started_by, ended_by, start_announced, end_announced \
+                     FROM maintenance_windows WHERE ends_at > ?1 ORDER BY starts_at, id",
+                )
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map([after], |row| {
+                    Ok(MaintenanceWindow {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        starts_at: parse_ts(&row.get::<_, String>(2)?)?,
+                        ends_at: parse_ts(&row.get::<_, String>(3)?)?,
+                        started_by: row.get(4)?,
+                        ended_by: row.get(5)?,
+                        start_announced: row.get(6)?,
+                        end_announced: row.get(7)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn announce_maintenance(
+        &self,
+        window: &MaintenanceWindow,
+        edge: WindowEdge,
+        notices: &[(String, Effect)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let window = window.clone();
+        let notices: Vec<(String, String, bool)> = notices
+            .iter()
+            .map(|(destination, effect)| {
+                (destination.clone(), effect_json(effect), effect.urgent())
+            })
+            .collect();
+        let now = ts(now);
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO maintenance_windows (id, name, starts_at, ends_at, started_by) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (id) DO NOTHING",
+                params![window.id, window.name, ts(window.starts_at), ts(window.ends_at), window.started_by],
+            )
+            .map_err(db_error)?;
+            let marked = match edge {
+                WindowEdge::Start => tx.execute(
+                    "UPDATE maintenance_windows SET start_announced = 1 WHERE id = ?1 AND start_announced = 0",
+                    [&window.id],
+                ),
+                WindowEdge::End if window.ended_by.is_some() => tx.execute(
+                    "UPDATE maintenance_windows SET end_announced = 1, ends_at = ?2, ended_by = ?3 WHERE id = ?1 AND end_announced = 0",
+                    params![window.id, ts(window.ends_at), window.ended_by],
+                ),
+                WindowEdge::End => tx.execute(
+                    "UPDATE maintenance_windows SET end_announced = 1 WHERE id = ?1 AND end_announced = 0",
+                    [&window.id],
+                ),
+            }
+            .map_err(db_error)?;
+            if marked != 1 {
+                return Ok(false);
+            }
+            for (index, (destination, effect, urgent)) in notices.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    params![
+                        NO_INCIDENT.0,
+                        destination,
+                        effect,
+                        format!("maintenance/{}/{}/{index}", window.id, edge.as_str()),
+                        now,
+                        urgent
+                    ],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
             let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
@@ -685,6 +848,7 @@ impl Store for SqliteStore {
                 i.resolved_at.map(ts),
                 ts(i.last_update_at),
                 paged_services_column(i),
+                alerts_column(i),
             );
             let values = params![
                 i.key.0,
@@ -707,6 +871,9 @@ impl Store for SqliteStore {
                 i.escalation_level,
                 owned.5,
                 i.pagerduty_incident_id,
+                i.alert_group,
+                owned.6,
+                i.postmortem_url,
             ];
             match expected {
                 None => {
@@ -717,7 +884,7 @@ impl Store for SqliteStore {
                         return Err(StoreError::ChannelTaken(i.channel.to_string()));
                     }
                     tx.execute(
-                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
                         values,
                     )
                     .map_err(incident_write_error)?;
@@ -729,8 +896,9 @@ impl Store for SqliteStore {
                              commander = ?7, declared_by = ?8, declared_at = ?9, acknowledged_at = ?10, \
                              acknowledged_by = ?11, resolved_at = ?12, root_cause = ?13, last_update_at = ?14, \
                              escalation_generation = ?15, reminder_generation = ?16, version = ?17, \
-                             escalation_level = ?18, paged_services = ?19, pagerduty_incident_id = ?20 \
-                             WHERE number = ?1 AND version = ?21",
+                             escalation_level = ?18, paged_services = ?19, pagerduty_incident_id = ?20, \
+                             alert_group = ?21, alerts = ?22, postmortem_url = ?23 \
+                             WHERE number = ?1 AND version = ?24",
                             rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
                         )
                         .map_err(incident_write_error)?;

@@ -155,6 +155,7 @@ impl Discord {
             reply_within,
         });
         let router = warroom::http::router(warroom::http::HttpDeps {
+            alertmanager: None,
             store: store.clone(),
             scheduler: Arc::new(warroom::http::Heartbeat::default()),
             stall_after: Duration::seconds(20),

@@ -23,6 +23,7 @@ async fn get(deps: HttpDeps, path: &str) -> (StatusCode, serde_json::Value) {
 fn deps(store: Arc<dyn warroom::store::Store>) -> (HttpDeps, Arc<Heartbeat>) {
     let heartbeat = Arc::new(Heartbeat::default());
     let deps = HttpDeps {
+        alertmanager: None,
         store,
         scheduler: heartbeat.clone(),
         stall_after: chrono::Duration::seconds(20),

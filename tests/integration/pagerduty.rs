@@ -364,6 +364,7 @@ impl Webhooks {
             Duration::seconds(60),
         ));
         let deps = warroom::http::HttpDeps {
+            alertmanager: None,
             slack: None,
             discord: None,
             metrics: app.metrics.clone(),

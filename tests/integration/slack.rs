@@ -116,6 +116,7 @@ impl Slack {
             reply_within,
         });
         let router = warroom::http::router(warroom::http::HttpDeps {
+            alertmanager: None,
             store: store.clone(),
             scheduler: Arc::new(warroom::http::Heartbeat::default()),
             stall_after: Duration::seconds(20),

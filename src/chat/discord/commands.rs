@@ -150,6 +150,22 @@ fn options(name: CommandName) -> Vec<Opt> {
                 false,
             )
         }],
+        CommandName::Postmortem => vec![Opt {
+            written: Written::Prefixed("done "),
+            ..text(
+                "done",
+                "The finished postmortem's link: records it and stops the reminders",
+                false,
+            )
+        }],
+        CommandName::Maintenance => vec![
+            Opt {
+                choices: &["show", "start", "end"],
+                ..text("action", "Show, start or end a maintenance window", false)
+            },
+            text("duration", "How long, for start (e.g. 2h, 90m)", false),
+            text("reason", "Why, for start", false),
+        ],
         CommandName::Ack
         | CommandName::Timeline
         | CommandName::Escalate
@@ -180,6 +196,8 @@ const HELP_TOPICS: &[&str] = &[
     "cancel",
     "undo",
     "stats",
+    "postmortem",
+    "maintenance",
 ];
 
 /// The application commands warroom registers: `/incident` with a sub-command per command.
