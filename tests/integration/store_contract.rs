@@ -265,6 +265,246 @@ pub async fn a_second_incident_for_one_pagerduty_incident_is_a_conflict(db: &Tes
     );
 }
 
+/// The incident an alert group opens, on `channel`, with a firing and a resolved alert.
+fn opened_by_alerts(
+    key: IncidentKey,
+    channel: &str,
+    now: DateTime<Utc>,
+) -> warroom::core::Decision {
+    let alert = |fingerprint: &str, firing| warroom::core::MonitoredAlert {
+        fingerprint: fingerprint.into(),
+        name: "HighErrorRate".into(),
+        firing,
+        text: format!("HighErrorRate (service=api, pod={fingerprint}): High error rate & <5xx>"),
+    };
+    warroom::core::decide::declare_from_alerts(
+        &policy(),
+        DeclareRequest {
+            key,
+            title: "High error rate detected".into(),
+            severity: None,
+            actor: user("alertmanager"),
+            platform: Platform::Console,
+            channel: ChannelName::parse(channel).unwrap(),
+            now,
+            from_pagerduty: None,
+        },
+        &warroom::core::decide::AlertOrigin {
+            source: "Alertmanager".into(),
+            group_key: "{}:{alertname=\"HighErrorRate\"}".into(),
+            alerts: vec![alert("a1", true), alert("a2", false)],
+            details: vec!["Error rate is 0.4 errors per second".into()],
+            severity: Severity::P1,
+            labels: "severity=critical, alertname=HighErrorRate".into(),
+            hold_paging: None,
+        },
+    )
+}
+
+pub async fn an_alert_group_has_one_open_incident_at_a_time(db: &TestDb) {
+    let store = db.open().await;
+    let group = "{}:{alertname=\"HighErrorRate\"}";
+    assert_eq!(
+        store.latest_incident_by_alert_group(group).await.unwrap(),
+        None
+    );
+    let first = store.allocate_incident_key().await.unwrap();
+    let opened = opened_by_alerts(first, "inc-20261128-high-error-rate", t0());
+    let version = store
+        .commit(Change::new(&opened, None, t0()))
+        .await
+        .unwrap();
+    let stored = store.incident(first).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        warroom::core::Incident {
+            version,
+            ..opened.incident.clone()
+        }
+    );
+    assert_eq!(stored.alert_group.as_deref(), Some(group));
+    assert_eq!(stored.alerts.len(), 2);
+    // The monitoring actor survives the actor column.
+    let timeline = store.timeline(first).await.unwrap();
+    assert_eq!(timeline, opened.events);
+    assert_eq!(
+        timeline[0].actor,
+        warroom::core::Actor::Monitoring("Alertmanager".into())
+    );
+    assert_eq!(
+        store
+            .latest_incident_by_alert_group(group)
+            .await
+            .unwrap()
+            .map(|i| i.key),
+        Some(first)
+    );
+    // Another replica opening the same group at the same moment loses.
+    let second = store.allocate_incident_key().await.unwrap();
+    let err = store
+        .commit(Change::new(
+            &opened_by_alerts(second, "inc-20261128-high-error-rate-2", t0()),
+            None,
+            t0(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.incident(second).await.unwrap(), None);
+    // Once resolved, the group may open another, which is then the latest; and the
+    // postmortem link is kept.
+    let later = t0() + Duration::hours(1);
+    let resolved = apply(
+        &policy(),
+        &stored,
+        &user("bob"),
+        &Command::Resolve { root_cause: None },
+        later,
+    )
+    .unwrap();
+    let version = store
+        .commit(Change::new(&resolved, Some(stored.version), later))
+        .await
+        .unwrap();
+    let resolved = warroom::core::Incident {
+        version,
+        ..resolved.incident
+    };
+    let done = warroom::core::decide::postmortem_done(
+        &resolved,
+        &user("bob"),
+        "https://wiki.example.com/pm/1",
+        later,
+    )
+    .unwrap();
+    store
+        .commit(Change::new(&done, Some(resolved.version), later))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .incident(first)
+            .await
+            .unwrap()
+            .unwrap()
+            .postmortem_url
+            .as_deref(),
+        Some("https://wiki.example.com/pm/1")
+    );
+    let third = store.allocate_incident_key().await.unwrap();
+    store
+        .commit(Change::new(
+            &opened_by_alerts(third, "inc-20261128-high-error-rate-3", later),
+            None,
+            later,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .latest_incident_by_alert_group(group)
+            .await
+            .unwrap()
+            .map(|i| i.key),
+        Some(third)
+    );
+}
+
+pub async fn maintenance_edges_are_announced_once(db: &TestDb) {
+    use warroom::store::{MaintenanceWindow, NO_INCIDENT, WindowEdge};
+    let store = db.open().await;
+    let window = MaintenanceWindow {
+        id: "adhoc:20261128T100000.000Z:olivia".into(),
+        name: "database upgrade".into(),
+        starts_at: t0(),
+        ends_at: t0() + Duration::hours(2),
+        started_by: Some("olivia".into()),
+        ended_by: None,
+        start_announced: false,
+        end_announced: false,
+    };
+    let notice = |text: &str| {
+        vec![(
+            "console".to_string(),
+            Effect::Post {
+                channel: ChannelTarget::Named("incidents".into()),
+                message: Message::notice(Visibility::InChannel, text),
+                pin: false,
+                slot: None,
+            },
+        )]
+    };
+    // Four processes announce the start at once: one does.
+    let started = notice("started");
+    let announced = futures_util::future::join_all(
+        (0..4).map(|_| store.announce_maintenance(&window, WindowEdge::Start, &started, t0())),
+    )
+    .await;
+    assert_eq!(
+        announced
+            .into_iter()
+            .map(Result::unwrap)
+            .filter(|a| *a)
+            .count(),
+        1
+    );
+    let listed = store.maintenance_windows(t0()).await.unwrap();
+    assert_eq!(
+        listed,
+        [MaintenanceWindow {
+            start_announced: true,
+            ..window.clone()
+        }]
+    );
+    // The notice is an outbox row of no incident, delivered like any other.
+    let claimed = store
+        .claim_outbox("console", t0(), "me", t0() + Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].incident, NO_INCIDENT);
+    assert_eq!(claimed[0].effect, notice("started")[0].1);
+    store
+        .outbox_delivered(claimed[0].id, "me", t0())
+        .await
+        .unwrap();
+    // Ended early by a person: the end and who are recorded, once.
+    let early = t0() + Duration::minutes(30);
+    let ended = MaintenanceWindow {
+        ends_at: early,
+        ended_by: Some("bob".into()),
+        ..window.clone()
+    };
+    assert!(
+        store
+            .announce_maintenance(&ended, WindowEdge::End, &notice("ended"), early)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .announce_maintenance(&ended, WindowEdge::End, &notice("ended"), early)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.maintenance_windows(t0()).await.unwrap(),
+        [MaintenanceWindow {
+            start_announced: true,
+            end_announced: true,
+            ..ended.clone()
+        }]
+    );
+    // Windows that ended before `after` are not listed.
+    assert!(store.maintenance_windows(early).await.unwrap().is_empty());
+    let claimed = store
+        .claim_outbox("console", early, "me", early + Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].effect, notice("ended")[0].1);
+}
+
 pub async fn keys_are_unique_under_concurrency(db: &TestDb) {
     let store = db.open().await;
     let mut tasks = Vec::new();
@@ -983,6 +1223,8 @@ pub async fn health_counts_and_released_leases(db: &TestDb) {
 }
 
 on_both_stores!(
+    an_alert_group_has_one_open_incident_at_a_time,
+    maintenance_edges_are_announced_once,
     health_counts_and_released_leases,
     runbook_requests_change_state_once,
     chat_refs_are_kept_and_replaced,
