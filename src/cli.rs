@@ -597,6 +597,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    if config.alertmanager.enabled() {
+        tracing::info!(
+            open_incidents_on = config.alertmanager.open_incidents_on.as_str(),
+            "Alertmanager intake is on: /alertmanager/webhook"
+        );
+        if config.alertmanager.open_incidents_on == crate::core::Platform::Console {
+            tracing::warn!(
+                "alertmanager.open_incidents_on is console: incidents that alerts open are recorded and paged, but no chat channel is created for them; set it to slack or discord"
+            );
+        }
+    }
     let deps = HttpDeps {
         // In Socket Mode, Slack does not call warroom: no /slack/* routes.
         slack: slack
