@@ -16,6 +16,8 @@ use crate::store::{Change, MaintenanceWindow, StoreError, WindowEdge};
 use chrono::{DateTime, Duration, Utc};
 use tracing::Instrument;
 
+/// Numbers this process's windows started from chat (with its replica name, unique).
+static AD_HOC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// How far back maintenance windows are read: longer than the longest window.
 const WINDOW_LOOKBACK: Duration = Duration::days(8);
 /// At most this many alert descriptions go into an incident's alert message.
@@ -340,56 +342,70 @@ impl App {
     }
 
     /// Announce the windows that started or ended by `now` and were not announced yet
-    /// (exactly once across replicas: the store marks each edge). Run by the scheduler.
+    /// (exactly once across replicas: the store marks each edge). Ends go first, so that
+    /// back-to-back windows read "ended", then "started". Run by the scheduler.
     pub async fn run_maintenance(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let stored = self
             .store
             .maintenance_windows(now - WINDOW_LOOKBACK)
             .await?;
         let recorded = |id: &str| stored.iter().find(|w| w.id == id);
+        let in_force_now = in_force(&self.maintenance.windows, &stored, now);
+        let others = |id: &str| -> Vec<String> {
+            in_force_now
+                .iter()
+                .filter(|o| o.id != id)
+                .map(|o| o.name.clone())
+                .collect()
+        };
+        let mut ended: Vec<&MaintenanceWindow> = self
+            .maintenance
+            .windows
+            .iter()
+            .filter_map(|window| window.last_ended_by(now))
+            .filter_map(|occurrence| recorded(&occurrence.id))
+            .collect();
+        ended.extend(
+            stored
+                .iter()
+                .filter(|w| w.id.starts_with("adhoc:") && w.ends_at <= now),
+        );
         let mut announced = 0;
-        for window in &self.maintenance.windows {
-            if let Some(occurrence) = window.occurrence_at(now) {
-                let due = match recorded(&occurrence.id) {
-                    None => true,
-                    Some(w) => !w.start_announced && w.ends_at > now,
-                };
-                if due {
-                    let row = MaintenanceWindow {
-                        id: occurrence.id.clone(),
-                        name: occurrence.name.clone(),
-                        starts_at: occurrence.starts_at,
-                        ends_at: occurrence.ends_at,
-                        started_by: None,
-                        ended_by: None,
-                        start_announced: false,
-                        end_announced: false,
-                    };
-                    let message = views::maintenance_started(
-                        &self.policy,
-                        &occurrence.name,
-                        occurrence.ends_at,
-                        None,
-                    );
-                    announced += self
-                        .announce(&row, WindowEdge::Start, &message, now)
-                        .await?;
-                }
-            }
-            if let Some(ended) = window.last_ended_by(now)
-                && let Some(w) = recorded(&ended.id)
-                && w.start_announced
-                && !w.end_announced
-            {
-                let message = views::maintenance_ended(&w.name, None);
+        for w in ended {
+            if w.start_announced && !w.end_announced {
+                let message = views::maintenance_ended(&w.name, None, &others(&w.id));
                 announced += self.announce(w, WindowEdge::End, &message, now).await?;
             }
         }
-        for w in stored.iter().filter(|w| {
-            w.id.starts_with("adhoc:") && w.ends_at <= now && w.start_announced && !w.end_announced
-        }) {
-            let message = views::maintenance_ended(&w.name, None);
-            announced += self.announce(w, WindowEdge::End, &message, now).await?;
+        for window in &self.maintenance.windows {
+            let Some(occurrence) = window.occurrence_at(now) else {
+                continue;
+            };
+            let due = match recorded(&occurrence.id) {
+                None => true,
+                Some(w) => !w.start_announced && w.ends_at > now,
+            };
+            if due {
+                let row = MaintenanceWindow {
+                    id: occurrence.id.clone(),
+                    name: occurrence.name.clone(),
+                    starts_at: occurrence.starts_at,
+                    ends_at: occurrence.ends_at,
+                    started_by: None,
+                    ended_by: None,
+                    start_announced: false,
+                    end_announced: false,
+                };
+                let message = views::maintenance_started(
+                    &self.policy,
+                    &occurrence.name,
+                    occurrence.ends_at,
+                    None,
+                );
+                announced += self
+                    .announce(&row, WindowEdge::Start, &message, now)
+                    .await?;
+            }
         }
         Ok(announced)
     }
@@ -441,10 +457,14 @@ impl App {
                 }
                 let ends_at = now + Duration::minutes(*minutes);
                 let window = MaintenanceWindow {
+                    // Unique even for two starts in one millisecond: this replica's name
+                    // and a counter of its own.
                     id: format!(
-                        "adhoc:{}:{}",
+                        "adhoc:{}:{}:{}:{}",
                         now.format("%Y%m%dT%H%M%S%.3fZ"),
-                        origin.actor
+                        origin.actor,
+                        self.owner,
+                        AD_HOC.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                     ),
                     name: reason.clone(),
                     starts_at: now,
@@ -456,8 +476,16 @@ impl App {
                 };
                 let message =
                     views::maintenance_started(&self.policy, reason, ends_at, Some(&origin.actor));
-                self.announce(&window, WindowEdge::Start, &message, now)
-                    .await?;
+                if self
+                    .announce(&window, WindowEdge::Start, &message, now)
+                    .await?
+                    == 0
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "maintenance window {} already recorded",
+                        window.id
+                    )));
+                }
                 Ok(Message::notice(
                     Visibility::Ephemeral,
                     format!(
@@ -484,7 +512,13 @@ impl App {
                         start_announced: false,
                         end_announced: false,
                     };
-                    let message = views::maintenance_ended(&occurrence.name, Some(&origin.actor));
+                    let others: Vec<String> = in_force
+                        .iter()
+                        .filter(|o| o.id != occurrence.id)
+                        .map(|o| o.name.clone())
+                        .collect();
+                    let message =
+                        views::maintenance_ended(&occurrence.name, Some(&origin.actor), &others);
                     if self
                         .announce(&window, WindowEdge::End, &message, now)
                         .await?

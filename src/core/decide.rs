@@ -217,7 +217,7 @@ fn declare_with(
             effects.push(Effect::Post {
                 channel: ChannelTarget::Incident(incident.channel.clone()),
                 message: views::notice_in_channel(format!(
-                    "🛠️ Not paged: the maintenance window \"{window}\" is in force until {} and alerts below {} do not page during it. `/incident escalate` pages now; `/incident sev` to a paging severity starts the escalation.",
+                    "🛠️ Not paged: the maintenance window \"{window}\" is in force until {} and alerts below {} do not page during it. `/incident escalate` pages now, and any severity change starts the escalation.",
                     views::format_time(*until),
                     policy.maintenance_pages_from,
                 )),

@@ -451,7 +451,10 @@ pub fn postmortem_draft(
             K::Declared {
                 severity, reason, ..
             } => {
-                severity_history.push(row(e, format!("declared {}", reason.explain(*severity))));
+                severity_history.push(row(
+                    e,
+                    format!("at declaration: {}", reason.explain(*severity)),
+                ));
                 detection = match &e.actor {
                     Actor::Monitoring(source) => format!(
                         "Opened by {source} from alert group {}.",
@@ -495,10 +498,29 @@ pub fn postmortem_draft(
             "after": human_duration(at - incident.declared_at),
         })
     });
-    let target_missed = match incident.acknowledged_at {
-        Some(at) => at - incident.declared_at > sev.respond_within,
-        None => incident.resolved_at.unwrap_or(now) - incident.declared_at > sev.respond_within,
-    };
+    // The target that applied is the one of the severity in force when the incident was
+    // acknowledged (or now, if it never was); whether it was missed is what the timeline
+    // recorded when the target passed.
+    let judged_at = incident
+        .acknowledged_at
+        .or(incident.resolved_at)
+        .unwrap_or(now);
+    let severity_then = timeline.iter().filter(|e| e.at <= judged_at).fold(
+        incident.severity,
+        |severity, e| match &e.kind {
+            K::Declared { severity, .. } => *severity,
+            K::SeverityChanged { to, .. } => *to,
+            _ => severity,
+        },
+    );
+    let breached = timeline.iter().find_map(|e| match e.kind {
+        K::ResponseTargetBreached { target_seconds } => Some(target_seconds),
+        _ => None,
+    });
+    let target_missed = breached.is_some();
+    let respond_within = breached
+        .map(chrono::Duration::seconds)
+        .unwrap_or(policy.severity(severity_then).respond_within);
     let shown = timeline.len().min(POSTMORTEM_TIMELINE_LIMIT);
     Message::from_template(
         Visibility::InChannel,
@@ -517,7 +539,8 @@ pub fn postmortem_draft(
             "resolved_at": incident.resolved_at.map(format_time),
             "time_to_resolve": incident.resolved_at.map(|at| human_duration(at - incident.declared_at)),
             "open_for": human_duration(now - incident.declared_at),
-            "respond_within": human_duration(sev.respond_within),
+            "respond_within": human_duration(respond_within),
+            "target_severity": severity_then.to_string(),
             "target_missed": target_missed,
             "commander": format!("@{}", incident.commander),
             "root_cause": incident.root_cause,
@@ -557,11 +580,17 @@ pub fn maintenance_started(
 }
 
 /// The end of a maintenance window, for the incidents channel.
-pub fn maintenance_ended(name: &str, by: Option<&UserRef>) -> Message {
+/// The end of a maintenance window; `others` are the windows still in force.
+pub fn maintenance_ended(name: &str, by: Option<&UserRef>, others: &[String]) -> Message {
     Message::from_template(
         Visibility::InChannel,
         TemplateName::Maintenance,
-        json!({ "ended": true, "name": name, "by": by.map(|u| u.to_string()) }),
+        json!({
+            "ended": true,
+            "name": name,
+            "by": by.map(|u| u.to_string()),
+            "others": others,
+        }),
     )
 }
 
@@ -804,7 +833,12 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
         window.ends_at,
         Some(&UserRef::parse("olivia").expect("valid sample user")),
     ));
-    messages.push(maintenance_ended(&window.name, None));
+    messages.push(maintenance_ended(&window.name, None, &[]));
+    messages.push(maintenance_ended(
+        &window.name,
+        Some(&UserRef::parse("olivia").expect("valid sample user")),
+        &["monthly maintenance".to_string()],
+    ));
     messages.push(maintenance_list(
         policy,
         std::slice::from_ref(&window),
