@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod app;
 mod console;
 mod discord;
@@ -12,9 +13,11 @@ mod faults;
 mod fuzz;
 mod http;
 mod kube_fake;
+mod maintenance;
 mod pagerduty;
 mod parity;
 mod playbooks;
+mod postmortem;
 mod render;
 mod replicas;
 mod runbooks;
