@@ -162,8 +162,9 @@ pub struct Alert {
 
 /// Parse and validate a webhook body. Refuses, with a message naming the problem: invalid JSON,
 /// a body of the wrong shape, a version other than "4", an empty `groupKey`, a status other
-/// than `firing` or `resolved` (of the group or of an alert), no alerts or more than
-/// [`MAX_ALERTS`], and an alert without fingerprint, `alertname` label or valid timestamps.
+/// than `firing` or `resolved` (of the group or of an alert), no alerts, and an alert without
+/// fingerprint, `alertname` label or valid timestamps. More than [`MAX_ALERTS`] alerts are cut
+/// to that many (firing ones first) and the rest added to `truncated_alerts`.
 pub fn parse(body: &[u8]) -> Result<Notification, String> {
     let payload: WebhookPayload = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
@@ -189,14 +190,16 @@ pub fn parse(body: &[u8]) -> Result<Notification, String> {
     if payload.alerts.is_empty() {
         return Err("the notification has no alerts".to_string());
     }
-    if payload.alerts.len() > MAX_ALERTS {
-        return Err(format!(
-            "the notification has {} alerts; at most {MAX_ALERTS} are accepted (set max_alerts in Alertmanager's webhook_config)",
-            payload.alerts.len()
-        ));
+    // A larger group is cut, not refused (Alertmanager does not retry a 4xx, and a big group
+    // is a big outage): its firing alerts first, the rest counted as truncated.
+    let mut listed = payload.alerts;
+    let mut truncated_alerts = payload.truncated_alerts;
+    if listed.len() > MAX_ALERTS {
+        listed.sort_by_key(|alert| alert.status != "firing");
+        truncated_alerts += (listed.len() - MAX_ALERTS) as u64;
+        listed.truncate(MAX_ALERTS);
     }
-    let alerts = payload
-        .alerts
+    let alerts = listed
         .into_iter()
         .enumerate()
         .map(|(index, alert)| validate_alert(index + 1, alert))
@@ -209,10 +212,13 @@ pub fn parse(body: &[u8]) -> Result<Notification, String> {
         common_labels: payload.common_labels,
         common_annotations: payload.common_annotations,
         external_url: payload.external_url,
-        truncated_alerts: payload.truncated_alerts,
+        truncated_alerts,
         alerts,
     })
 }
+
+/// Group keys longer than this are stored as their SHA-256 (an index entry has a size limit).
+const GROUP_KEY_STORED: usize = 200;
 
 /// Validate the `number`th (from 1) alert of a payload.
 fn validate_alert(number: usize, alert: WebhookAlert) -> Result<Alert, String> {
@@ -415,6 +421,19 @@ fn annotation<'a>(annotations: &'a BTreeMap<String, String>, name: &str) -> Opti
 }
 
 impl Notification {
+    /// How the group is recorded on its incident: the `groupKey`, or `sha256:<hex>` of it when
+    /// it is longer than 200 characters.
+    pub fn group_id(&self) -> String {
+        if self.group_key.len() <= GROUP_KEY_STORED {
+            return self.group_key.clone();
+        }
+        use sha2::Digest;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(self.group_key.as_bytes()))
+        )
+    }
+
     /// The alerts that are firing.
     pub fn firing(&self) -> impl Iterator<Item = &Alert> {
         self.alerts
@@ -745,14 +764,33 @@ mod tests {
     }
 
     #[test]
-    fn rejects_more_than_the_maximum_of_alerts() {
+    fn more_than_the_maximum_of_alerts_are_cut_firing_first() {
         let mut v = firing_example();
         let one = v["alerts"][0].clone();
         v["alerts"] = Value::Array(vec![one.clone(); MAX_ALERTS]);
         assert_eq!(parse_value(&v).unwrap().alerts.len(), MAX_ALERTS);
-        v["alerts"] = Value::Array(vec![one; MAX_ALERTS + 1]);
-        let e = rejection(&v);
-        assert!(e.contains("has 1001 alerts; at most 1000"), "{e}");
+        let mut resolved = one.clone();
+        resolved["status"] = json!("resolved");
+        let mut alerts = vec![resolved; 5];
+        alerts.extend(vec![one; MAX_ALERTS + 1]);
+        v["alerts"] = Value::Array(alerts);
+        v["truncatedAlerts"] = json!(3);
+        let n = parse_value(&v).unwrap();
+        assert_eq!(n.alerts.len(), MAX_ALERTS);
+        assert!(n.alerts.iter().all(|a| a.status == AlertStatus::Firing));
+        assert_eq!(n.truncated_alerts, 3 + 6);
+    }
+
+    #[test]
+    fn long_group_keys_are_recorded_by_their_digest() {
+        let mut v = firing_example();
+        let n = parse_value(&v).unwrap();
+        assert_eq!(n.group_id(), n.group_key);
+        v["groupKey"] = json!(format!("{{}}:{{alertname=\"{}\"}}", "x".repeat(300)));
+        let long = parse_value(&v).unwrap();
+        let id = long.group_id();
+        assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+        assert_eq!(id, parse_value(&v).unwrap().group_id());
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub struct AlertmanagerWebhook {
     pub token: Secret,
 }
 
-/// Largest Alertmanager notification accepted (a group of up to 1,000 alerts).
-pub const MAX_ALERTMANAGER_BYTES: usize = 4 * 1024 * 1024;
+/// Largest Alertmanager notification accepted (thousands of alerts; more than 1,000 are cut).
+pub const MAX_ALERTMANAGER_BYTES: usize = 16 * 1024 * 1024;
 
 /// What `POST /pagerduty/webhook` needs.
 #[derive(Clone)]

@@ -22,6 +22,8 @@ static AD_HOC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 const WINDOW_LOOKBACK: Duration = Duration::days(8);
 /// At most this many alert descriptions go into an incident's alert message.
 const DETAIL_LINES: usize = 10;
+/// At most this many characters of one alert's line in the alert message.
+const DETAIL_CHARS: usize = 500;
 /// The user name incidents opened by alerts are declared by (and commanded by, until a
 /// person takes over).
 const MONITORING_USER: &str = "alertmanager";
@@ -63,12 +65,14 @@ pub enum AlertOutcome {
     Unchanged(String),
 }
 
-fn monitored(alert: &crate::alertmanager::Alert) -> MonitoredAlert {
+fn monitored(alert: &crate::alertmanager::Alert, rules: &SeverityRules) -> MonitoredAlert {
     MonitoredAlert {
         fingerprint: alert.fingerprint.clone(),
         name: alert.name.clone(),
         firing: alert.status == AlertStatus::Firing,
         text: alert.describe(),
+        starts_at: Some(alert.starts_at),
+        severity: Some(rules.severity_of(&alert.labels)),
     }
 }
 
@@ -143,14 +147,18 @@ impl App {
         notification: &Notification,
         intake: &AlertIntake,
     ) -> Result<AlertOutcome, StoreError> {
-        let reported: Vec<MonitoredAlert> = notification.alerts.iter().map(monitored).collect();
+        let reported: Vec<MonitoredAlert> = notification
+            .alerts
+            .iter()
+            .map(|alert| monitored(alert, &intake.rules))
+            .collect();
+        let group = notification.group_id();
+        let group_resolved =
+            notification.status == AlertStatus::Resolved && notification.truncated_alerts == 0;
         let mut key = None;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
-            let latest = self
-                .store
-                .latest_incident_by_alert_group(&notification.group_key)
-                .await?;
+            let latest = self.store.latest_incident_by_alert_group(&group).await?;
             if let Some(incident) = &latest {
                 tracing::Span::current().record("incident", tracing::field::display(incident.key));
             }
@@ -161,6 +169,7 @@ impl App {
                         &incident,
                         &intake.source,
                         &reported,
+                        group_resolved,
                         intake.auto_resolve,
                         now,
                     ) else {
@@ -190,15 +199,16 @@ impl App {
                     let firing: Vec<&crate::alertmanager::Alert> = notification
                         .firing()
                         .filter(|alert| match &latest {
-                            // A person resolved the group's last incident: only an alert that
-                            // is new to it, or fired again since, opens another.
-                            Some(previous) => {
-                                !previous
-                                    .alerts
-                                    .iter()
-                                    .any(|a| a.fingerprint == alert.fingerprint)
-                                    || previous.resolved_at.is_some_and(|at| alert.starts_at > at)
-                            }
+                            // The group's last incident was resolved: only an alert that is new
+                            // to it, or a new firing episode of one of its alerts (a later
+                            // `startsAt`, Alertmanager's own clock), opens another.
+                            Some(previous) => previous
+                                .alerts
+                                .iter()
+                                .find(|a| a.fingerprint == alert.fingerprint)
+                                .is_none_or(|known| {
+                                    known.starts_at.is_none_or(|at| alert.starts_at > at)
+                                }),
                             None => true,
                         })
                         .collect();
@@ -261,9 +271,18 @@ impl App {
         let mut details: Vec<String> = firing
             .iter()
             .take(DETAIL_LINES)
-            .map(|a| match a.description() {
-                Some(description) => format!("{}: {description}", a.describe()),
-                None => a.describe(),
+            .map(|a| match (a.summary(), a.description()) {
+                // `describe` ends with the summary; the description adds to it. (Without a
+                // summary, `describe` already ends with the description.)
+                (Some(_), Some(description)) => crate::chat::split::ellipsis(
+                    &format!(
+                        "{} — {}",
+                        a.describe(),
+                        crate::core::text::clean_text(description).trim()
+                    ),
+                    DETAIL_CHARS,
+                ),
+                _ => a.describe(),
             })
             .collect();
         if firing.len() > DETAIL_LINES {
@@ -300,7 +319,7 @@ impl App {
             },
             &AlertOrigin {
                 source: intake.source.clone(),
-                group_key: notification.group_key.clone(),
+                group_key: notification.group_id(),
                 alerts: reported.to_vec(),
                 details,
                 severity,
@@ -377,6 +396,11 @@ impl App {
                 announced += self.announce(w, WindowEdge::End, &message, now).await?;
             }
         }
+        // No window in force any more: paging held back during one starts now (also
+        // after a crash between announcing an end and releasing, on the next pass).
+        if in_force_now.is_empty() {
+            announced += self.release_held_paging(now).await?;
+        }
         for window in &self.maintenance.windows {
             let Some(occurrence) = window.occurrence_at(now) else {
                 continue;
@@ -408,6 +432,37 @@ impl App {
             }
         }
         Ok(announced)
+    }
+
+    /// Start the escalation of open incidents whose paging a window held back.
+    async fn release_held_paging(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut released = 0;
+        for held in self.store.held_incidents().await? {
+            let mut incident = held;
+            for _ in 0..CONFLICT_RETRIES {
+                let Some(decision) = decide::release_paging(&self.policy, &incident, now) else {
+                    break;
+                };
+                match self
+                    .commit(Change::new(&decision, Some(incident.version), now))
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(incident = %incident.key, "paging held back by maintenance starts");
+                        released += 1;
+                        break;
+                    }
+                    Err(StoreError::Conflict(_)) => {
+                        match self.store.incident(incident.key).await? {
+                            Some(fresh) => incident = fresh,
+                            None => break,
+                        }
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(released)
     }
 
     async fn announce(
@@ -526,6 +581,9 @@ impl App {
                     {
                         names.push(format!("\"{}\"", occurrence.name));
                     }
+                }
+                if self.maintenance_in_force(now).await?.is_empty() {
+                    self.release_held_paging(now).await?;
                 }
                 Ok(Message::notice(
                     Visibility::Ephemeral,

@@ -132,6 +132,10 @@ fn declare_with(
         alert_group: alerts.map(|a| a.group_key.clone()),
         alerts: alerts.map(|a| a.alerts.clone()).unwrap_or_default(),
         postmortem_url: None,
+        paging_held: alerts
+            .and_then(|a| a.hold_paging.as_ref())
+            .map(|(window, _)| window.clone()),
+        escalation_from: None,
         version: 0,
     };
     let actor = match (&request.from_pagerduty, alerts) {
@@ -250,16 +254,25 @@ fn alert_event(alert: &MonitoredAlert) -> EventKind {
     }
 }
 
+/// At most this many alerts are listed in one message about a group's alerts.
+const ALERT_LINES: usize = 10;
+
 /// What a notification of the group an open incident follows changes: alerts that are new
 /// or fired again and alerts that resolved become timeline entries and one message in the
-/// channel (never a page). When every alert has resolved, "monitoring reports resolved" is
-/// posted and, if `auto_resolve` and no person has taken the incident over, it is resolved.
-/// `None` when nothing changed (Alertmanager repeats a group every `repeat_interval`).
+/// channel (never a page). A report older than what is recorded (an earlier firing episode,
+/// a repeat overtaken by a later notification) changes nothing. A firing alert that maps to
+/// a higher severity raises the incident's (and, if that reaches the paging threshold,
+/// releases paging a maintenance window held back). When every alert has resolved
+/// (`group_resolved`: Alertmanager says the whole group has, so alerts it no longer lists
+/// resolved too), "monitoring reports resolved" is posted and, if `auto_resolve` and no
+/// person has taken the incident over, it is resolved. `None` when nothing changed
+/// (Alertmanager repeats a group every `repeat_interval`).
 pub fn alerts_reported(
     policy: &Policy,
     current: &Incident,
     source: &str,
     reported: &[MonitoredAlert],
+    group_resolved: bool,
     auto_resolve: bool,
     now: DateTime<Utc>,
 ) -> Option<Decision> {
@@ -268,7 +281,7 @@ pub fn alerts_reported(
     }
     let who = Actor::Monitoring(source.to_string());
     let mut draft = Draft::new(current, now);
-    let mut lines = Vec::new();
+    let mut changed_alerts: Vec<MonitoredAlert> = Vec::new();
     for alert in reported {
         let known = draft
             .next
@@ -276,19 +289,65 @@ pub fn alerts_reported(
             .iter_mut()
             .find(|a| a.fingerprint == alert.fingerprint);
         let changed = match known {
-            Some(known) if known.firing == alert.firing => false,
-            Some(known) => {
-                *known = alert.clone();
-                true
-            }
             None => {
                 draft.next.alerts.push(alert.clone());
                 true
             }
+            Some(known) => {
+                let newer = alert.starts_at > known.starts_at;
+                let same = alert.starts_at == known.starts_at;
+                match (known.firing, alert.firing) {
+                    // Still firing; a later start (it flapped between notifications) is kept.
+                    (true, true) => {
+                        if newer {
+                            known.starts_at = alert.starts_at;
+                        }
+                        false
+                    }
+                    // Fired again: a new episode. The same episode reported firing after its
+                    // resolution is a stale copy.
+                    (false, true) if newer => {
+                        *known = alert.clone();
+                        true
+                    }
+                    // Resolved: this episode (or a later one) ended.
+                    (true, false) if newer || same => {
+                        *known = alert.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            }
         };
         if changed {
             draft.event(&who, alert_event(alert));
-            lines.push(format!(
+            changed_alerts.push(alert.clone());
+        }
+    }
+    if group_resolved {
+        // Alertmanager reports the group resolved: alerts recorded as firing that it no
+        // longer lists resolved too (their own notification may have been lost).
+        for known in draft.next.alerts.iter_mut() {
+            if known.firing && !reported.iter().any(|r| r.fingerprint == known.fingerprint) {
+                known.firing = false;
+                let resolved = known.clone();
+                draft.events.push(TimelineEvent {
+                    at: now,
+                    actor: who.clone(),
+                    kind: alert_event(&resolved),
+                });
+                changed_alerts.push(resolved);
+            }
+        }
+    }
+    if changed_alerts.is_empty() {
+        return None;
+    }
+    let mut lines: Vec<String> = changed_alerts
+        .iter()
+        .take(ALERT_LINES)
+        .map(|alert| {
+            format!(
                 "{} {}",
                 if alert.firing {
                     "🔥 firing:"
@@ -296,11 +355,14 @@ pub fn alerts_reported(
                     "✅ resolved:"
                 },
                 alert.text
-            ));
-        }
-    }
-    if lines.is_empty() {
-        return None;
+            )
+        })
+        .collect();
+    if changed_alerts.len() > ALERT_LINES {
+        lines.push(format!(
+            "… and {} more (`/incident timeline` lists them all)",
+            changed_alerts.len() - ALERT_LINES
+        ));
     }
     let all_resolved = draft.next.alerts_all_resolved();
     let mut text = format!(
@@ -320,7 +382,66 @@ pub fn alerts_reported(
     draft.post(views::notice_in_channel(text));
     if all_resolved && auto_resolve && !current.taken_over() {
         resolve(policy, &mut draft, current, &who, None, Source::Chat);
+        return Some(draft.finish(Some(policy), current, None));
     }
+    // A more severe alert raises the incident's severity (never lowers it).
+    let worst = draft
+        .next
+        .alerts
+        .iter()
+        .filter(|a| a.firing)
+        .filter_map(|a| a.severity)
+        .min();
+    if let Some(worst) = worst
+        && worst < current.severity
+    {
+        draft.keep_hold = true;
+        change_severity(policy, &mut draft, current, &who, worst);
+        if current.paging_held.is_some() && draft.next.paging_held.is_none() {
+            draft.event(
+                &Actor::System,
+                EventKind::PagingResumed {
+                    reason: format!(
+                        "an alert raised it to {worst}, which pages during maintenance"
+                    ),
+                },
+            );
+            draft.post(views::notice_in_channel(format!(
+                "📟 {} is now {worst}, which pages even during maintenance: paging starts now.",
+                current.key
+            )));
+        }
+    }
+    Some(draft.finish(Some(policy), current, None))
+}
+
+/// A maintenance window that held back an incident's paging has ended (and no other window
+/// is in force): start its escalation now, timed from now. `None` if nothing is held.
+pub fn release_paging(policy: &Policy, current: &Incident, now: DateTime<Utc>) -> Option<Decision> {
+    let window = current.paging_held.as_deref()?;
+    if !current.status.is_open() {
+        return None;
+    }
+    let mut draft = Draft::new(current, now);
+    draft.replan_escalation(policy);
+    draft.event(
+        &Actor::System,
+        EventKind::PagingResumed {
+            reason: format!("the maintenance window \"{window}\" ended"),
+        },
+    );
+    let text = if current.acknowledged_at.is_some() {
+        format!(
+            "🛠️ The maintenance window \"{window}\" ended; {} was acknowledged, so its escalation stays stopped.",
+            current.key
+        )
+    } else {
+        format!(
+            "🛠️ The maintenance window \"{window}\" ended and {} is still open and unacknowledged: paging starts now.",
+            current.key
+        )
+    };
+    draft.post(views::notice_in_channel(text));
     Some(draft.finish(Some(policy), current, None))
 }
 
@@ -339,6 +460,9 @@ struct Draft {
     effects: Vec<Effect>,
     timers: Vec<TimerRequest>,
     now: DateTime<Utc>,
+    /// Monitoring changed the severity: a maintenance window's hold stays unless the new
+    /// severity pages during maintenance. (A person's change always releases it.)
+    keep_hold: bool,
 }
 
 impl Draft {
@@ -349,6 +473,7 @@ impl Draft {
             effects: Vec::new(),
             timers: Vec::new(),
             now,
+            keep_hold: false,
         }
     }
 
@@ -372,8 +497,21 @@ impl Draft {
     /// Bump the escalation fence and plan what is left of the escalation.
     fn replan_escalation(&mut self, policy: &Policy) {
         self.next.escalation_generation += 1;
+        if self.next.paging_held.is_some() {
+            if self.keep_hold && self.next.severity > policy.maintenance_pages_from {
+                return;
+            }
+            self.release_hold();
+        }
         self.timers
             .extend(escalation::plan(policy, &self.next, self.now));
+    }
+
+    /// Paging held back by a maintenance window starts now: the escalation is timed from now.
+    fn release_hold(&mut self) {
+        if self.next.paging_held.take().is_some() {
+            self.next.escalation_from = Some(self.now);
+        }
     }
 
     /// The decision, with an edit of the pinned summary and a new topic if they changed.
@@ -862,6 +1000,10 @@ pub fn apply(
                     current.severity
                 )));
             };
+            // Paging a maintenance window held back starts here: the rest of the escalation
+            // is planned from now.
+            let held = current.paging_held.is_some();
+            draft.release_hold();
             fire_step(
                 policy,
                 &mut draft,
@@ -870,6 +1012,9 @@ pub fn apply(
                 &who,
                 &format!("escalated by @{actor}"),
             );
+            if held {
+                draft.replan_escalation(policy);
+            }
         }
         Command::Postmortem { .. } => {
             return Err(refuse(
@@ -1047,11 +1192,11 @@ pub fn fire_timer(
                     && !policy.escalation[index].stopped_by(&draft.next);
                 if due {
                     // The timer's own step is as late as its timer; an earlier step is as late
-                    // as its planned time (declaration + offset).
+                    // as its planned time (the escalation's start + offset).
                     let late = if index == step {
                         late_by
                     } else {
-                        now - (current.declared_at + policy.escalation[index].after)
+                        now - (current.escalation_start() + policy.escalation[index].after)
                     };
                     fire_step(policy, &mut draft, index, late, &Actor::System, &why);
                 }
@@ -1299,6 +1444,237 @@ pub(crate) mod tests {
 
     fn step_timer(step: usize) -> TimerKind {
         TimerKind::EscalationStep { step }
+    }
+
+    fn monitored(
+        fingerprint: &str,
+        firing: bool,
+        starts: i64,
+        severity: Severity,
+    ) -> MonitoredAlert {
+        MonitoredAlert {
+            fingerprint: fingerprint.into(),
+            name: "HighErrorRate".into(),
+            firing,
+            text: format!("HighErrorRate ({fingerprint})"),
+            starts_at: Some(t0() + Duration::minutes(starts)),
+            severity: Some(severity),
+        }
+    }
+
+    /// A P2 incident opened by alerts at t0, its paging held back by a window until t0 + 4h.
+    fn held() -> Incident {
+        let d = declare_from_alerts(
+            &policy(),
+            DeclareRequest {
+                key: IncidentKey(3),
+                title: "Memory high".into(),
+                severity: None,
+                actor: user("alertmanager"),
+                platform: Platform::Console,
+                channel: ChannelName::parse("inc-20261128-memory-high").unwrap(),
+                now: t0(),
+                from_pagerduty: None,
+            },
+            &AlertOrigin {
+                source: "Alertmanager".into(),
+                group_key: "g".into(),
+                alerts: vec![monitored("a", true, -5, Severity::P2)],
+                details: Vec::new(),
+                severity: Severity::P2,
+                labels: "severity=warning".into(),
+                hold_paging: Some(("monthly".into(), t0() + Duration::hours(4))),
+            },
+        );
+        assert_eq!(escalation_timers(&d), []);
+        assert_eq!(d.incident.paging_held.as_deref(), Some("monthly"));
+        d.incident
+    }
+
+    #[test]
+    fn a_held_incident_starts_paging_from_its_release() {
+        let incident = held();
+        let later = t0() + Duration::hours(4);
+        let released = release_paging(&policy(), &incident, later).unwrap();
+        assert_eq!(released.incident.paging_held, None);
+        assert_eq!(released.incident.escalation_from, Some(later));
+        // Timed from the release: on-call now, DevOps lead +30m, manager +1h; the target +4h.
+        assert_eq!(
+            escalation_timers(&released),
+            [
+                (step_timer(0), 240),
+                (step_timer(1), 270),
+                (step_timer(2), 300),
+                (TimerKind::ResponseTarget, 480),
+            ]
+        );
+        assert_eq!(kinds(&released.events), ["paging_resumed"]);
+        assert!(release_paging(&policy(), &released.incident, later).is_none());
+    }
+
+    #[test]
+    fn a_person_escalating_a_held_incident_plans_the_rest_from_then() {
+        let incident = held();
+        let later = t0() + Duration::hours(1);
+        let d = apply(
+            &policy(),
+            &incident,
+            &user("bob"),
+            &Command::Escalate,
+            later,
+        )
+        .unwrap();
+        assert_eq!(d.incident.paging_held, None);
+        assert_eq!(d.incident.escalation_level, 1);
+        assert_eq!(pagerduty_calls(&d).len(), 1, "the on-call is paged now");
+        assert_eq!(
+            escalation_timers(&d),
+            [
+                (step_timer(1), 90),
+                (step_timer(2), 120),
+                (TimerKind::ResponseTarget, 300),
+            ]
+        );
+        // A person's severity change releases it too (even to a severity below the threshold).
+        let d = apply(
+            &policy(),
+            &incident,
+            &user("bob"),
+            &Command::Sev(Severity::P3),
+            later,
+        )
+        .unwrap();
+        assert_eq!(d.incident.paging_held, None);
+        assert!(escalation_timers(&d).contains(&(step_timer(0), 60)));
+    }
+
+    #[test]
+    fn a_more_severe_alert_raises_the_severity_and_pages_only_at_the_threshold() {
+        let incident = held();
+        let p = policy();
+        let at = t0() + Duration::minutes(10);
+        // Another warning: recorded, still held.
+        let d = alerts_reported(
+            &p,
+            &incident,
+            "Alertmanager",
+            &[
+                monitored("a", true, -5, Severity::P2),
+                monitored("b", true, 8, Severity::P2),
+            ],
+            false,
+            true,
+            at,
+        )
+        .unwrap();
+        assert_eq!(d.incident.severity, Severity::P2);
+        assert_eq!(d.incident.paging_held.as_deref(), Some("monthly"));
+        assert_eq!(escalation_timers(&d), []);
+        // A critical one: P1 pages during maintenance, so paging starts.
+        let incident = Incident {
+            version: 2,
+            ..d.incident
+        };
+        let d = alerts_reported(
+            &p,
+            &incident,
+            "Alertmanager",
+            &[monitored("c", true, 9, Severity::P1)],
+            false,
+            true,
+            at,
+        )
+        .unwrap();
+        assert_eq!(d.incident.severity, Severity::P1);
+        assert_eq!(d.incident.paging_held, None);
+        assert!(escalation_timers(&d).contains(&(step_timer(0), 10)));
+        assert_eq!(
+            kinds(&d.events),
+            ["alert_firing", "severity_changed", "paging_resumed"]
+        );
+    }
+
+    #[test]
+    fn stale_and_lost_notifications_do_not_keep_an_incident_open() {
+        let p = policy();
+        let mut incident = held();
+        incident.paging_held = None;
+        let at = t0() + Duration::minutes(10);
+        let a = monitored("a", true, -5, Severity::P2);
+        let b = monitored("b", true, 1, Severity::P2);
+        let d = alerts_reported(
+            &p,
+            &incident,
+            "Alertmanager",
+            &[a.clone(), b.clone()],
+            false,
+            true,
+            at,
+        )
+        .unwrap();
+        let incident = d.incident;
+        // `a` resolves; then a stale copy of an earlier notification says it fires (same
+        // episode): nothing changes.
+        let a_resolved = MonitoredAlert {
+            firing: false,
+            ..a.clone()
+        };
+        let d = alerts_reported(
+            &p,
+            &incident,
+            "Alertmanager",
+            &[a_resolved, b.clone()],
+            false,
+            true,
+            at,
+        )
+        .unwrap();
+        let incident = d.incident;
+        assert!(
+            alerts_reported(
+                &p,
+                &incident,
+                "Alertmanager",
+                &[a.clone(), b.clone()],
+                false,
+                true,
+                at
+            )
+            .is_none()
+        );
+        // A resolution of an older episode of `b` does not resolve the current one.
+        let b_old = MonitoredAlert {
+            firing: false,
+            starts_at: Some(t0() - Duration::hours(1)),
+            ..b.clone()
+        };
+        assert!(
+            alerts_reported(&p, &incident, "Alertmanager", &[b_old], false, true, at).is_none()
+        );
+        // `b`'s own resolution was lost; Alertmanager then reports the group resolved without
+        // listing it: the group is resolved, and so is the incident.
+        let c = monitored("c", false, 2, Severity::P2);
+        let d = alerts_reported(&p, &incident, "Alertmanager", &[c], true, true, at).unwrap();
+        assert_eq!(d.incident.status, Status::Resolved);
+        assert!(d.incident.alerts.iter().all(|a| !a.firing));
+    }
+
+    #[test]
+    fn a_message_about_many_alerts_lists_ten() {
+        let p = policy();
+        let mut incident = held();
+        incident.paging_held = None;
+        let many: Vec<MonitoredAlert> = (0..25)
+            .map(|i| monitored(&format!("x{i}"), true, i, Severity::P2))
+            .collect();
+        let d = alerts_reported(&p, &incident, "Alertmanager", &many, false, true, t0()).unwrap();
+        assert_eq!(d.events.len(), 25, "each is a timeline entry");
+        let Effect::Post { message, .. } = &d.effects[0] else {
+            panic!("{:?}", d.effects);
+        };
+        let text = serde_json::to_string(message).unwrap();
+        assert!(text.contains("… and 15 more"), "{text}");
+        assert!(!text.contains("(x10)"), "{text}");
     }
 
     fn pagerduty_calls(d: &Decision) -> Vec<PagerDutyAction> {

@@ -122,14 +122,15 @@ pub fn plan(policy: &Policy, incident: &Incident, now: DateTime<Utc>) -> Vec<Tim
         .filter(|(_, step)| step.applies_to(incident.severity) && !step.stopped_by(incident))
         .map(|(index, step)| TimerRequest {
             kind: TimerKind::EscalationStep { step: index },
-            due_at: (incident.declared_at + step.after).max(now),
+            due_at: (incident.escalation_start() + step.after).max(now),
             fence,
         })
         .collect();
     if incident.acknowledged_at.is_none() {
         timers.push(TimerRequest {
             kind: TimerKind::ResponseTarget,
-            due_at: (incident.declared_at + policy.severity(incident.severity).respond_within)
+            due_at: (incident.escalation_start()
+                + policy.severity(incident.severity).respond_within)
                 .max(now),
             fence,
         });

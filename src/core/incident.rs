@@ -145,6 +145,11 @@ pub struct Incident {
     pub alerts: Vec<MonitoredAlert>,
     /// Where the finished postmortem is (`postmortem done <link>`); its reminders stop.
     pub postmortem_url: Option<String>,
+    /// The maintenance window holding back this incident's paging, while it does.
+    pub paging_held: Option<String>,
+    /// When the escalation's clock started, if not at the declaration (paging held back by a
+    /// maintenance window starts it when released).
+    pub escalation_from: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version; the store bumps it on every write.
     pub version: i64,
 }
@@ -159,14 +164,29 @@ pub struct MonitoredAlert {
     pub firing: bool,
     /// One line: the alert, its distinguishing labels and its summary.
     pub text: String,
+    /// When this firing episode started (Alertmanager's `startsAt`): a report of an older
+    /// episode is stale, a newer one is the alert firing again.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// The severity its labels map to.
+    #[serde(default)]
+    pub severity: Option<Severity>,
 }
 
 impl Incident {
-    /// Whether a person has taken the incident over: acknowledged it (in chat or PagerDuty)
-    /// or named a commander other than the one it was opened with. Monitoring then no
+    /// Whether a person has taken the incident over: acknowledged it (in chat or PagerDuty),
+    /// named a commander other than the one it was opened with, or posted a status update. Monitoring then no
     /// longer resolves it by itself.
     pub fn taken_over(&self) -> bool {
-        self.acknowledged_at.is_some() || self.commander != self.declared_by
+        self.acknowledged_at.is_some()
+            || self.commander != self.declared_by
+            || self.last_update_at > self.declared_at
+    }
+
+    /// When the escalation's clock started: the declaration, or when held-back paging was
+    /// released.
+    pub fn escalation_start(&self) -> DateTime<Utc> {
+        self.escalation_from.unwrap_or(self.declared_at)
     }
 
     /// Whether every alert it follows has resolved (false when it follows none).
@@ -273,6 +293,11 @@ pub enum EventKind {
         window: String,
         until: DateTime<Utc>,
     },
+    /// Paging held back by a maintenance window started (the window ended, or the severity
+    /// reached one that pages during maintenance).
+    PagingResumed {
+        reason: String,
+    },
     /// An outbound call was refused for good.
     DeliveryFailed {
         what: String,
@@ -354,6 +379,7 @@ impl EventKind {
             EventKind::AlertResolved { .. } => "alert_resolved",
             EventKind::MonitoringResolved => "monitoring_resolved",
             EventKind::PagingSuppressed { .. } => "paging_suppressed",
+            EventKind::PagingResumed { .. } => "paging_resumed",
             EventKind::DeliveryFailed { .. } => "delivery_failed",
             EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
             EventKind::OnCall { .. } => "on_call",
@@ -429,6 +455,7 @@ impl EventKind {
                 "not paged: maintenance window \"{window}\" until {}",
                 until.format("%Y-%m-%d %H:%M UTC")
             ),
+            EventKind::PagingResumed { reason } => format!("paging started: {reason}"),
             EventKind::DeliveryFailed { what, reason } => {
                 format!("could not {what}: {reason}")
             }

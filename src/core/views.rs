@@ -475,6 +475,7 @@ pub fn postmortem_draft(
             | K::OnCall { .. }
             | K::ResponseTargetBreached { .. }
             | K::Acknowledged
+            | K::PagingResumed { .. }
             | K::PagingSuppressed { .. } => {
                 if matches!(e.kind, K::PagingSuppressed { .. }) {
                     suppressed = Some(e.kind.describe());

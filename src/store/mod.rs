@@ -263,6 +263,9 @@ pub trait Store: Send + Sync {
         group_key: &str,
     ) -> StoreResult<Option<Incident>>;
 
+    /// Open incidents whose paging a maintenance window holds back.
+    async fn held_incidents(&self) -> StoreResult<Vec<Incident>>;
+
     /// Maintenance windows recorded that end after `after`, oldest start first.
     async fn maintenance_windows(
         &self,
@@ -424,13 +427,16 @@ pub(crate) struct IncidentRow {
     /// JSON array of `MonitoredAlert`.
     pub alerts: String,
     pub postmortem_url: Option<String>,
+    pub paging_held: Option<String>,
+    pub escalation_from: Option<DateTime<Utc>>,
 }
 
 /// Column list matching `IncidentRow`'s field order.
 pub(crate) const INCIDENT_COLUMNS: &str = "number, title, severity, status, platform, channel, \
     commander, declared_by, declared_at, acknowledged_at, acknowledged_by, resolved_at, \
     root_cause, last_update_at, escalation_generation, reminder_generation, version, \
-    escalation_level, paged_services, pagerduty_incident_id, alert_group, alerts, postmortem_url";
+    escalation_level, paged_services, pagerduty_incident_id, alert_group, alerts, postmortem_url, \
+    paging_held, escalation_from";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -478,6 +484,8 @@ impl IncidentRow {
                 .map_err(|_| corrupt("alerts", &self.alerts))?,
             alert_group: self.alert_group,
             postmortem_url: self.postmortem_url,
+            paging_held: self.paging_held,
+            escalation_from: self.escalation_from,
         })
     }
 }

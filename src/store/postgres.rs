@@ -141,8 +141,11 @@ CREATE INDEX incidents_channel_prefix ON incidents (channel text_pattern_ops);
 ALTER TABLE incidents ADD COLUMN alert_group TEXT;
 ALTER TABLE incidents ADD COLUMN alerts TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE incidents ADD COLUMN postmortem_url TEXT;
+ALTER TABLE incidents ADD COLUMN paging_held TEXT;
+ALTER TABLE incidents ADD COLUMN escalation_from TIMESTAMPTZ;
 CREATE UNIQUE INDEX incidents_open_alert_group ON incidents (alert_group) WHERE status <> 'resolved';
 CREATE INDEX incidents_alert_group ON incidents (alert_group, number);
+CREATE INDEX incidents_paging_held ON incidents (number) WHERE paging_held IS NOT NULL;
 ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_incident_fkey;
 CREATE TABLE maintenance_windows (
     id TEXT PRIMARY KEY,
@@ -235,6 +238,8 @@ fn incident_from_row(row: &Row) -> StoreResult<Incident> {
             alert_group: row.try_get(20)?,
             alerts: row.try_get(21)?,
             postmortem_url: row.try_get(22)?,
+            paging_held: row.try_get(23)?,
+            escalation_from: row.try_get(24)?,
         })
     };
     get()
@@ -659,6 +664,26 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn held_incidents(&self) -> StoreResult<Vec<Incident>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .query(
+                &client
+                    .prepare_cached(&format!(
+                        "SELECT {INCIDENT_COLUMNS} FROM incidents \
+                         WHERE paging_held IS NOT NULL AND status <> 'resolved' ORDER BY number"
+                    ))
+                    .await
+                    .map_err(db_error)?,
+                &[],
+            )
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(incident_from_row)
+            .collect()
+    }
+
     async fn maintenance_windows(
         &self,
         after: DateTime<Utc>,
@@ -830,7 +855,7 @@ impl Store for PostgresStore {
         let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
         let paged_services = paged_services_column(i);
         let alerts = alerts_column(i);
-        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 25] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -854,12 +879,14 @@ impl Store for PostgresStore {
             &i.alert_group,
             &alerts,
             &i.postmortem_url,
+            &i.paging_held,
+            &i.escalation_from,
         ];
         match change.expected_version {
             None => {
                 let inserted = tx
                     .execute(&tx.prepare_cached(&format!(
-                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
                              ON CONFLICT (channel) DO NOTHING"
                         )).await.map_err(db_error)?,
                         &values,
@@ -880,8 +907,9 @@ impl Store for PostgresStore {
                          acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
                          escalation_generation = $15, reminder_generation = $16, version = $17, \
                          escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20, \
-                         alert_group = $21, alerts = $22, postmortem_url = $23 \
-                         WHERE number = $1 AND version = $24").await.map_err(db_error)?,
+                         alert_group = $21, alerts = $22, postmortem_url = $23, \
+                         paging_held = $24, escalation_from = $25 \
+                         WHERE number = $1 AND version = $26").await.map_err(db_error)?,
                         &with_expected,
                     )
                     .await

@@ -140,8 +140,11 @@ CREATE INDEX outbox_heads ON outbox (platform, incident, id) WHERE state = 'pend
 ALTER TABLE incidents ADD COLUMN alert_group TEXT;
 ALTER TABLE incidents ADD COLUMN alerts TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE incidents ADD COLUMN postmortem_url TEXT;
+ALTER TABLE incidents ADD COLUMN paging_held TEXT;
+ALTER TABLE incidents ADD COLUMN escalation_from TEXT;
 CREATE UNIQUE INDEX incidents_open_alert_group ON incidents (alert_group) WHERE status <> 'resolved';
 CREATE INDEX incidents_alert_group ON incidents (alert_group, number);
+CREATE INDEX incidents_paging_held ON incidents (number) WHERE paging_held IS NOT NULL;
 CREATE TABLE outbox_v6 (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     incident INTEGER NOT NULL,
@@ -251,6 +254,8 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         alert_group: row.get(20)?,
         alerts: row.get(21)?,
         postmortem_url: row.get(22)?,
+        paging_held: row.get(23)?,
+        escalation_from: opt_ts(row.get(24)?)?,
     })
 }
 
@@ -605,6 +610,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn held_incidents(&self) -> StoreResult<Vec<Incident>> {
+        self.with(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents \
+                     WHERE paging_held IS NOT NULL AND status <> 'resolved' ORDER BY number"
+                ))
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map([], incident_from_row)
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            rows.into_iter().map(IncidentRow::into_incident).collect()
+        })
+        .await
+    }
+
     async fn maintenance_windows(
         &self,
         after: DateTime<Utc>,
@@ -849,6 +872,7 @@ impl Store for SqliteStore {
                 ts(i.last_update_at),
                 paged_services_column(i),
                 alerts_column(i),
+                i.escalation_from.map(ts),
             );
             let values = params![
                 i.key.0,
@@ -874,6 +898,8 @@ impl Store for SqliteStore {
                 i.alert_group,
                 owned.6,
                 i.postmortem_url,
+                i.paging_held,
+                owned.7,
             ];
             match expected {
                 None => {
@@ -884,7 +910,7 @@ impl Store for SqliteStore {
                         return Err(StoreError::ChannelTaken(i.channel.to_string()));
                     }
                     tx.execute(
-                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"),
+                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
                         values,
                     )
                     .map_err(incident_write_error)?;
@@ -897,8 +923,9 @@ impl Store for SqliteStore {
                              acknowledged_by = ?11, resolved_at = ?12, root_cause = ?13, last_update_at = ?14, \
                              escalation_generation = ?15, reminder_generation = ?16, version = ?17, \
                              escalation_level = ?18, paged_services = ?19, pagerduty_incident_id = ?20, \
-                             alert_group = ?21, alerts = ?22, postmortem_url = ?23 \
-                             WHERE number = ?1 AND version = ?24",
+                             alert_group = ?21, alerts = ?22, postmortem_url = ?23, \
+                             paging_held = ?24, escalation_from = ?25 \
+                             WHERE number = ?1 AND version = ?26",
                             rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
                         )
                         .map_err(incident_write_error)?;

@@ -794,10 +794,8 @@ async fn when_every_alert_resolves_monitoring_resolves_the_incident_and_its_page
 
     // It fires again: recorded, not paged.
     w.clock.advance(Duration::minutes(5));
-    let again = group(vec![
-        a.clone().started(w.clock.now() - Duration::minutes(1)),
-        b.clone(),
-    ]);
+    let refired = a.clone().started(w.clock.now() - Duration::minutes(1));
+    let again = group(vec![refired.clone(), b.clone()]);
     assert_eq!(w.notify(&again).await.0, "updated");
     assert_eq!(count(&w.kinds(&open).await, "alert_firing"), 3);
     w.pass().await;
@@ -806,7 +804,8 @@ async fn when_every_alert_resolves_monitoring_resolves_the_incident_and_its_page
     // Every alert resolved: monitoring resolves the incident, and its page in PagerDuty.
     w.clock.advance(Duration::minutes(5));
     let resolved_at = w.clock.now();
-    let resolved = group(vec![a.clone(), b.clone()]).all_resolved(resolved_at);
+    // (The resolved notification carries the episode that fired last.)
+    let resolved = group(vec![refired.clone(), b.clone()]).all_resolved(resolved_at);
     assert_eq!(resolved.json()["status"], "resolved");
     assert_eq!(
         w.notify(&resolved).await,

@@ -570,8 +570,10 @@ pub async fn only_alerts_below_the_threshold_are_held_back_during_a_window(db: &
         "{posted}"
     );
 
-    // Past the window and past the P2 response target (4h): the warning's incident was never
-    // paged (no escalation step, no response-target breach), while the others escalated on.
+    // Through the window's end: nothing for the warning's incident while the window is in
+    // force; when it ends (06:00) and the incident is still open and unacknowledged, its
+    // escalation starts, timed from then (on-call at once, DevOps lead 30 minutes later,
+    // engineering manager after an hour), not from its declaration hours before.
     let mut at = utc(2026, 12, 6, 3, 0);
     while at <= utc(2026, 12, 6, 7, 0) {
         rig.at(at).await;
@@ -580,35 +582,41 @@ pub async fn only_alerts_below_the_threshold_are_held_back_during_a_window(db: &
             at >= utc(2026, 12, 6, 6, 0),
             "{at}"
         );
+        if at < utc(2026, 12, 6, 6, 0) {
+            assert_eq!(rig.escalations(warning).await, Vec::<String>::new(), "{at}");
+        }
         at += Duration::minutes(30);
     }
-    assert_eq!(rig.escalations(warning).await, Vec::<String>::new());
+    assert_eq!(rig.count(warning, "paging_resumed").await, 1);
+    assert_eq!(
+        rig.escalations(warning).await,
+        ["On-call engineer", "DevOps lead", "Engineering manager"]
+    );
+    let steps: Vec<_> = rig
+        .app
+        .store
+        .timeline(warning)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::Escalated { .. }))
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            utc(2026, 12, 6, 6, 0),
+            utc(2026, 12, 6, 6, 30),
+            utc(2026, 12, 6, 7, 0)
+        ]
+    );
+    // Its P2 response target (4h) counts from 06:00 too: not breached by 07:00.
     assert_eq!(rig.count(warning, "response_target_breached").await, 0);
     assert!(
         rig.count(warning, "reminder_sent").await >= 8,
-        "reminders go on"
+        "reminders went on"
     );
     assert!(rig.escalations(critical).await.len() >= 3);
-
-    // `sev` by a person, to a paging severity, starts the escalation the window held back.
-    let channel = rig
-        .app
-        .store
-        .incident(warning)
-        .await
-        .unwrap()
-        .unwrap()
-        .channel;
-    let reply = rig.say(channel.as_str(), "bob", "sev P1").await;
-    assert!(reply.is_empty(), "{reply}");
-    rig.app.run_due_timers().await.unwrap();
-    assert!(
-        rig.escalations(warning)
-            .await
-            .contains(&"On-call engineer".to_string()),
-        "{:?}",
-        rig.events(warning).await
-    );
 
     // Outside the window, a warning pages like anything else.
     let later = rig

@@ -276,6 +276,8 @@ fn opened_by_alerts(
         name: "HighErrorRate".into(),
         firing,
         text: format!("HighErrorRate (service=api, pod={fingerprint}): High error rate & <5xx>"),
+        starts_at: Some(t0() - Duration::minutes(5)),
+        severity: Some(Severity::P1),
     };
     warroom::core::decide::declare_from_alerts(
         &policy(),
