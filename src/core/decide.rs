@@ -1660,6 +1660,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_typed_fence_cannot_end_the_postmortem_drafts_code_block() {
+        let d = declared("```rm -rf``` down", None);
+        let updated = apply(
+            &policy(),
+            &d.incident,
+            &user("alice"),
+            &Command::Update("see ```log``` @here".into()),
+            t0(),
+        )
+        .unwrap();
+        let events = [d.events.clone(), updated.events.clone()].concat();
+        let draft = postmortem_draft(&policy(), &updated.incident, &events, &user("bob"), t0());
+        let Effect::Post { message, .. } = &draft.effects[0] else {
+            panic!("{:?}", draft.effects);
+        };
+        let data = serde_json::to_string(message).unwrap();
+        assert!(!data.contains("```"), "{data}");
+        assert!(data.contains("'''log'''"), "{data}");
+        assert_eq!(kinds(&draft.events), ["postmortem_drafted"]);
+    }
+
+    #[test]
     fn a_message_about_many_alerts_lists_ten() {
         let p = policy();
         let mut incident = held();

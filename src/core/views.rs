@@ -523,10 +523,7 @@ pub fn postmortem_draft(
         .map(chrono::Duration::seconds)
         .unwrap_or(policy.severity(severity_then).respond_within);
     let shown = timeline.len().min(POSTMORTEM_TIMELINE_LIMIT);
-    Message::from_template(
-        Visibility::InChannel,
-        TemplateName::Postmortem,
-        json!({
+    let mut data = json!({
             "fenced": true,
             "key": incident.key.to_string(),
             "title": incident.title,
@@ -556,8 +553,22 @@ pub fn postmortem_draft(
             "timeline": timeline[..shown].iter().map(|e| row(e, e.kind.describe())).collect::<Vec<_>>(),
             "more": timeline.len() - shown,
             "postmortem_due": incident.resolved_at.map(|at| format_time(at + policy.postmortem_due)),
-        }),
-    )
+    });
+    unfence(&mut data);
+    Message::from_template(Visibility::InChannel, TemplateName::Postmortem, data)
+}
+
+/// The draft is posted inside a code block: a fence typed into a title, an update or an
+/// alert must not end it early.
+fn unfence(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text.contains("```") => {
+            *text = text.replace("```", "'''");
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unfence),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(unfence),
+        _ => {}
+    }
 }
 
 /// The start of a maintenance window, for the incidents channel.
