@@ -133,6 +133,17 @@ impl Sink for ConsoleSink {
                 }
                 Ok(Delivered::Done)
             }
+            // The console prints a document as it is.
+            Effect::Upload {
+                channel,
+                filename,
+                message,
+                ..
+            } => {
+                self.note(channel.as_str(), &format!("{filename}:"));
+                self.show(channel.as_str(), message)?;
+                Ok(Delivered::Done)
+            }
             // The console cannot edit what it printed: it prints the new version.
             Effect::Update {
                 channel,

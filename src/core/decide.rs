@@ -1060,7 +1060,12 @@ pub fn postmortem_draft(
 ) -> Decision {
     let mut draft = Draft::new(current, now);
     draft.event(&Actor::User(actor.clone()), EventKind::PostmortemDrafted);
-    draft.post(views::postmortem_draft(policy, current, timeline, now));
+    draft.effects.push(Effect::Upload {
+        channel: current.channel.clone(),
+        filename: format!("{}-postmortem-draft.md", current.key),
+        title: format!("Postmortem draft: {} {}", current.key, current.title),
+        message: views::postmortem_draft(policy, current, timeline, now),
+    });
     let reply = views::refusal(format!(
         "Posted the postmortem draft of {}. When the finished one is written, record it with `/incident postmortem done <link>`.",
         current.key
@@ -1672,7 +1677,7 @@ pub(crate) mod tests {
         .unwrap();
         let events = [d.events.clone(), updated.events.clone()].concat();
         let draft = postmortem_draft(&policy(), &updated.incident, &events, &user("bob"), t0());
-        let Effect::Post { message, .. } = &draft.effects[0] else {
+        let Effect::Upload { message, .. } = &draft.effects[0] else {
             panic!("{:?}", draft.effects);
         };
         let data = serde_json::to_string(message).unwrap();

@@ -130,6 +130,14 @@ pub enum Effect {
     PagerDuty {
         action: PagerDutyAction,
     },
+    /// A document for the incident channel (the postmortem draft): a Markdown snippet file on
+    /// Slack, the message in a code block elsewhere. `message` renders the document itself.
+    Upload {
+        channel: ChannelName,
+        filename: String,
+        title: String,
+        message: Message,
+    },
 }
 
 impl Effect {
@@ -161,7 +169,7 @@ impl Effect {
                     }
                 )
             }),
-            Effect::SetTopic { .. } | Effect::Update { .. } => false,
+            Effect::SetTopic { .. } | Effect::Update { .. } | Effect::Upload { .. } => false,
         }
     }
 }

@@ -4,7 +4,8 @@ use super::command::{CommandName, ParseError};
 use super::escalation::EscalationStep;
 use super::incident::{Actor, Incident, TimelineEvent};
 use super::message::{
-    Button, ButtonAction, ButtonStyle, ConfirmDialog, Field, Message, TemplateName, Visibility,
+    Button, ButtonAction, ButtonStyle, ConfirmDialog, Field, Message, Section, TemplateName,
+    Visibility,
 };
 use super::{Policy, UserRef, human_duration};
 use chrono::{DateTime, Utc};
@@ -524,7 +525,7 @@ pub fn postmortem_draft(
         .unwrap_or(policy.severity(severity_then).respond_within);
     let shown = timeline.len().min(POSTMORTEM_TIMELINE_LIMIT);
     let mut data = json!({
-            "fenced": true,
+            "fenced": false,
             "key": incident.key.to_string(),
             "title": incident.title,
             "severity": incident.severity.to_string(),
@@ -558,7 +559,21 @@ pub fn postmortem_draft(
     Message::from_template(Visibility::InChannel, TemplateName::Postmortem, data)
 }
 
-/// The draft is posted inside a code block: a fence typed into a title, an update or an
+/// A document (`Effect::Upload`) as a message of its own: its text in a code block, for the
+/// platforms that post it rather than upload it.
+pub fn as_code_block(document: &Message) -> Message {
+    let mut message = document.clone();
+    for section in &mut message.sections {
+        if let Section::Text { data, .. } = section
+            && data.get("fenced").is_some()
+        {
+            data["fenced"] = json!(true);
+        }
+    }
+    message
+}
+
+/// The draft may be posted inside a code block: a fence typed into a title, an update or an
 /// alert must not end it early.
 fn unfence(value: &mut serde_json::Value) {
     match value {
@@ -827,12 +842,15 @@ pub fn samples(policy: &Policy, now: DateTime<Utc>) -> Vec<Message> {
             outcome: "3 pods, all Running".into(),
         },
     });
-    messages.push(postmortem_draft(
+    let draft = postmortem_draft(
         policy,
         &resolved.incident,
         &history,
         later + chrono::Duration::hours(1),
-    ));
+    );
+    // As a document (a Slack snippet, the console) and as a message (Discord).
+    messages.push(as_code_block(&draft));
+    messages.push(draft);
     let window = super::maintenance::Occurrence {
         id: "adhoc:sample".into(),
         name: "database upgrade".into(),

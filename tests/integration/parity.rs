@@ -117,6 +117,7 @@ impl Sink for RecordingConsole {
             Effect::SetTopic { channel, .. } => (channel.to_string(), "topic"),
             Effect::Invite { channel, .. } => (channel.to_string(), "invite"),
             Effect::PagerDuty { .. } => (String::new(), "pagerduty"),
+            Effect::Upload { channel, .. } => (channel.to_string(), "upload"),
         };
         let prefix = format!("[#{channel}] ");
         let text = chunk

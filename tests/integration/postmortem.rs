@@ -34,7 +34,8 @@ impl Sink for Recorder {
         "console"
     }
     async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
-        if let Effect::Post { message, .. } = &item.effect {
+        // A document (the postmortem draft) counts as a post of its message.
+        if let Effect::Post { message, .. } | Effect::Upload { message, .. } = &item.effect {
             self.posts
                 .lock()
                 .unwrap()

@@ -952,6 +952,69 @@ pub async fn rate_limits_and_errors_are_retried_without_duplicates(db: &TestDb) 
     );
 }
 
+pub async fn the_postmortem_draft_is_shared_as_a_markdown_snippet_once(db: &TestDb) {
+    let s = Slack::start(db).await;
+    s.command(
+        DECLARER,
+        &s.general,
+        "declare Checkout & <payments> down @here",
+    )
+    .await;
+    s.pass().await;
+    let channel = s
+        .fake
+        .channels()
+        .into_iter()
+        .find(|c| c.name.starts_with("inc-"))
+        .expect("the incident channel");
+    s.command(DECLARER, &channel.id, "resolve expired certificate")
+        .await;
+    // The share fails once; its retry uploads again and shares one file.
+    s.fake
+        .fail_next("files.completeUploadExternal", Fault::ServerError);
+    s.command(DECLARER, &channel.id, "postmortem").await;
+    for _ in 0..3 {
+        s.pass().await;
+        s.clock.advance(Duration::seconds(5));
+    }
+    let files = s.fake.files(&channel.id);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert_eq!(file.filename, "INC-1-postmortem-draft.md");
+    assert_eq!(file.snippet_type.as_deref(), Some("markdown"));
+    assert!(
+        file.title.starts_with("Postmortem draft: INC-1"),
+        "{}",
+        file.title
+    );
+    // A file is plain Markdown: no code fence, no Slack entities, but no mass mention either.
+    assert!(
+        file.content
+            .starts_with("# Postmortem: INC-1 — Checkout & <payments> down"),
+        "{}",
+        file.content
+    );
+    assert!(!file.content.contains("```"), "{}", file.content);
+    assert!(!file.content.contains("&amp;"), "{}", file.content);
+    assert!(!file.content.contains("@here"), "{}", file.content);
+    assert!(file.content.contains("## Root cause"), "{}", file.content);
+    // Nothing was posted as a message instead.
+    assert!(
+        s.fake
+            .messages(&channel.id)
+            .iter()
+            .all(|m| !text_of(m).contains("# Postmortem")),
+    );
+    let counts = s.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0));
+    let calls = s.fake.calls();
+    let completes = calls
+        .iter()
+        .filter(|c| c.method == "files.completeUploadExternal")
+        .count();
+    assert_eq!(completes, 2, "one failed, one shared");
+}
+
 pub async fn taken_names_get_a_suffix_and_our_own_channel_is_adopted(db: &TestDb) {
     let s = Slack::start(db).await;
     s.command(DECLARER, &s.general, "declare Search down").await;
@@ -1242,6 +1305,7 @@ on_both_stores!(
     buttons_and_commands_keep_topic_and_summary_current,
     bad_signatures_are_refused_and_store_nothing,
     retried_events_and_double_clicks_change_things_once,
+    the_postmortem_draft_is_shared_as_a_markdown_snippet_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

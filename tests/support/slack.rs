@@ -116,8 +116,30 @@ struct MessageState {
     attachments: Option<Value>,
 }
 
+/// A file shared in a channel (`files.completeUploadExternal`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedFile {
+    pub id: String,
+    pub channel: String,
+    pub filename: String,
+    pub title: String,
+    pub snippet_type: Option<String>,
+    pub content: String,
+}
+
+/// A file announced by `files.getUploadURLExternal`, and its bytes once uploaded.
+struct PendingUpload {
+    filename: String,
+    length: usize,
+    snippet_type: Option<String>,
+    content: Option<Vec<u8>>,
+}
+
 #[derive(Default)]
 struct FakeState {
+    uploads: HashMap<String, PendingUpload>,
+    files: Vec<SharedFile>,
+    file_count: u64,
     calls: Vec<Call>,
     faults: HashMap<String, VecDeque<Fault>>,
     hang_everything: bool,
@@ -220,6 +242,7 @@ impl FakeSlack {
         };
         let app = Router::new()
             .route("/response/{id}", post(response_url))
+            .route("/upload/{id}", post(upload_file))
             .route("/socket", axum::routing::get(socket_mode))
             .fallback(api)
             .with_state(shared);
@@ -366,6 +389,16 @@ impl FakeSlack {
             .iter()
             .filter(|m| m.from_api && m.posted.channel == channel_id)
             .map(|m| m.posted.clone())
+            .collect()
+    }
+
+    /// The files shared in a channel, in order.
+    pub fn files(&self, channel_id: &str) -> Vec<SharedFile> {
+        self.lock()
+            .files
+            .iter()
+            .filter(|f| f.channel == channel_id)
+            .cloned()
             .collect()
     }
 
@@ -815,6 +848,8 @@ async fn api(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: B
         "chat.update" => chat_update(state, &params),
         "chat.postEphemeral" => chat_post_ephemeral(state, &params),
         "pins.add" => pins_add(state, &params),
+        "files.getUploadURLExternal" => files_get_upload_url(state, &params),
+        "files.completeUploadExternal" => files_complete_upload(state, &params),
         "usergroups.users.list" => {
             match nonempty_param(&params, "usergroup").and_then(|g| state.usergroups.get(&g)) {
                 Some(users) => ok(json!({ "users": users })),
@@ -823,6 +858,113 @@ async fn api(State(shared): State<Shared>, uri: Uri, headers: HeaderMap, body: B
         }
         _ => error("unknown_method"),
     }
+}
+
+/// `files.getUploadURLExternal`: `filename` and `length` required; an upload URL on the fake.
+fn files_get_upload_url(state: &mut FakeState, params: &Map<String, Value>) -> Response {
+    let (Some(filename), Some(length)) = (
+        nonempty_param(params, "filename"),
+        nonempty_param(params, "length").and_then(|l| l.parse::<usize>().ok()),
+    ) else {
+        return error("invalid_arguments");
+    };
+    state.file_count += 1;
+    let id = format!("F{:07}", state.file_count);
+    state.uploads.insert(
+        id.clone(),
+        PendingUpload {
+            filename,
+            length,
+            snippet_type: nonempty_param(params, "snippet_type"),
+            content: None,
+        },
+    );
+    ok(json!({ "upload_url": format!("{}/upload/{id}", state.url), "file_id": id }))
+}
+
+/// The upload URL: the file's bytes, which must be as long as announced. Answers as Slack
+/// does, in plain text.
+async fn upload_file(
+    State(shared): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.calls.push(Call {
+        method: "upload".into(),
+        body: json!({ "file": id, "bytes": body.len() }),
+    });
+    match state.uploads.get_mut(&id) {
+        Some(upload) if upload.length == body.len() => {
+            upload.content = Some(body.to_vec());
+            (StatusCode::OK, format!("OK - {}", body.len())).into_response()
+        }
+        Some(_) => (StatusCode::BAD_REQUEST, "length mismatch").into_response(),
+        None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
+    }
+}
+
+/// `files.completeUploadExternal`: every file uploaded, shared in `channel_id` (which the bot
+/// must be in).
+fn files_complete_upload(state: &mut FakeState, params: &Map<String, Value>) -> Response {
+    let files: Vec<(String, String)> = match params.get("files") {
+        Some(Value::Array(files)) => files
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap_or_default().to_string(),
+                    f["title"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        Some(Value::String(text)) => serde_json::from_str::<Vec<Value>>(text)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap_or_default().to_string(),
+                    f["title"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        _ => return error("invalid_arguments"),
+    };
+    if files.is_empty() {
+        return error("invalid_arguments");
+    }
+    let Some(channel) = nonempty_param(params, "channel_id") else {
+        return error("invalid_arguments");
+    };
+    match state.find_channel_by_id(&channel) {
+        None => return error("channel_not_found"),
+        Some(i) if !state.channels[i].info.members.iter().any(|m| m == BOT_USER) => {
+            return error("not_in_channel");
+        }
+        Some(_) => {}
+    }
+    let mut shared = Vec::new();
+    for (id, title) in files {
+        let Some(upload) = state.uploads.get(&id) else {
+            return error("file_not_found");
+        };
+        let Some(content) = &upload.content else {
+            return error("file_upload_incomplete");
+        };
+        shared.push(SharedFile {
+            id: id.clone(),
+            channel: channel.clone(),
+            filename: upload.filename.clone(),
+            title,
+            snippet_type: upload.snippet_type.clone(),
+            content: String::from_utf8_lossy(content).into_owned(),
+        });
+    }
+    let listed: Vec<Value> = shared
+        .iter()
+        .map(|f| json!({ "id": f.id, "name": f.filename, "title": f.title }))
+        .collect();
+    state.files.extend(shared);
+    ok(json!({ "files": listed }))
 }
 
 fn conversations_create(state: &mut FakeState, params: &Map<String, Value>) -> Response {

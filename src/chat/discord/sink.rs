@@ -402,6 +402,16 @@ impl Sink for DiscordSink {
                 self.post(item, channel, message, *pin, *slot).await?;
                 Ok(Delivered::Done)
             }
+            // Discord gets the document as a message in a code block (split at 2,000
+            // characters with the block kept closed).
+            Effect::Upload {
+                channel, message, ..
+            } => {
+                let target = crate::core::ChannelTarget::Incident(channel.clone());
+                let message = crate::core::views::as_code_block(message);
+                self.post(item, &target, &message, false, None).await?;
+                Ok(Delivered::Done)
+            }
             Effect::Update {
                 channel,
                 slot,

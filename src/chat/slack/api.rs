@@ -303,6 +303,43 @@ impl SlackApi {
         Ok(posted.ts.to_string())
     }
 
+    /// Share `content` in `channel` as a Markdown snippet: `files.getUploadURLExternal`, the
+    /// upload itself, then `files.completeUploadExternal`. The file's id.
+    pub async fn upload_snippet(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        content: &[u8],
+    ) -> Result<String, ApiError> {
+        let session = self.session();
+        let request = SlackApiFilesGetUploadUrlExternalRequest::new(filename.into(), content.len())
+            .with_snippet_type(SlackFileSnippetType("markdown".into()));
+        let target = self
+            .call(
+                "files.getUploadURLExternal",
+                session.get_upload_url_external(&request),
+            )
+            .await?;
+        let upload = SlackApiFilesUploadViaUrlRequest::new(
+            target.upload_url.clone(),
+            content.to_vec(),
+            "text/markdown".into(),
+        );
+        self.call("files.upload", session.files_upload_via_url(&upload))
+            .await?;
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![
+            SlackApiFilesComplete::new(target.file_id.clone()).with_title(title.into()),
+        ])
+        .with_channel_id(channel.into());
+        self.call(
+            "files.completeUploadExternal",
+            session.files_complete_upload_external(&complete),
+        )
+        .await?;
+        Ok(target.file_id.to_string())
+    }
+
     /// `chat.update` of the message `ts`.
     pub async fn update(
         &self,

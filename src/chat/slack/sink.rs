@@ -259,6 +259,47 @@ impl SlackSink {
         Ok(())
     }
 
+    /// Share a document in the incident channel as a Markdown snippet, once per row. Its text
+    /// is rendered as plain text (a file is not mrkdwn; mass mentions are still broken).
+    async fn upload(
+        &self,
+        item: &OutboxItem,
+        channel: &ChannelName,
+        filename: &str,
+        title: &str,
+        message: &Message,
+    ) -> Result<(), DeliveryError> {
+        let channel_id = self.incident_channel(channel).await?;
+        let rendered = self
+            .renderer
+            .render(Platform::Console, message)
+            .map_err(|e| DeliveryError::Permanent {
+                reason: e.to_string(),
+            })?;
+        let text: Vec<String> = rendered
+            .blocks
+            .iter()
+            .map(|block| match block {
+                crate::render::RenderedBlock::Text(text) => text.clone(),
+                crate::render::RenderedBlock::Fields(fields) => fields
+                    .iter()
+                    .map(|(label, value)| format!("{label}: {value}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            })
+            .collect();
+        let title = crate::chat::split::ellipsis(title, 250);
+        self.refs
+            .once(&crate::chat::posted_key(item.id), async {
+                Ok(self
+                    .api
+                    .upload_snippet(&channel_id, filename, &title, text.join("\n\n").as_bytes())
+                    .await?)
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Edit the slot's message; post it anew if it is gone (or was never posted).
     async fn update(
         &self,
@@ -337,6 +378,15 @@ impl Sink for SlackSink {
                 message,
             } => {
                 self.update(item, channel, *slot, message).await?;
+                Ok(Delivered::Done)
+            }
+            Effect::Upload {
+                channel,
+                filename,
+                title,
+                message,
+            } => {
+                self.upload(item, channel, filename, title, message).await?;
                 Ok(Delivered::Done)
             }
             Effect::SetTopic { channel, topic } => {
