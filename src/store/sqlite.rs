@@ -352,6 +352,23 @@ fn select_incident(
     .transpose()
 }
 
+/// The incidents `SELECT … FROM incidents <rest>` finds.
+fn select_incidents(
+    conn: &Connection,
+    rest: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<Incident>> {
+    let mut statement = conn
+        .prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents {rest}"))
+        .map_err(db_error)?;
+    let rows = statement
+        .query_map(params, incident_from_row)
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
+    rows.into_iter().map(IncidentRow::into_incident).collect()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -612,18 +629,11 @@ impl Store for SqliteStore {
 
     async fn held_incidents(&self) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents \
-                     WHERE paging_held IS NOT NULL AND status <> 'resolved' ORDER BY number"
-                ))
-                .map_err(db_error)?;
-            let rows = statement
-                .query_map([], incident_from_row)
-                .map_err(db_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            rows.into_iter().map(IncidentRow::into_incident).collect()
+            select_incidents(
+                conn,
+                "WHERE paging_held IS NOT NULL AND status <> 'resolved' ORDER BY number",
+                [],
+            )
         })
         .await
     }
@@ -725,18 +735,16 @@ impl Store for SqliteStore {
 
     async fn incidents(&self, include_resolved: bool, limit: i64) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
-            let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY number DESC LIMIT ?1"
-                ))
-                .map_err(db_error)?;
-            let rows = stmt
-                .query_map([limit], incident_from_row)
-                .map_err(db_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            rows.into_iter().map(IncidentRow::into_incident).collect()
+            let filter = if include_resolved {
+                ""
+            } else {
+                "WHERE status <> 'resolved'"
+            };
+            select_incidents(
+                conn,
+                &format!("{filter} ORDER BY number DESC LIMIT ?1"),
+                [limit],
+            )
         })
         .await
     }
@@ -772,17 +780,11 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<Vec<Incident>> {
         self.with(move |conn| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE declared_at >= ?1 ORDER BY number LIMIT ?2"
-                ))
-                .map_err(db_error)?;
-            let rows = stmt
-                .query_map(params![ts(since), limit], incident_from_row)
-                .map_err(db_error)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db_error)?;
-            rows.into_iter().map(IncidentRow::into_incident).collect()
+            select_incidents(
+                conn,
+                "WHERE declared_at >= ?1 ORDER BY number LIMIT ?2",
+                params![ts(since), limit],
+            )
         })
         .await
     }

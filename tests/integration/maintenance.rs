@@ -193,22 +193,11 @@ impl Rig {
     }
 
     async fn events(&self, key: IncidentKey) -> Vec<EventKind> {
-        self.app
-            .store
-            .timeline(key)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect()
+        crate::support::event_kinds(&*self.app.store, key).await
     }
 
     async fn count(&self, key: IncidentKey, kind: &str) -> usize {
-        self.events(key)
-            .await
-            .iter()
-            .filter(|e| e.name() == kind)
-            .count()
+        crate::support::count_events(&*self.app.store, key, kind).await
     }
 
     /// The escalation steps reached by `key` (each an `escalated` event, i.e. a page).

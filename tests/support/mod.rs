@@ -175,3 +175,30 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// The kinds of an incident's timeline events, oldest first.
+pub async fn event_kinds(
+    store: &dyn warroom::store::Store,
+    key: warroom::core::IncidentKey,
+) -> Vec<warroom::core::EventKind> {
+    store
+        .timeline(key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// How many of an incident's timeline events are of `kind` (`EventKind::name`).
+pub async fn count_events(
+    store: &dyn warroom::store::Store,
+    key: warroom::core::IncidentKey,
+    kind: &str,
+) -> usize {
+    event_kinds(store, key)
+        .await
+        .iter()
+        .filter(|e| e.name() == kind)
+        .count()
+}
