@@ -256,6 +256,8 @@ fn alert_event(alert: &MonitoredAlert) -> EventKind {
 
 /// At most this many alerts are listed in one message about a group's alerts.
 const ALERT_LINES: usize = 10;
+/// At most this many of its group's alerts are kept on an incident.
+pub const MAX_KEPT_ALERTS: usize = 1_000;
 
 /// What a notification of the group an open incident follows changes: alerts that are new
 /// or fired again and alerts that resolved become timeline entries and one message in the
@@ -342,6 +344,17 @@ pub fn alerts_reported(
     }
     if changed_alerts.is_empty() {
         return None;
+    }
+    // The incident keeps at most `MAX_KEPT_ALERTS`: resolved ones go first, oldest first
+    // (the timeline keeps every one).
+    while draft.next.alerts.len() > MAX_KEPT_ALERTS {
+        let drop = draft
+            .next
+            .alerts
+            .iter()
+            .position(|a| !a.firing)
+            .unwrap_or(0);
+        draft.next.alerts.remove(drop);
     }
     let mut lines: Vec<String> = changed_alerts
         .iter()
@@ -1684,6 +1697,26 @@ pub(crate) mod tests {
         assert!(!data.contains("```"), "{data}");
         assert!(data.contains("'''log'''"), "{data}");
         assert_eq!(kinds(&draft.events), ["postmortem_drafted"]);
+    }
+
+    #[test]
+    fn an_incident_keeps_at_most_a_thousand_alerts_dropping_resolved_ones_first() {
+        let p = policy();
+        let mut incident = held();
+        incident.paging_held = None;
+        incident.alerts = (0..MAX_KEPT_ALERTS)
+            .map(|i| monitored(&format!("old{i}"), i % 2 == 0, 0, Severity::P2))
+            .collect();
+        let new: Vec<MonitoredAlert> = (0..10)
+            .map(|i| monitored(&format!("new{i}"), true, 1, Severity::P2))
+            .collect();
+        let d = alerts_reported(&p, &incident, "Alertmanager", &new, false, true, t0()).unwrap();
+        assert_eq!(d.incident.alerts.len(), MAX_KEPT_ALERTS);
+        assert!(d.incident.alerts.iter().any(|a| a.fingerprint == "new9"));
+        // The ten dropped were the oldest resolved ones.
+        let firing = d.incident.alerts.iter().filter(|a| a.firing).count();
+        assert_eq!(firing, MAX_KEPT_ALERTS / 2 + 10);
+        assert!(!d.incident.alerts.iter().any(|a| a.fingerprint == "old1"));
     }
 
     #[test]
