@@ -462,6 +462,33 @@ mod tests {
             "list --all"
         );
         assert_eq!(command_text(&invocation("ack", json!([]))).unwrap(), "ack");
+        let text = command_text(&invocation(
+            "maintenance",
+            json!([{"name":"action","type":3,"value":"start"},{"name":"duration","type":3,"value":"2h"},{"name":"reason","type":3,"value":"database upgrade"}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            parse(&text).unwrap(),
+            Command::Maintenance(crate::core::command::MaintenanceCommand::Start {
+                minutes: 120,
+                reason: "database upgrade".into()
+            })
+        );
+        let text = command_text(&invocation(
+            "postmortem",
+            json!([{"name":"done","type":3,"value":"https://wiki.example.com/pm/7"}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            parse(&text).unwrap(),
+            Command::Postmortem {
+                done: Some("https://wiki.example.com/pm/7".into())
+            }
+        );
+        assert_eq!(
+            parse(&command_text(&invocation("postmortem", json!([]))).unwrap()).unwrap(),
+            Command::Postmortem { done: None }
+        );
         // A missing required option reaches the parser, whose usage help answers.
         assert!(parse(&command_text(&invocation("sev", json!([]))).unwrap()).is_err());
         assert!(matches!(
