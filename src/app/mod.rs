@@ -34,6 +34,8 @@ const PAGERDUTY_REORDER: Duration = Duration::minutes(5);
 /// What `handle_pagerduty` answers for an event that came before its incident: PagerDuty is
 /// asked to send it again.
 pub const PAGERDUTY_NOT_YET: &str = "not yet";
+/// How often, at most, the scheduler looks for maintenance windows that started or ended.
+const MAINTENANCE_CHECK_EVERY: Duration = Duration::seconds(15);
 /// How many open incidents `list` and the "not an incident channel" answer show.
 const LIST_LIMIT: i64 = 50;
 
@@ -71,6 +73,8 @@ pub struct App {
     pub alerts: Option<alerts::AlertIntake>,
     /// Recurring maintenance windows and where windows are announced.
     pub maintenance: alerts::Maintenance,
+    /// When (clock milliseconds) the scheduler last looked for maintenance windows' edges.
+    maintenance_checked: std::sync::atomic::AtomicI64,
 }
 
 /// A lease lost to another replica is not an error for this pass: that replica now owns the
@@ -116,6 +120,7 @@ impl App {
             tasks: tokio_util::task::TaskTracker::new(),
             alerts: None,
             maintenance: alerts::Maintenance::default(),
+            maintenance_checked: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -414,8 +419,20 @@ impl App {
         progress: &(dyn Fn() + Sync),
     ) -> Result<usize, StoreError> {
         let mut fired = 0;
-        if let Err(error) = self.run_maintenance(self.clock.now()).await {
-            tracing::warn!(%error, "could not announce maintenance windows; will try again");
+        // Window edges are minutes apart: a busy scheduler (woken by every planned timer)
+        // looks for them at most every `MAINTENANCE_CHECK_EVERY`.
+        let now = self.clock.now();
+        let last = self
+            .maintenance_checked
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last == i64::MIN
+            || now.timestamp_millis() - last >= MAINTENANCE_CHECK_EVERY.num_milliseconds()
+        {
+            self.maintenance_checked
+                .store(now.timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
+            if let Err(error) = self.run_maintenance(now).await {
+                tracing::warn!(%error, "could not announce maintenance windows; will try again");
+            }
         }
         loop {
             let now = self.clock.now();
