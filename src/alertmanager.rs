@@ -381,18 +381,6 @@ impl SeverityRules {
             .find(|rule| rule.matches(labels))
             .map_or(self.fallback, |rule| rule.severity)
     }
-
-    /// The most severe among the group's firing alerts (all alerts if none firing; the
-    /// fallback for no alerts).
-    pub fn severity_of_group(&self, alerts: &[Alert]) -> Severity {
-        let any_firing = alerts.iter().any(|a| a.status == AlertStatus::Firing);
-        alerts
-            .iter()
-            .filter(|a| !any_firing || a.status == AlertStatus::Firing)
-            .map(|a| self.severity_of(&a.labels))
-            .min()
-            .unwrap_or(self.fallback)
-    }
 }
 
 // --- incident text ------------------------------------------------------------------------
@@ -978,43 +966,6 @@ mod tests {
             json!({"labels": {}, "severity": "P1", "sev": "P0"}),
         );
         assert!(unknown.is_err());
-    }
-
-    #[test]
-    fn group_severity_is_the_worst_firing_alert() {
-        let rules = SeverityRules::defaults();
-        let warning = alert(
-            "HighMemoryUsage",
-            AlertStatus::Firing,
-            &[("severity", "warning")],
-        );
-        let critical = alert(
-            "HighErrorRate",
-            AlertStatus::Firing,
-            &[("severity", "critical")],
-        );
-        let db_resolved = alert(
-            "DatabaseDown",
-            AlertStatus::Resolved,
-            &[("severity", "critical")],
-        );
-        assert_eq!(
-            rules.severity_of_group(&[warning.clone(), critical.clone()]),
-            Severity::P1
-        );
-        // A resolved P0 does not raise a group that still fires.
-        assert_eq!(
-            rules.severity_of_group(&[warning.clone(), db_resolved.clone()]),
-            Severity::P2
-        );
-        // With nothing firing, every alert counts.
-        let mut memory_resolved = warning;
-        memory_resolved.status = AlertStatus::Resolved;
-        assert_eq!(
-            rules.severity_of_group(&[memory_resolved, db_resolved]),
-            Severity::P0
-        );
-        assert_eq!(rules.severity_of_group(&[]), Severity::P2);
     }
 
     #[test]

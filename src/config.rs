@@ -1556,7 +1556,7 @@ fn validate(
         let length = duration(
             &key("duration"),
             &window.duration,
-            (minutes(5), days(7)),
+            (minutes(5), days(crate::core::maintenance::MAX_WINDOW_DAYS)),
             &mut problem,
         );
         if let (Ok(every), Ok(start)) = (every, start) {

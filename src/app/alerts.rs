@@ -19,7 +19,7 @@ use tracing::Instrument;
 /// Numbers this process's windows started from chat (with its replica name, unique).
 static AD_HOC: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// How far back maintenance windows are read: longer than the longest window.
-const WINDOW_LOOKBACK: Duration = Duration::days(8);
+const WINDOW_LOOKBACK: Duration = Duration::days(crate::core::maintenance::MAX_WINDOW_DAYS + 1);
 /// At most this many alert descriptions go into an incident's alert message.
 const DETAIL_LINES: usize = 10;
 /// At most this many characters of one alert's line in the alert message.

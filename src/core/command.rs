@@ -89,7 +89,8 @@ pub enum MaintenanceCommand {
 }
 
 /// The shortest and longest window `maintenance start` accepts, in minutes.
-pub const MAINTENANCE_MINUTES: std::ops::RangeInclusive<i64> = 5..=7 * 24 * 60;
+pub const MAINTENANCE_MINUTES: std::ops::RangeInclusive<i64> =
+    5..=super::maintenance::MAX_WINDOW_DAYS * 24 * 60;
 
 impl Command {
     /// Which command this is.

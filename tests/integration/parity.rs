@@ -66,6 +66,9 @@ pub trait Chat: Send + Sync {
     fn summary(&self) -> String;
     /// Messages (any channel) that would notify everyone: `@here`, `@channel`, `@everyone`.
     fn mass_mentions(&self) -> Vec<String>;
+    /// The documents shared in the incident channel (the postmortem draft), each as one text:
+    /// files on Slack, what was printed or posted for them elsewhere.
+    fn documents(&self) -> Vec<String>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -309,6 +312,13 @@ impl Chat for Console {
             .map(|p| p.text)
             .collect()
     }
+    fn documents(&self) -> Vec<String> {
+        self.printed_in_incident_channel()
+            .into_iter()
+            .filter(|p| p.effect == "upload")
+            .map(|p| p.text)
+            .collect()
+    }
     fn announcements(&self) -> Vec<String> {
         self.sink
             .printed
@@ -460,6 +470,14 @@ impl Chat for Slack {
             .map(slack_text)
             .collect()
     }
+    fn documents(&self) -> Vec<String> {
+        let channel = self.incident_channel().id;
+        self.fake
+            .files(&channel)
+            .into_iter()
+            .map(|f| f.content)
+            .collect()
+    }
     fn announcements(&self) -> Vec<String> {
         self.fake
             .messages(&self.incidents)
@@ -505,7 +523,13 @@ impl Chat for Slack {
 /// Typed command text as a Discord invocation: the sub-command and its first option.
 fn discord_options(text: &str) -> (String, Value) {
     let (sub, rest) = text.split_once(' ').unwrap_or((text, ""));
+    // `postmortem done <link>`: the link is the `done` option.
+    let rest = match sub {
+        "postmortem" => rest.strip_prefix("done ").unwrap_or(rest),
+        _ => rest,
+    };
     let option = match sub {
+        "postmortem" => Some(("done", 3)),
         "status" => Some(("status", 3)),
         "update" => Some(("text", 3)),
         "resolve" => Some(("root_cause", 3)),
@@ -594,6 +618,19 @@ impl Chat for Discord {
             .into_iter()
             .map(|m| m.content)
             .collect()
+    }
+    fn documents(&self) -> Vec<String> {
+        // Discord gets a document as code-block messages: the pieces of one, in order.
+        let pieces: Vec<String> = self
+            .channel_messages()
+            .into_iter()
+            .filter(|m| m.starts_with("```"))
+            .collect();
+        if pieces.is_empty() {
+            Vec::new()
+        } else {
+            vec![pieces.join("\n")]
+        }
     }
     fn announcements(&self) -> Vec<String> {
         self.fake
@@ -818,6 +855,47 @@ pub async fn the_timeline_tells_the_story(chat: &dyn Chat) {
     );
 }
 
+pub async fn the_postmortem_draft_is_shared_in_the_channel(chat: &dyn Chat) {
+    let name = chat.name();
+    chat.declare(Person::Declarer, "Checkout errors").await;
+    chat.pass().await;
+    chat.command(Person::Lead, "update Rolled back the release")
+        .await;
+    chat.command(Person::Lead, "resolve expired certificate")
+        .await;
+    chat.pass().await;
+    assert!(chat.documents().is_empty(), "{name}");
+    chat.command(Person::Lead, "postmortem").await;
+    chat.pass().await;
+    let documents = chat.documents();
+    assert_eq!(documents.len(), 1, "{name}: {documents:?}");
+    let draft = &documents[0];
+    for part in [
+        "# Postmortem: INC-1 — Checkout errors",
+        "- Root cause given at resolution: expired certificate",
+        "Rolled back the release",
+        "## Preventive measures",
+        "## Runbook updates",
+    ] {
+        assert!(draft.contains(part), "{name}: {part} in {draft}");
+    }
+    let done = chat
+        .command(
+            Person::Lead,
+            "postmortem done https://wiki.example.com/pm/1",
+        )
+        .await;
+    chat.pass().await;
+    assert!(
+        chat.channel_messages()
+            .iter()
+            .any(|m| m.contains("is done: https://wiki.example.com/pm/1")),
+        "{name}: {done} {:?}",
+        chat.channel_messages()
+    );
+    assert_eq!(chat.mass_mentions(), Vec::<String>::new(), "{name}");
+}
+
 /// One test per scenario and adapter, on SQLite; the first scenario also on PostgreSQL.
 macro_rules! on_every_adapter {
     ($($scenario:ident),* $(,)?) => {
@@ -855,6 +933,7 @@ on_every_adapter!(
     escalation_climbs_until_acknowledged_and_never_pages_twice,
     user_text_never_mass_mentions,
     the_timeline_tells_the_story,
+    the_postmortem_draft_is_shared_in_the_channel,
 );
 
 mod postgres {
