@@ -16,6 +16,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
+/// Writes a new incident; nothing if its channel is taken (the caller picks another name).
+static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
+         ON CONFLICT (channel) DO NOTHING"
+    )
+});
+
+/// Rewrites an incident only if its stored version is still the one it was read at ($26).
+const UPDATE_INCIDENT_SQL: &str = "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
+     commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
+     acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
+     escalation_generation = $15, reminder_generation = $16, version = $17, \
+     escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20, \
+     alert_group = $21, alerts = $22, postmortem_url = $23, \
+     paging_held = $24, escalation_from = $25 \
+     WHERE number = $1 AND version = $26";
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
@@ -651,8 +669,19 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_error)?;
-        self.chat_ref(platform, key)
-            .await?
+        // Read back on the same connection: asking the pool for a second one while holding
+        // this one would deadlock once every connection is held by a claim.
+        let row = client
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT value FROM chat_refs WHERE platform = $1 AND key = $2")
+                    .await
+                    .map_err(db_error)?,
+                &[&platform, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        row.map(|r| r.get(0))
             .ok_or_else(|| StoreError::Corrupt(format!("chat ref {platform}/{key} vanished")))
     }
 
@@ -855,7 +884,7 @@ impl Store for PostgresStore {
         let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
         let paged_services = paged_services_column(i);
         let alerts = alerts_column(i);
-        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 25] = [
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 25] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -882,148 +911,228 @@ impl Store for PostgresStore {
             &i.paging_held,
             &i.escalation_from,
         ];
-        match change.expected_version {
-            None => {
-                let inserted = tx
-                    .execute(&tx.prepare_cached(&format!(
-                            "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
-                             ON CONFLICT (channel) DO NOTHING"
-                        )).await.map_err(db_error)?,
-                        &values,
-                    )
-                    .await
-                    .map_err(incident_write_error)?;
-                if inserted != 1 {
-                    return Err(StoreError::ChannelTaken(i.channel.to_string()));
-                }
-            }
-            Some(expected) => {
-                let mut with_expected: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    values.to_vec();
-                with_expected.push(&expected);
-                let updated = tx
-                    .execute(&tx.prepare_cached("UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
-                         commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
-                         acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
-                         escalation_generation = $15, reminder_generation = $16, version = $17, \
-                         escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20, \
-                         alert_group = $21, alerts = $22, postmortem_url = $23, \
-                         paging_held = $24, escalation_from = $25 \
-                         WHERE number = $1 AND version = $26").await.map_err(db_error)?,
-                        &with_expected,
-                    )
-                    .await
-                    .map_err(incident_write_error)?;
-                if updated != 1 {
-                    return Err(StoreError::Conflict(i.key.to_string()));
-                }
-            }
+        let mut values = row.to_vec();
+        if let Some(expected) = &change.expected_version {
+            values.push(expected);
         }
-        if let Some((source, id)) = change.inbound_event {
-            let inserted = tx
-                .execute(&tx.prepare_cached("INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await.map_err(db_error)?,
-                    &[&source, &id, &change.now],
-                )
-                .await
-                .map_err(db_error)?;
-            if inserted != 1 {
-                return Err(StoreError::Duplicate(format!("{source}/{id}")));
-            }
+        let details: Vec<serde_json::Value> = change
+            .events
+            .iter()
+            .map(|event| serde_json::to_value(&event.kind).expect("timeline events serialize"))
+            .collect();
+        let actors: Vec<Option<String>> = change
+            .events
+            .iter()
+            .map(|event| actor_column(&event.actor))
+            .collect();
+        let timer_kinds: Vec<(&str, i64)> = change
+            .timers
+            .iter()
+            .map(|timer| (timer.kind.as_str(), timer.kind.index()))
+            .collect();
+        // One statement for all of a change's outbox rows (a declaration writes eight or so),
+        // in decision order: ids are taken in the order of `ORDER BY n`.
+        let mut platforms = Vec::with_capacity(change.outbox.len());
+        let mut effects = Vec::with_capacity(change.outbox.len());
+        let mut keys = Vec::with_capacity(change.outbox.len());
+        let mut urgent = Vec::with_capacity(change.outbox.len());
+        for (index, effect) in change.outbox.iter().enumerate() {
+            platforms.push(effect.destination(i.platform).to_string());
+            effects.push(serde_json::to_value(effect).expect("effects serialize"));
+            keys.push(idempotency_key(i.key, version, index));
+            urgent.push(effect.urgent());
         }
-        for event in change.events {
-            let detail = serde_json::to_value(&event.kind).expect("timeline events serialize");
-            tx.execute(&tx.prepare_cached("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await.map_err(db_error)?,
-                &[&i.key.0, &event.at, &actor_column(&event.actor).as_deref(), &event.kind.name(), &detail],
-            )
-            .await
-            .map_err(db_error)?;
-        }
-        if let Some((id, owner)) = change.fired_timer {
-            let closed = tx
-                .execute(&tx.prepare_cached("UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
-                     WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
-                    &[&id, &owner, &change.now],
-                )
-                .await
-                .map_err(db_error)?;
-            if closed != 1 {
-                return Err(StoreError::LeaseLost(format!("timer {id}")));
-            }
-        }
-        if let Some((id, owner)) = change.delivered_outbox {
-            let closed = tx
-                .execute(
-                    &tx.prepare_cached(
-                        "UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
-                    )
-                    .await
-                    .map_err(db_error)?,
-                    &[&id, &owner, &change.now],
-                )
-                .await
-                .map_err(db_error)?;
-            if closed != 1 {
-                return Err(StoreError::LeaseLost(format!("outbox row {id}")));
-            }
-        }
-        if let Some((id, owner, reason)) = change.failed_outbox {
-            let closed = tx
-                .execute(
-                    &tx.prepare_cached(
-                        "UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
-                    )
-                    .await
-                    .map_err(db_error)?,
-                    &[&id, &owner, &reason],
-                )
-                .await
-                .map_err(db_error)?;
-            if closed != 1 {
-                return Err(StoreError::LeaseLost(format!("outbox row {id}")));
-            }
-        }
-        for timer in change.timers {
-            tx.execute(&tx.prepare_cached("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await.map_err(db_error)?,
-                &[&i.key.0, &timer.kind.as_str(), &timer.fence],
-            )
-            .await
-            .map_err(db_error)?;
-            tx.execute(&tx.prepare_cached("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(db_error)?,
-                &[&i.key.0, &timer.kind.as_str(), &timer.kind.index(), &timer.due_at, &timer.fence, &change.now],
-            )
-            .await
-            .map_err(db_error)?;
-        }
-        if !change.outbox.is_empty() {
-            // One statement for all of them (a declaration writes eight or so), in decision
-            // order: ids are taken in the order of `ORDER BY n`.
-            let mut platforms = Vec::with_capacity(change.outbox.len());
-            let mut effects = Vec::with_capacity(change.outbox.len());
-            let mut keys = Vec::with_capacity(change.outbox.len());
-            let mut urgent = Vec::with_capacity(change.outbox.len());
-            for (index, effect) in change.outbox.iter().enumerate() {
-                platforms.push(effect.destination(i.platform).to_string());
-                effects.push(serde_json::to_value(effect).expect("effects serialize"));
-                keys.push(idempotency_key(i.key, version, index));
-                urgent.push(effect.urgent());
-            }
-            tx.execute(&tx.prepare_cached("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+
+        // Every statement is prepared first (a round trip only the first time on a
+        // connection), then all of them are sent together and their answers read in order:
+        // one round trip for the whole change instead of one per row. PostgreSQL runs them
+        // in the order sent; after a failure it refuses the rest of the transaction, so the
+        // first failure in order is the one reported, and the transaction is rolled back.
+        let prepared = |sql: &'static str| {
+            let tx = &tx;
+            async move { tx.prepare_cached(sql).await.map_err(db_error) }
+        };
+        let incident_sql = match change.expected_version {
+            None => INSERT_INCIDENT_SQL.as_str(),
+            Some(_) => UPDATE_INCIDENT_SQL,
+        };
+        let incident_statement = tx.prepare_cached(incident_sql).await.map_err(db_error)?;
+        let event_statement = match change.events.is_empty() {
+            true => None,
+            false => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await?),
+        };
+        let inbound_statement = match change.inbound_event {
+            None => None,
+            Some(_) => Some(prepared("INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await?),
+        };
+        let fired_statement = match change.fired_timer {
+            None => None,
+            Some(_) => Some(prepared("UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
+        };
+        let delivered_statement = match change.delivered_outbox {
+            None => None,
+            Some(_) => Some(prepared("UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
+        };
+        let failed_statement = match change.failed_outbox {
+            None => None,
+            Some(_) => Some(prepared("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
+        };
+        let timer_statements = match change.timers.is_empty() {
+            true => None,
+            false => Some((
+                prepared("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await?,
+                prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?,
+            )),
+        };
+        let outbox_statement = match change.outbox.is_empty() {
+            true => None,
+            false => Some(prepared("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
                  SELECT $1, platform, effect, key, $2, $2, urgent \
                  FROM UNNEST($3::text[], $4::jsonb[], $5::text[], $6::bool[]) WITH ORDINALITY AS row (platform, effect, key, urgent, n) \
-                 ORDER BY n").await.map_err(db_error)?,
-                &[&i.key.0, &change.now, &platforms, &effects, &keys, &urgent],
-            )
-            .await
-            .map_err(db_error)?;
+                 ORDER BY n").await?),
+        };
+
+        type Sent<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>,
+        >;
+        // What a statement's row count must be, and the error when it is not.
+        enum Expect {
+            Any,
+            IncidentWritten,
+            NewInboundEvent,
+            LeaseHeld(String),
+        }
+        let mut sent: Vec<(Expect, Sent<'_>)> = Vec::new();
+        let pipe = &tx;
+        let statement = &incident_statement;
+        let incident_values = &values;
+        sent.push((
+            Expect::IncidentWritten,
+            Box::pin(async move { pipe.execute(statement, incident_values).await }),
+        ));
+        if let (Some(statement), Some((source, id))) = (&inbound_statement, &change.inbound_event) {
+            let now = &change.now;
+            sent.push((
+                Expect::NewInboundEvent,
+                Box::pin(async move { pipe.execute(statement, &[source, id, now]).await }),
+            ));
+        }
+        if let Some(statement) = &event_statement {
+            for ((event, detail), actor) in change.events.iter().zip(&details).zip(&actors) {
+                let kind = event.kind.name();
+                sent.push((
+                    Expect::Any,
+                    Box::pin(async move {
+                        pipe.execute(
+                            statement,
+                            &[&i.key.0, &event.at, &actor.as_deref(), &kind, detail],
+                        )
+                        .await
+                    }),
+                ));
+            }
+        }
+        if let (Some(statement), Some((id, owner))) = (&fired_statement, &change.fired_timer) {
+            let now = &change.now;
+            sent.push((
+                Expect::LeaseHeld(format!("timer {id}")),
+                Box::pin(async move { pipe.execute(statement, &[id, owner, now]).await }),
+            ));
+        }
+        if let (Some(statement), Some((id, owner))) =
+            (&delivered_statement, &change.delivered_outbox)
+        {
+            let now = &change.now;
+            sent.push((
+                Expect::LeaseHeld(format!("outbox row {id}")),
+                Box::pin(async move { pipe.execute(statement, &[id, owner, now]).await }),
+            ));
+        }
+        if let (Some(statement), Some((id, owner, reason))) =
+            (&failed_statement, &change.failed_outbox)
+        {
+            sent.push((
+                Expect::LeaseHeld(format!("outbox row {id}")),
+                Box::pin(async move { pipe.execute(statement, &[id, owner, reason]).await }),
+            ));
+        }
+        if let Some((supersede, insert)) = &timer_statements {
+            for (timer, (kind, step)) in change.timers.iter().zip(&timer_kinds) {
+                let now = &change.now;
+                sent.push((
+                    Expect::Any,
+                    Box::pin(async move {
+                        pipe.execute(supersede, &[&i.key.0, kind, &timer.fence])
+                            .await
+                    }),
+                ));
+                sent.push((
+                    Expect::Any,
+                    Box::pin(async move {
+                        pipe.execute(
+                            insert,
+                            &[&i.key.0, kind, step, &timer.due_at, &timer.fence, now],
+                        )
+                        .await
+                    }),
+                ));
+            }
+        }
+        if let Some(statement) = &outbox_statement {
+            let (now, platforms, effects, keys, urgent) =
+                (&change.now, &platforms, &effects, &keys, &urgent);
+            sent.push((
+                Expect::Any,
+                Box::pin(async move {
+                    pipe.execute(
+                        statement,
+                        &[&i.key.0, now, platforms, effects, keys, urgent],
+                    )
+                    .await
+                }),
+            ));
+        }
+        let (expectations, futures): (Vec<Expect>, Vec<Sent<'_>>) = sent.into_iter().unzip();
+        // `join_all` polls them in order, and each sends its statement on its first poll.
+        let answers = futures_util::future::join_all(futures).await;
+        for (expect, answer) in expectations.into_iter().zip(answers) {
+            match expect {
+                Expect::IncidentWritten => {
+                    let written = answer.map_err(incident_write_error)?;
+                    if written != 1 {
+                        return Err(match change.expected_version {
+                            None => StoreError::ChannelTaken(i.channel.to_string()),
+                            Some(_) => StoreError::Conflict(i.key.to_string()),
+                        });
+                    }
+                }
+                Expect::NewInboundEvent => {
+                    if answer.map_err(db_error)? != 1 {
+                        let (source, id) = change.inbound_event.unwrap_or_default();
+                        return Err(StoreError::Duplicate(format!("{source}/{id}")));
+                    }
+                }
+                Expect::LeaseHeld(what) => {
+                    if answer.map_err(db_error)? != 1 {
+                        return Err(StoreError::LeaseLost(what));
+                    }
+                }
+                Expect::Any => {
+                    answer.map_err(db_error)?;
+                }
+            }
         }
         tx.commit().await.map_err(db_error)?;
         // Listeners are told after the commit, in a transaction of its own: a NOTIFY inside
         // the change would hold PostgreSQL's notification lock through the commit's WAL
         // flush, one committing transaction at a time. A notification lost to a crash right
-        // here only delays the work until the listeners' next poll.
-        let channels: Vec<&str> = [
+        // here only delays the work until the listeners' next poll. The caller does not wait
+        // for it: the change is committed, and the connection goes back to the pool once the
+        // notification is sent.
+        let channels: Vec<&'static str> = [
             (!change.timers.is_empty()).then_some(TIMERS_CHANNEL),
             (!change.outbox.is_empty()).then_some(OUTBOX_CHANNEL),
         ]
@@ -1031,18 +1140,20 @@ impl Store for PostgresStore {
         .flatten()
         .collect();
         if !channels.is_empty() {
-            let notified = async {
-                let statement = client
-                    .prepare_cached(
-                        "SELECT pg_notify(channel, '') FROM UNNEST($1::text[]) AS channel",
-                    )
-                    .await?;
-                client.execute(&statement, &[&channels]).await
-            }
-            .await;
-            if let Err(error) = notified {
-                tracing::warn!(error = %with_causes(&error), "committed, but could not notify the other replicas; they will find the work on their next poll");
-            }
+            tokio::spawn(async move {
+                let notified = async {
+                    let statement = client
+                        .prepare_cached(
+                            "SELECT pg_notify(channel, '') FROM UNNEST($1::text[]) AS channel",
+                        )
+                        .await?;
+                    client.execute(&statement, &[&channels]).await
+                }
+                .await;
+                if let Err(error) = notified {
+                    tracing::warn!(error = %with_causes(&error), "committed, but could not notify the other replicas; they will find the work on their next poll");
+                }
+            });
         }
         Ok(version)
     }

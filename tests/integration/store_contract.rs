@@ -1039,6 +1039,23 @@ pub async fn chat_refs_are_kept_and_replaced(db: &TestDb) {
         "every claimant sees the one winner: {holders:?}"
     );
     let winner = holders.into_iter().next().unwrap();
+
+    // Many claims at once through one store: more than its pool has connections (four in
+    // the tests), each claim holding one; none may wait for a second connection.
+    let claims: Vec<_> = (0..16)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .claim_chat_ref("slack", &format!("name:inc-z{n}"), &format!("incident-{n}"))
+                    .await
+            })
+        })
+        .collect();
+    for (n, claim) in claims.into_iter().enumerate() {
+        assert_eq!(claim.await.unwrap().unwrap(), format!("incident-{n}"));
+    }
+
     assert_eq!(
         store
             .claim_chat_ref("slack", "name:inc-y", "incident-late")
