@@ -294,10 +294,22 @@ impl App {
         title: String,
         severity: Option<crate::core::Severity>,
     ) -> Result<Message, StoreError> {
-        let key = self.store.allocate_incident_key().await?;
+        // The number and a free channel name are asked for at once: neither depends on the
+        // other.
+        let mut now = self.clock.now();
+        let (key, first_name) = tokio::try_join!(
+            self.store.allocate_incident_key(),
+            self.free_channel_name(&title, now)
+        )?;
+        let mut first_name = Some(first_name);
         for _ in 0..CONFLICT_RETRIES {
-            let now = self.clock.now();
-            let name = self.free_channel_name(&title, now).await?;
+            let name = match first_name.take() {
+                Some(name) => name,
+                None => {
+                    now = self.clock.now();
+                    self.free_channel_name(&title, now).await?
+                }
+            };
             let decision = decide::declare(
                 &self.policy,
                 DeclareRequest {
@@ -552,9 +564,10 @@ impl App {
             let now = self.clock.now();
             // One row per incident (its head): the batch can go out in parallel without any
             // incident's rows overtaking each other.
+            let claimed_until = now + self.lease;
             let items = self
                 .store
-                .claim_outbox(sink.destination(), now, &self.owner, now + self.lease, 100)
+                .claim_outbox(sink.destination(), now, &self.owner, claimed_until, 100)
                 .await?;
             if items.is_empty() {
                 return Ok(delivered);
@@ -563,7 +576,7 @@ impl App {
             // Every started delivery runs to its end even when another one meets a store
             // error: a delivery cut off mid-request could have been sent and not recorded.
             let results: Vec<Result<Sent, StoreError>> = stream::iter(items)
-                .map(|item| self.deliver_one(sink, item))
+                .map(|item| self.deliver_one(sink, item, claimed_until))
                 .buffer_unordered(OUTBOX_CONCURRENCY)
                 .collect()
                 .await;
@@ -576,25 +589,32 @@ impl App {
         }
     }
 
-    /// Deliver one claimed outbox row and record what happened to it.
+    /// Deliver one claimed outbox row, leased until `claimed_until`, and record what happened
+    /// to it.
     async fn deliver_one(
         &self,
         sink: &dyn Sink,
         item: crate::store::OutboxItem,
+        claimed_until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Sent, StoreError> {
         // Shutting down: the rows not yet started are released for another replica.
         if self.is_stopping() {
             return Ok(Sent::NotStarted);
         }
-        // A fresh lease for each delivery, so that a slow batch cannot let another
-        // process take (and send again) rows this one is about to send.
-        let renewed = self
-            .store
-            .renew_outbox_lease(item.id, &self.owner, self.clock.now() + self.lease)
-            .await?;
-        if !renewed {
-            tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
-            return Ok(Sent::NotStarted);
+        // Every delivery starts with nearly a whole lease (at least 19/20 of it), so that a
+        // slow batch cannot let another process take (and send again) rows this one is
+        // about to send. A row taken up soon after its claim still has that; a later one
+        // renews its lease first.
+        let now = self.clock.now();
+        if claimed_until - now < self.lease - self.lease / 20 {
+            let renewed = self
+                .store
+                .renew_outbox_lease(item.id, &self.owner, now + self.lease)
+                .await?;
+            if !renewed {
+                tracing::warn!(incident = %item.incident, row = item.id, "lease lost before delivery; leaving the row to its new owner");
+                return Ok(Sent::NotStarted);
+            }
         }
         let span = tracing::info_span!(
             "deliver",

@@ -541,6 +541,87 @@ pub async fn a_stopping_replica_hands_its_work_over_at_once(db: &TestDb) {
     assert!(attempts[1..].iter().all(|a| *a == 1), "{attempts:?}");
 }
 
+/// A sink that holds every delivery until `release` is notified, counting those started and
+/// recording the rows it delivered.
+struct HeldSink {
+    started: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Semaphore,
+    delivered: Mutex<Vec<i64>>,
+}
+
+impl Default for HeldSink {
+    fn default() -> HeldSink {
+        HeldSink {
+            started: Default::default(),
+            release: tokio::sync::Semaphore::new(0),
+            delivered: Default::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for HeldSink {
+    fn destination(&self) -> &'static str {
+        "console"
+    }
+    async fn deliver(&self, item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.release.acquire().await.unwrap().forget();
+        self.delivered.lock().unwrap().push(item.id);
+        Ok(Delivered::Done)
+    }
+}
+
+/// A claimed batch outlives its lease (its first deliveries hang) and another replica takes
+/// the rows over: a row of the batch that had not started yet is not sent by the first
+/// replica, whose lease on it is checked again before it starts.
+pub async fn a_row_started_after_its_lease_ran_out_is_left_to_its_new_owner(db: &TestDb) {
+    let clock = clock();
+    let leaving = Arc::new(app(db.open().await, clock.clone()));
+    // Nine incidents: nine heads in one claim, one more than are delivered at once.
+    for n in 0..9 {
+        leaving
+            .handle_command(&origin("general", "alice"), &format!("declare Outage {n}"))
+            .await
+            .unwrap();
+    }
+    let sink = Arc::new(HeldSink::default());
+    let dispatch = tokio::spawn({
+        let (leaving, sink) = (leaving.clone(), sink.clone());
+        async move { leaving.dispatch_outbox(sink.as_ref()).await }
+    });
+    while sink.started.load(std::sync::atomic::Ordering::SeqCst) < 8 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    // The lease (60 s) runs out while those eight hang; another replica takes every head.
+    clock.advance(Duration::seconds(120));
+    let now = clock.now();
+    let taken = db
+        .open()
+        .await
+        .claim_outbox("console", now, "other", now + Duration::seconds(60), 100)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 9, "every head was the leaving replica's");
+
+    sink.release.add_permits(100);
+    dispatch.await.unwrap().unwrap();
+    let delivered = sink.delivered.lock().unwrap().clone();
+    assert_eq!(
+        delivered.len(),
+        8,
+        "only the eight already in hand went out, not the ninth: {delivered:?}"
+    );
+    let ninth: Vec<i64> = taken
+        .iter()
+        .map(|item| item.id)
+        .filter(|id| !delivered.contains(id))
+        .collect();
+    assert_eq!(ninth.len(), 1, "{ninth:?}");
+}
+
 /// Records the attempt number of each delivery.
 #[derive(Default)]
 struct AttemptsSink(Mutex<Vec<i32>>);
@@ -557,6 +638,7 @@ impl Sink for AttemptsSink {
 }
 
 on_both_stores!(
+    a_row_started_after_its_lease_ran_out_is_left_to_its_new_owner,
     a_stopping_replica_hands_its_work_over_at_once,
     a_stopping_replica_finishes_the_row_in_hand_and_hands_the_rest_over,
     overdue_reminders_fire_once_after_a_restart_and_say_how_late,
