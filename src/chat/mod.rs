@@ -54,9 +54,48 @@ pub struct ChatRefs {
     pub store: std::sync::Arc<dyn crate::store::Store>,
     /// The platform (`slack`, `discord`).
     pub platform: &'static str,
+    known: std::sync::Arc<std::sync::Mutex<Known>>,
+}
+
+/// What `ChatRefs` keeps of what it read or recorded: only what never changes once it
+/// exists (an incident's channel name, and that channel's platform id, recorded once), so
+/// every replica may keep it; what does not exist yet is not kept. Nearly every delivery asks.
+#[derive(Default)]
+struct Known {
+    /// `channel:<name>`: incident channel name → platform id.
+    channels: std::collections::HashMap<String, String>,
+    /// Incident → (channel name, platform id), once the channel exists.
+    incidents: std::collections::HashMap<crate::core::IncidentKey, (String, String)>,
+}
+
+/// How many entries `Known` keeps of each kind before it forgets them all and starts again
+/// (a few megabytes at most).
+const KNOWN_LIMIT: usize = 10_000;
+
+impl Known {
+    fn channel(&mut self, name: &str, id: &str) {
+        if self.channels.len() >= KNOWN_LIMIT {
+            self.channels.clear();
+        }
+        self.channels.insert(name.to_string(), id.to_string());
+    }
 }
 
 impl ChatRefs {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>, platform: &'static str) -> ChatRefs {
+        ChatRefs {
+            store,
+            platform,
+            known: Default::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<String>, DeliveryError> {
         self.store
             .chat_ref(self.platform, key)
@@ -73,7 +112,38 @@ impl ChatRefs {
 
     /// The platform id of an incident channel, if it was created.
     pub async fn channel(&self, name: &str) -> Result<Option<String>, DeliveryError> {
-        self.get(&format!("channel:{name}")).await
+        if let Some(id) = self.known().channels.get(name) {
+            return Ok(Some(id.clone()));
+        }
+        let id = self.get(&format!("channel:{name}")).await?;
+        if let Some(id) = &id {
+            self.known().channel(name, id);
+        }
+        Ok(id)
+    }
+
+    /// An incident's channel name and platform id (to link the channel in a message), once
+    /// the channel exists; `None` before that, or for an incident not in the store.
+    pub async fn incident_channel(
+        &self,
+        incident: crate::core::IncidentKey,
+    ) -> Result<Option<(String, String)>, DeliveryError> {
+        if let Some(link) = self.known().incidents.get(&incident) {
+            return Ok(Some(link.clone()));
+        }
+        let Some(found) = self.store.incident(incident).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        let name = found.channel.to_string();
+        let Some(id) = self.channel(&name).await? else {
+            return Ok(None);
+        };
+        let mut known = self.known();
+        if known.incidents.len() >= KNOWN_LIMIT {
+            known.incidents.clear();
+        }
+        known.incidents.insert(incident, (name.clone(), id.clone()));
+        Ok(Some((name, id)))
     }
 
     /// The platform id of an incident channel created earlier (`label`: the platform's name
@@ -107,7 +177,9 @@ impl ChatRefs {
     /// Record an incident channel's id, both ways.
     pub async fn record_channel(&self, name: &str, channel_id: &str) -> Result<(), DeliveryError> {
         self.set(&format!("channel-id:{channel_id}"), name).await?;
-        self.set(&format!("channel:{name}"), channel_id).await
+        self.set(&format!("channel:{name}"), channel_id).await?;
+        self.known().channel(name, channel_id);
+        Ok(())
     }
 
     /// The id recorded under `key` (an outbox row's post), or `post()`'s, recorded: a retried

@@ -541,6 +541,50 @@ pub async fn a_stopping_replica_hands_its_work_over_at_once(db: &TestDb) {
     assert!(attempts[1..].iter().all(|a| *a == 1), "{attempts:?}");
 }
 
+/// The chat refs keep an incident's channel link once the channel exists, and only then: a
+/// message delivered before the channel's id is recorded finds it when it is.
+pub async fn an_incident_channel_link_is_found_once_the_channel_exists(db: &TestDb) {
+    let store = db.open().await;
+    let app = app(store.clone(), clock());
+    declare(&app).await;
+    let key = store
+        .incident_by_channel(CHANNEL)
+        .await
+        .unwrap()
+        .unwrap()
+        .key;
+    let refs = warroom::chat::ChatRefs::new(store.clone(), "slack");
+    assert_eq!(
+        refs.incident_channel(key).await.unwrap(),
+        None,
+        "no channel yet"
+    );
+    assert_eq!(refs.channel(CHANNEL).await.unwrap(), None);
+    assert_eq!(
+        refs.incident_channel(IncidentKey(key.0 + 100))
+            .await
+            .unwrap(),
+        None,
+        "no such incident"
+    );
+
+    // Recorded by another replica's sink: not kept as missing here.
+    store
+        .set_chat_ref("slack", &format!("channel:{CHANNEL}"), "C0INCIDENT")
+        .await
+        .unwrap();
+    let link = Some((CHANNEL.to_string(), "C0INCIDENT".to_string()));
+    assert_eq!(refs.incident_channel(key).await.unwrap(), link);
+    assert_eq!(refs.incident_channel(key).await.unwrap(), link, "kept");
+    assert_eq!(
+        refs.channel(CHANNEL).await.unwrap().as_deref(),
+        Some("C0INCIDENT")
+    );
+    // Per platform.
+    let discord = warroom::chat::ChatRefs::new(store.clone(), "discord");
+    assert_eq!(discord.incident_channel(key).await.unwrap(), None);
+}
+
 /// A sink that holds every delivery until `release` is notified, counting those started and
 /// recording the rows it delivered.
 struct HeldSink {
@@ -638,6 +682,7 @@ impl Sink for AttemptsSink {
 }
 
 on_both_stores!(
+    an_incident_channel_link_is_found_once_the_channel_exists,
     a_row_started_after_its_lease_ran_out_is_left_to_its_new_owner,
     a_stopping_replica_hands_its_work_over_at_once,
     a_stopping_replica_finishes_the_row_in_hand_and_hands_the_rest_over,

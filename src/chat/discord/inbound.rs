@@ -149,10 +149,7 @@ impl DiscordInbound {
     }
 
     fn refs(&self) -> ChatRefs {
-        ChatRefs {
-            store: self.app.store.clone(),
-            platform: DISCORD,
-        }
+        ChatRefs::new(self.app.store.clone(), DISCORD)
     }
 
     /// The incident channel a Discord channel id belongs to, or the id itself.

@@ -66,10 +66,7 @@ impl DiscordSink {
     ) -> DiscordSink {
         DiscordSink {
             api,
-            refs: ChatRefs {
-                store: store.clone(),
-                platform: DISCORD,
-            },
+            refs: ChatRefs::new(store.clone(), DISCORD),
             store,
             renderer,
             config,
@@ -254,16 +251,7 @@ impl DiscordSink {
             .map_err(|e| DeliveryError::Permanent {
                 reason: e.to_string(),
             })?;
-        let mut link = None;
-        if let Some(incident) = self
-            .store
-            .incident(item.incident)
-            .await
-            .map_err(store_error)?
-            && let Some(id) = self.refs.channel(incident.channel.as_str()).await?
-        {
-            link = Some((incident.channel.to_string(), id));
-        }
+        let link = self.refs.incident_channel(item.incident).await?;
         let content = content::content(
             &rendered,
             link.as_ref().map(|(name, id)| (name.as_str(), id.as_str())),

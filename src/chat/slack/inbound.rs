@@ -101,10 +101,7 @@ impl SlackInbound {
     }
 
     fn refs(&self) -> ChatRefs {
-        ChatRefs {
-            store: self.app.store.clone(),
-            platform: SLACK,
-        }
+        ChatRefs::new(self.app.store.clone(), SLACK)
     }
 
     /// The incident channel a Slack channel id belongs to, or the id itself.

@@ -77,10 +77,7 @@ impl SlackSink {
     ) -> SlackSink {
         SlackSink {
             api,
-            refs: ChatRefs {
-                store: store.clone(),
-                platform: SLACK,
-            },
+            refs: ChatRefs::new(store.clone(), SLACK),
             store,
             renderer,
             config,
@@ -215,14 +212,8 @@ impl SlackSink {
                 reason: e.to_string(),
             })?;
         let mut content = blocks::content(&rendered);
-        if let Some(incident) = self
-            .store
-            .incident(item.incident)
-            .await
-            .map_err(store_error)?
-            && let Some(id) = self.refs.channel(incident.channel.as_str()).await?
-        {
-            blocks::link_channel(&mut content, incident.channel.as_str(), &id);
+        if let Some((name, id)) = self.refs.incident_channel(item.incident).await? {
+            blocks::link_channel(&mut content, &name, &id);
         }
         Ok(content)
     }
