@@ -248,23 +248,11 @@ fn load_config(
     let mut config = config::load(file)?;
     if let Some(url) = database_url {
         config.database = match DatabaseTarget::from_url(url, 8).map_err(anyhow::Error::msg)? {
-            DatabaseTarget::Postgres {
+            DatabaseTarget::Postgres { url, .. } => DatabaseTarget::Postgres {
                 url,
-                pool_size: _,
-                schema: _,
-            } => {
-                let (schema, pool_size) = match &config.database {
-                    DatabaseTarget::Postgres {
-                        schema, pool_size, ..
-                    } => (schema.clone(), *pool_size),
-                    DatabaseTarget::Sqlite { .. } => (None, 8),
-                };
-                DatabaseTarget::Postgres {
-                    url,
-                    schema,
-                    pool_size,
-                }
-            }
+                schema: config.postgres_schema.clone(),
+                pool_size: config.postgres_pool_size,
+            },
             sqlite => sqlite,
         };
     }

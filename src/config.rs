@@ -415,6 +415,10 @@ impl PagerDutyConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseTarget,
+    /// `database.schema` and `database.pool_size`, kept for a PostgreSQL URL given on the
+    /// command line (`--database-url`) when the configuration itself names none.
+    pub postgres_schema: Option<String>,
+    pub postgres_pool_size: usize,
     pub policy: Policy,
     pub scheduler: SchedulerConfig,
     pub templates_dir: Option<PathBuf>,
@@ -766,6 +770,14 @@ fn validate(
             1
         }
     };
+    let schema = raw.database.schema.trim();
+    if !schema.is_empty() && !valid_identifier(schema) {
+        problem(
+            "database.schema",
+            format!("`{schema}` is not a plain identifier (letters, digits, _)"),
+        );
+    }
+    let postgres_schema = (!schema.is_empty()).then(|| schema.to_string());
     let database = if raw.database.url.expose().is_empty() {
         if raw.database.path.trim().is_empty() {
             problem(
@@ -778,20 +790,11 @@ fn validate(
         }
     } else {
         match DatabaseTarget::from_url(raw.database.url.expose(), pool_size) {
-            Ok(DatabaseTarget::Postgres { url, pool_size, .. }) => {
-                let schema = raw.database.schema.trim();
-                if !schema.is_empty() && !valid_identifier(schema) {
-                    problem(
-                        "database.schema",
-                        format!("`{schema}` is not a plain identifier (letters, digits, _)"),
-                    );
-                }
-                DatabaseTarget::Postgres {
-                    url,
-                    schema: (!schema.is_empty()).then(|| schema.to_string()),
-                    pool_size,
-                }
-            }
+            Ok(DatabaseTarget::Postgres { url, pool_size, .. }) => DatabaseTarget::Postgres {
+                url,
+                schema: postgres_schema.clone(),
+                pool_size,
+            },
             Ok(other) => other,
             Err(e) => {
                 problem("database.url", e);
@@ -1604,6 +1607,8 @@ fn validate(
         maintenance_windows,
         listen,
         database,
+        postgres_schema,
+        postgres_pool_size: pool_size,
         policy: Policy {
             severities,
             classification: ClassificationRules { rules, default },

@@ -484,6 +484,53 @@ fn migrate_on_sqlite() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with postgres://"));
 }
 
+/// `--database-url` names the server; the schema and pool size still come from the
+/// configuration (here the environment), even when the configuration names no URL itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_with_a_database_url_keeps_the_configured_schema() {
+    let Some(db) = PgSchema::create().await else {
+        return;
+    };
+    let (url, schema) = (db.url.clone(), db.schema.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        warroom()
+            .args(["migrate", "--database-url", &url])
+            .env_remove("WARROOM_DATABASE__URL")
+            .env("WARROOM_DATABASE__SCHEMA", &schema)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("(schema {})", db.schema)),
+        "{stdout}"
+    );
+    // The tables are in that schema.
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(connection);
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name IN ('incidents', 'schema_migrations')",
+            &[&db.schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 2);
+    drop(client);
+    let _ = task.await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_on_postgres_never_prints_the_password() {
     let Some(db) = PgSchema::create().await else {
