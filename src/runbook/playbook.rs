@@ -223,6 +223,14 @@ impl Playbooks {
         }
     }
 
+    /// Load and lint playbook files given as `(file name, text)` pairs, as `load_dir` does with
+    /// the files of a folder.
+    pub fn from_texts(
+        sources: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Playbooks, Vec<PlaybookProblem>> {
+        Playbooks::from_sources(sources, Vec::new())
+    }
+
     /// Lint `(file, text)` pairs into a set; `problems` are ones already found.
     fn from_sources(
         sources: impl IntoIterator<Item = (String, String)>,

@@ -1,7 +1,8 @@
 //! Property-based ("fuzz") tests, with proptest, of everything that reads untrusted input:
 //! the command parser, Slack and Discord request signatures, Discord invocations, button ids and
 //! mentions, Slack and Discord escaping, PagerDuty webhooks and playbook files.
-//! (cargo-fuzz needs a nightly toolchain; these run on stable.)
+//! Coverage-guided fuzzing of the same inputs is in `fuzz/` (cargo-fuzz, `fuzz/run`); these
+//! properties run with every `cargo test`.
 //!
 //! By default every property runs 64 cases, so the module takes a few seconds in CI:
 //!
