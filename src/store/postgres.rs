@@ -206,6 +206,23 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(with_causes(&e))
 }
 
+/// The value of a chat ref, read on a connection the caller holds.
+async fn read_chat_ref(
+    client: &deadpool_postgres::Client,
+    platform: &str,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    let statement = client
+        .prepare_cached("SELECT value FROM chat_refs WHERE platform = $1 AND key = $2")
+        .await
+        .map_err(db_error)?;
+    let row = client
+        .query_opt(&statement, &[&platform, &key])
+        .await
+        .map_err(db_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// An error writing an incident row: a second incident for one PagerDuty incident (two
 /// replicas opening it from two copies of its webhook) is a conflict, re-decided by the loser.
 fn incident_write_error(e: tokio_postgres::Error) -> StoreError {
@@ -621,17 +638,7 @@ impl Store for PostgresStore {
 
     async fn chat_ref(&self, platform: &str, key: &str) -> StoreResult<Option<String>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT value FROM chat_refs WHERE platform = $1 AND key = $2")
-                    .await
-                    .map_err(db_error)?,
-                &[&platform, &key],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(row.map(|r| r.get(0)))
+        read_chat_ref(&client, platform, key).await
     }
 
     async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()> {
@@ -671,17 +678,8 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         // Read back on the same connection: asking the pool for a second one while holding
         // this one would deadlock once every connection is held by a claim.
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT value FROM chat_refs WHERE platform = $1 AND key = $2")
-                    .await
-                    .map_err(db_error)?,
-                &[&platform, &key],
-            )
-            .await
-            .map_err(db_error)?;
-        row.map(|r| r.get(0))
+        read_chat_ref(&client, platform, key)
+            .await?
             .ok_or_else(|| StoreError::Corrupt(format!("chat ref {platform}/{key} vanished")))
     }
 
