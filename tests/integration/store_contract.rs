@@ -53,6 +53,85 @@ async fn declared(store: &dyn Store, title: &str, channel: &str) -> warroom::cor
     decision
 }
 
+/// A change of many rows (more statements than PostgreSQL gets in one small batch) is
+/// written whole and in order, or, when its version is stale or its channel taken, not at all.
+pub async fn a_large_change_is_all_or_nothing_and_in_order(db: &TestDb) {
+    let store = db.open().await;
+    let d = declared(&*store, "Many updates", "inc-20261128-many-updates").await;
+    let now = t0() + Duration::minutes(1);
+    let mut big = apply(
+        &policy(),
+        &d.incident,
+        &user("bob"),
+        &Command::Update("0".into()),
+        now,
+    )
+    .unwrap();
+    let template = big.events[0].clone();
+    big.events = (0..45)
+        .map(|n| {
+            let mut event = template.clone();
+            event.kind = EventKind::StatusUpdate {
+                text: format!("update {n}"),
+            };
+            event
+        })
+        .collect();
+    let before = store.timeline(d.incident.key).await.unwrap().len();
+
+    // Stale version: nothing of it is written.
+    let stale = store
+        .commit(Change::new(&big, Some(d.incident.version + 1), now))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Conflict(_)), "{stale:?}");
+    assert_eq!(store.timeline(d.incident.key).await.unwrap().len(), before);
+
+    store
+        .commit(Change::new(&big, Some(d.incident.version), now))
+        .await
+        .unwrap();
+    let texts: Vec<String> = store
+        .timeline(d.incident.key)
+        .await
+        .unwrap()
+        .into_iter()
+        .skip(before)
+        .map(|event| match event.kind {
+            EventKind::StatusUpdate { text } => text,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected: Vec<String> = (0..45).map(|n| format!("update {n}")).collect();
+    assert_eq!(texts, expected);
+
+    // A new incident whose channel is taken: neither it nor any of its many rows is written.
+    let key = store.allocate_incident_key().await.unwrap();
+    let mut clash = declare(
+        &policy(),
+        DeclareRequest {
+            key,
+            title: "Many updates".into(),
+            severity: None,
+            actor: user("bob"),
+            platform: Platform::Console,
+            channel: ChannelName::parse("inc-20261128-many-updates").unwrap(),
+            now: t0(),
+            from_pagerduty: None,
+        },
+    );
+    clash.events = big.events.clone();
+    let pending = store.outbox_counts().await.unwrap().pending;
+    let taken = store
+        .commit(Change::new(&clash, None, t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::ChannelTaken(_)), "{taken:?}");
+    assert_eq!(store.incident(key).await.unwrap(), None);
+    assert!(store.timeline(key).await.unwrap().is_empty());
+    assert_eq!(store.outbox_counts().await.unwrap().pending, pending);
+}
+
 pub async fn stores_and_reads_back_everything(db: &TestDb) {
     let store = db.open().await;
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -1242,6 +1321,7 @@ pub async fn health_counts_and_released_leases(db: &TestDb) {
 }
 
 on_both_stores!(
+    a_large_change_is_all_or_nothing_and_in_order,
     an_alert_group_has_one_open_incident_at_a_time,
     maintenance_edges_are_announced_once,
     health_counts_and_released_leases,
