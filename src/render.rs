@@ -281,20 +281,29 @@ pub struct RenderedMessage {
 impl RenderedMessage {
     /// All text blocks and fields as plain lines (console, fallbacks, notifications).
     pub fn plain_text(&self) -> String {
-        let mut parts = Vec::new();
-        for block in &self.blocks {
-            match block {
-                RenderedBlock::Text(text) => parts.push(text.clone()),
-                RenderedBlock::Fields(fields) => parts.push(
-                    fields
-                        .iter()
-                        .map(|(label, value)| format!("{label}: {value}"))
-                        .collect::<Vec<_>>()
-                        .join(" · "),
-                ),
-            }
-        }
-        parts.join("\n")
+        self.joined(" · ", "\n")
+    }
+
+    /// All text blocks and fields as a document (a shared file): blocks apart as paragraphs,
+    /// each field on a line of its own.
+    pub fn document_text(&self) -> String {
+        self.joined("\n", "\n\n")
+    }
+
+    fn joined(&self, between_fields: &str, between_blocks: &str) -> String {
+        let parts: Vec<String> = self
+            .blocks
+            .iter()
+            .map(|block| match block {
+                RenderedBlock::Text(text) => text.clone(),
+                RenderedBlock::Fields(fields) => fields
+                    .iter()
+                    .map(|(label, value)| format!("{label}: {value}"))
+                    .collect::<Vec<_>>()
+                    .join(between_fields),
+            })
+            .collect();
+        parts.join(between_blocks)
     }
 }
 
@@ -479,6 +488,30 @@ fn template_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_keeps_lines_and_a_document_keeps_paragraphs() {
+        let message = RenderedMessage {
+            visibility: Visibility::InChannel,
+            blocks: vec![
+                RenderedBlock::Text("# Title".into()),
+                RenderedBlock::Fields(vec![
+                    ("Severity".into(), "P1".into()),
+                    ("Status".into(), "open".into()),
+                ]),
+                RenderedBlock::Text("Body".into()),
+            ],
+            buttons: Vec::new(),
+        };
+        assert_eq!(
+            message.plain_text(),
+            "# Title\nSeverity: P1 · Status: open\nBody"
+        );
+        assert_eq!(
+            message.document_text(),
+            "# Title\n\nSeverity: P1\nStatus: open\n\nBody"
+        );
+    }
 
     #[test]
     fn mass_mentions_get_a_zero_width_space_after_the_lead_and_nothing_else_changes() {

@@ -267,24 +267,13 @@ impl SlackSink {
             .map_err(|e| DeliveryError::Permanent {
                 reason: e.to_string(),
             })?;
-        let text: Vec<String> = rendered
-            .blocks
-            .iter()
-            .map(|block| match block {
-                crate::render::RenderedBlock::Text(text) => text.clone(),
-                crate::render::RenderedBlock::Fields(fields) => fields
-                    .iter()
-                    .map(|(label, value)| format!("{label}: {value}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            })
-            .collect();
+        let text = rendered.document_text();
         let title = crate::chat::split::ellipsis(title, 250);
         self.refs
             .once(&crate::chat::posted_key(item.id), async {
                 Ok(self
                     .api
-                    .upload_snippet(&channel_id, filename, &title, text.join("\n\n").as_bytes())
+                    .upload_snippet(&channel_id, filename, &title, text.as_bytes())
                     .await?)
             })
             .await?;
