@@ -923,11 +923,25 @@ impl Store for PostgresStore {
             .iter()
             .map(|event| actor_column(&event.actor))
             .collect();
-        let timer_kinds: Vec<(&str, i64)> = change
+        let timer_kinds: Vec<&str> = change.timers.iter().map(|t| t.kind.as_str()).collect();
+        let timer_steps: Vec<i64> = change.timers.iter().map(|t| t.kind.index()).collect();
+        let timer_due: Vec<DateTime<Utc>> = change.timers.iter().map(|t| t.due_at).collect();
+        let timer_fences: Vec<i64> = change.timers.iter().map(|t| t.fence).collect();
+        // Written one by one, a timer would be superseded by a later timer of its kind in the
+        // same change with a greater fence; written together, it starts out superseded.
+        let timer_states: Vec<&str> = change
             .timers
             .iter()
-            .map(|timer| (timer.kind.as_str(), timer.kind.index()))
+            .enumerate()
+            .map(|(n, timer)| {
+                let overtaken = change.timers[n + 1..].iter().any(|later| {
+                    later.kind.as_str() == timer.kind.as_str() && later.fence > timer.fence
+                });
+                if overtaken { "superseded" } else { "pending" }
+            })
             .collect();
+        let event_kinds: Vec<&str> = change.events.iter().map(|e| e.kind.name()).collect();
+        let event_times: Vec<DateTime<Utc>> = change.events.iter().map(|e| e.at).collect();
         // One statement for all of a change's outbox rows (a declaration writes eight or so),
         // in decision order: ids are taken in the order of `ORDER BY n`.
         let mut platforms = Vec::with_capacity(change.outbox.len());
@@ -955,9 +969,15 @@ impl Store for PostgresStore {
             Some(_) => UPDATE_INCIDENT_SQL,
         };
         let incident_statement = tx.prepare_cached(incident_sql).await.map_err(db_error)?;
+        // A change's events, like its timers and outbox rows, go in one statement each, ids
+        // taken in decision order (`ORDER BY n`): PostgreSQL's work per change does not grow
+        // with its rows' count, only its rows' size.
         let event_statement = match change.events.is_empty() {
             true => None,
-            false => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await?),
+            false => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) \
+                 SELECT $1, at, actor, kind, detail \
+                 FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS row (at, actor, kind, detail, n) \
+                 ORDER BY n").await?),
         };
         let inbound_statement = match change.inbound_event {
             None => None,
@@ -978,12 +998,20 @@ impl Store for PostgresStore {
             Some(_) => Some(prepared("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
                  WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
         };
-        let timer_statements = match change.timers.is_empty() {
+        // A new incident has no timers to supersede.
+        let supersede_statement = match change.timers.is_empty() || change.expected_version.is_none() {
             true => None,
-            false => Some((
-                prepared("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await?,
-                prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?,
-            )),
+            false => Some(prepared("UPDATE timers SET state = 'superseded' \
+                 FROM UNNEST($2::text[], $3::bigint[]) AS newer (kind, fence) \
+                 WHERE timers.incident = $1 AND timers.kind = newer.kind AND timers.fence < newer.fence \
+                 AND timers.state = 'pending'").await?),
+        };
+        let timer_statement = match change.timers.is_empty() {
+            true => None,
+            false => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at, state) \
+                 SELECT $1, kind, step, due_at, fence, $2, state \
+                 FROM UNNEST($3::text[], $4::bigint[], $5::timestamptz[], $6::bigint[], $7::text[]) WITH ORDINALITY AS row (kind, step, due_at, fence, state, n) \
+                 ORDER BY n").await?),
         };
         let outbox_statement = match change.outbox.is_empty() {
             true => None,
@@ -1019,19 +1047,14 @@ impl Store for PostgresStore {
             ));
         }
         if let Some(statement) = &event_statement {
-            for ((event, detail), actor) in change.events.iter().zip(&details).zip(&actors) {
-                let kind = event.kind.name();
-                sent.push((
-                    Expect::Any,
-                    Box::pin(async move {
-                        pipe.execute(
-                            statement,
-                            &[&i.key.0, &event.at, &actor.as_deref(), &kind, detail],
-                        )
+            let (times, actors, kinds, details) = (&event_times, &actors, &event_kinds, &details);
+            sent.push((
+                Expect::Any,
+                Box::pin(async move {
+                    pipe.execute(statement, &[&i.key.0, times, actors, kinds, details])
                         .await
-                    }),
-                ));
-            }
+                }),
+            ));
         }
         if let (Some(statement), Some((id, owner))) = (&fired_statement, &change.fired_timer) {
             let now = &change.now;
@@ -1057,27 +1080,32 @@ impl Store for PostgresStore {
                 Box::pin(async move { pipe.execute(statement, &[id, owner, reason]).await }),
             ));
         }
-        if let Some((supersede, insert)) = &timer_statements {
-            for (timer, (kind, step)) in change.timers.iter().zip(&timer_kinds) {
-                let now = &change.now;
-                sent.push((
-                    Expect::Any,
-                    Box::pin(async move {
-                        pipe.execute(supersede, &[&i.key.0, kind, &timer.fence])
-                            .await
-                    }),
-                ));
-                sent.push((
-                    Expect::Any,
-                    Box::pin(async move {
-                        pipe.execute(
-                            insert,
-                            &[&i.key.0, kind, step, &timer.due_at, &timer.fence, now],
-                        )
-                        .await
-                    }),
-                ));
-            }
+        if let Some(statement) = &supersede_statement {
+            let (kinds, fences) = (&timer_kinds, &timer_fences);
+            sent.push((
+                Expect::Any,
+                Box::pin(async move { pipe.execute(statement, &[&i.key.0, kinds, fences]).await }),
+            ));
+        }
+        if let Some(statement) = &timer_statement {
+            let (now, kinds, steps, due, fences, states) = (
+                &change.now,
+                &timer_kinds,
+                &timer_steps,
+                &timer_due,
+                &timer_fences,
+                &timer_states,
+            );
+            sent.push((
+                Expect::Any,
+                Box::pin(async move {
+                    pipe.execute(
+                        statement,
+                        &[&i.key.0, now, kinds, steps, due, fences, states],
+                    )
+                    .await
+                }),
+            ));
         }
         if let Some(statement) = &outbox_statement {
             let (now, platforms, effects, keys, urgent) =

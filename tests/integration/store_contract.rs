@@ -132,6 +132,65 @@ pub async fn a_large_change_is_all_or_nothing_and_in_order(db: &TestDb) {
     assert_eq!(store.outbox_counts().await.unwrap().pending, pending);
 }
 
+/// A change's timers take effect as if written one by one in order: each supersedes the
+/// pending timers of its kind with a lower fence, those stored and those earlier in the
+/// same change, and never a later one.
+pub async fn timers_of_one_change_supersede_in_order(db: &TestDb) {
+    let store = db.open().await;
+    let d = declared(&*store, "Fences", "inc-20261128-fences").await;
+    let now = t0() + Duration::minutes(1);
+    let mut change = apply(
+        &policy(),
+        &d.incident,
+        &user("bob"),
+        &Command::Update("fences".into()),
+        now,
+    )
+    .unwrap();
+    let reminder = |fence: i64, hours: i64| TimerRequest {
+        kind: TimerKind::StatusReminder,
+        due_at: t0() + Duration::hours(hours),
+        fence,
+    };
+    let timers = [
+        reminder(1, 1),
+        reminder(2, 2),
+        TimerRequest {
+            kind: TimerKind::EscalationStep { step: 1 },
+            due_at: t0() + Duration::hours(5),
+            fence: 0,
+        },
+        reminder(4, 4),
+        reminder(3, 3),
+    ];
+    change.timers = timers.to_vec();
+    store
+        .commit(Change::new(&change, Some(d.incident.version), now))
+        .await
+        .unwrap();
+    let later = t0() + Duration::hours(10);
+    let pending: Vec<(TimerKind, i64, DateTime<Utc>)> = store
+        .claim_due_timers(later, "a", later + Duration::minutes(5), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.kind, t.fence, t.due_at))
+        .collect();
+    assert_eq!(
+        pending,
+        vec![
+            (TimerKind::StatusReminder, 3, t0() + Duration::hours(3)),
+            (TimerKind::StatusReminder, 4, t0() + Duration::hours(4)),
+            (
+                TimerKind::EscalationStep { step: 1 },
+                0,
+                t0() + Duration::hours(5)
+            ),
+        ],
+        "the declared reminder and fences 1 and 2 were superseded; 4 came before 3 and stands"
+    );
+}
+
 pub async fn stores_and_reads_back_everything(db: &TestDb) {
     let store = db.open().await;
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -1322,6 +1381,7 @@ pub async fn health_counts_and_released_leases(db: &TestDb) {
 
 on_both_stores!(
     a_large_change_is_all_or_nothing_and_in_order,
+    timers_of_one_change_supersede_in_order,
     an_alert_group_has_one_open_incident_at_a_time,
     maintenance_edges_are_announced_once,
     health_counts_and_released_leases,
