@@ -182,13 +182,21 @@ impl ChatRefs {
         Ok(())
     }
 
-    /// The id recorded under `key` (an outbox row's post), or `post()`'s, recorded: a retried
-    /// row reuses what an earlier attempt posted.
-    pub async fn once<F>(&self, key: &str, post: F) -> Result<String, DeliveryError>
+    /// The id recorded under `key` (what `item` posted), or `post()`'s, recorded: a retried
+    /// row reuses what an earlier attempt posted. Only a row claimed before can have posted
+    /// anything (each claim counts an attempt), so its first attempt does not look.
+    pub async fn once<F>(
+        &self,
+        item: &crate::store::OutboxItem,
+        key: &str,
+        post: F,
+    ) -> Result<String, DeliveryError>
     where
         F: std::future::Future<Output = Result<String, DeliveryError>>,
     {
-        if let Some(id) = self.get(key).await? {
+        if item.attempts > 1
+            && let Some(id) = self.get(key).await?
+        {
             return Ok(id);
         }
         let id = post.await?;

@@ -220,7 +220,7 @@ impl DiscordSink {
         }
         let body = content::body(&text, &[]);
         self.refs
-            .once(&format!("{}:invite", posted_key(item.id)), async {
+            .once(item, &format!("{}:invite", posted_key(item.id)), async {
                 Ok(self.api.post(channel_id, &body).await?)
             })
             .await?;
@@ -286,7 +286,9 @@ impl DiscordSink {
             };
             let id = self
                 .refs
-                .once(&key, async { Ok(self.api.post(&channel_id, body).await?) })
+                .once(item, &key, async {
+                    Ok(self.api.post(&channel_id, body).await?)
+                })
                 .await?;
             first.get_or_insert(id);
         }

@@ -229,7 +229,7 @@ impl SlackSink {
         let channel_id = self.target(channel).await?;
         let ts = self
             .refs
-            .once(&crate::chat::posted_key(item.id), async {
+            .once(item, &crate::chat::posted_key(item.id), async {
                 let content = self.content(item, message).await?;
                 Ok(self
                     .api
@@ -270,7 +270,7 @@ impl SlackSink {
         let text = rendered.document_text();
         let title = crate::chat::split::ellipsis(title, 250);
         self.refs
-            .once(&crate::chat::posted_key(item.id), async {
+            .once(item, &crate::chat::posted_key(item.id), async {
                 Ok(self
                     .api
                     .upload_snippet(&channel_id, filename, &title, text.as_bytes())
