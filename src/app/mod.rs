@@ -89,6 +89,11 @@ fn unless_lease_lost(result: Result<(), StoreError>) -> Result<(), StoreError> {
     }
 }
 
+/// The first free channel name from `base`, given the names in use that start with it.
+fn pick_channel_name(base: &str, taken: &[String]) -> crate::core::ChannelName {
+    channel::free_channel_name(base, |n| taken.iter().any(|t| t == n))
+}
+
 fn unavailable(error: &StoreError) -> Message {
     tracing::error!(%error, "store error while handling a request");
     Message::notice(
@@ -294,14 +299,12 @@ impl App {
         title: String,
         severity: Option<crate::core::Severity>,
     ) -> Result<Message, StoreError> {
-        // The number and a free channel name are asked for at once: neither depends on the
+        // The number and the names in use are asked for at once: neither depends on the
         // other.
         let mut now = self.clock.now();
-        let (key, first_name) = tokio::try_join!(
-            self.store.allocate_incident_key(),
-            self.free_channel_name(&title, now)
-        )?;
-        let mut first_name = Some(first_name);
+        let base = self.channel_base(&title, now);
+        let (key, taken) = self.store.allocate_incident_key_with_names(&base).await?;
+        let mut first_name = Some(pick_channel_name(&base, &taken));
         for _ in 0..CONFLICT_RETRIES {
             let name = match first_name.take() {
                 Some(name) => name,
@@ -411,11 +414,14 @@ impl App {
         title: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<crate::core::ChannelName, StoreError> {
-        let base = channel::channel_base(&self.policy.channel_prefix, now.date_naive(), title);
+        let base = self.channel_base(title, now);
         let taken = self.store.channel_names_with_prefix(&base).await?;
-        Ok(channel::free_channel_name(&base, |n| {
-            taken.iter().any(|t| t == n)
-        }))
+        Ok(pick_channel_name(&base, &taken))
+    }
+
+    /// What an incident channel declared now about `title` is called, before any suffix.
+    fn channel_base(&self, title: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+        channel::channel_base(&self.policy.channel_prefix, now.date_naive(), title)
     }
 
     /// Fire every timer due now. Each fires in its own transaction with the change it causes;

@@ -205,6 +205,16 @@ pub trait Store: Send + Sync {
     /// Channel names in use that start with `prefix`.
     async fn channel_names_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>>;
 
+    /// `allocate_incident_key` and `channel_names_with_prefix` at once (what a declaration
+    /// asks first), in one round trip where the store can.
+    async fn allocate_incident_key_with_names(
+        &self,
+        prefix: &str,
+    ) -> StoreResult<(IncidentKey, Vec<String>)> {
+        let key = self.allocate_incident_key().await?;
+        Ok((key, self.channel_names_with_prefix(prefix).await?))
+    }
+
     async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>>;
 
     async fn incident_by_channel(&self, channel: &str) -> StoreResult<Option<Incident>>;

@@ -25,6 +25,12 @@ static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
 });
 
 /// Rewrites an incident only if its stored version is still the one it was read at ($26).
+/// The incidents whose channel starts with `$1` (`$2`: `$1` followed by U+10FFFF): a
+/// byte-order range along `incidents_channel_prefix`, then the exact test. U+10FFFF is the
+/// greatest UTF-8 sequence, so every name that starts with the prefix sorts below it.
+const CHANNELS_WITH_PREFIX: &str = "FROM incidents WHERE channel ~>=~ $1 AND channel ~<~ $2 \
+     AND left(channel, length($1)) = $1";
+
 const UPDATE_INCIDENT_SQL: &str = "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
      commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
      acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
@@ -500,13 +506,7 @@ impl Store for PostgresStore {
         let rows = client
             .query(
                 &client
-                    .prepare_cached(
-                        // A byte-order range along `incidents_channel_prefix`, then the exact
-                        // test: U+10FFFF is the greatest UTF-8 sequence, so every name that
-                        // starts with the prefix sorts below prefix + U+10FFFF.
-                        "SELECT channel FROM incidents WHERE channel ~>=~ $1 AND channel ~<~ $2 \
-                         AND left(channel, length($1)) = $1",
-                    )
+                    .prepare_cached(&format!("SELECT channel {CHANNELS_WITH_PREFIX}"))
                     .await
                     .map_err(db_error)?,
                 &[&prefix, &format!("{prefix}\u{10FFFF}")],
@@ -514,6 +514,26 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn allocate_incident_key_with_names(
+        &self,
+        prefix: &str,
+    ) -> StoreResult<(IncidentKey, Vec<String>)> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one(
+                &client
+                    .prepare_cached(&format!(
+                        "SELECT nextval('incident_numbers'), ARRAY(SELECT channel {CHANNELS_WITH_PREFIX})"
+                    ))
+                    .await
+                    .map_err(db_error)?,
+                &[&prefix, &format!("{prefix}\u{10FFFF}")],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok((IncidentKey(row.get(0)), row.get(1)))
     }
 
     async fn incident(&self, key: IncidentKey) -> StoreResult<Option<Incident>> {

@@ -706,6 +706,22 @@ pub async fn lists_and_channel_prefixes(db: &TestDb) {
         .unwrap();
     names.sort();
     assert_eq!(names, ["inc-20261128-db", "inc-20261128-db-2"]);
+    // A declaration's first question: a fresh number and the same names, at once.
+    let (first, mut with_names) = store
+        .allocate_incident_key_with_names("inc-20261128-db")
+        .await
+        .unwrap();
+    with_names.sort();
+    assert_eq!(with_names, names);
+    let (second, none) = store
+        .allocate_incident_key_with_names("inc-20261128-nothing")
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    assert!(
+        first.0 > a.incident.key.0 && second.0 > first.0,
+        "{first:?} {second:?}"
+    );
     // LIKE wildcards in a prefix are plain characters.
     assert!(
         store
