@@ -530,6 +530,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let dispatcher = tokio::spawn(runner::dispatcher_loop(app.clone(), sink, poll));
             let inbound = Arc::new(crate::chat::slack::SlackInbound {
                 app: app.clone(),
+                refs: crate::chat::ChatRefs::new(store.clone(), crate::chat::slack::sink::SLACK),
                 api,
                 renderer,
                 config: slack.clone(),
@@ -571,6 +572,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .context("discord.public_key is not a valid Ed25519 public key")?;
             let inbound = Arc::new(crate::chat::discord::DiscordInbound {
                 app: app.clone(),
+                refs: crate::chat::ChatRefs::new(store.clone(), crate::chat::discord::DISCORD),
                 api,
                 renderer,
                 config: discord.clone(),

@@ -58,12 +58,15 @@ pub struct ChatRefs {
 }
 
 /// What `ChatRefs` keeps of what it read or recorded: only what never changes once it
-/// exists (an incident's channel name, and that channel's platform id, recorded once), so
-/// every replica may keep it; what does not exist yet is not kept. Nearly every delivery asks.
+/// exists (an incident's channel name, and that channel's platform id, recorded once; a
+/// platform id is never another channel's), so every replica may keep it; what does not exist
+/// yet is not kept. Nearly every delivery and every command asks.
 #[derive(Default)]
 struct Known {
     /// `channel:<name>`: incident channel name → platform id.
     channels: std::collections::HashMap<String, String>,
+    /// `channel-id:<id>`: platform id → incident channel name.
+    owners: std::collections::HashMap<String, String>,
     /// Incident → (channel name, platform id), once the channel exists.
     incidents: std::collections::HashMap<crate::core::IncidentKey, (String, String)>,
 }
@@ -74,11 +77,16 @@ const KNOWN_LIMIT: usize = 10_000;
 
 impl Known {
     fn channel(&mut self, name: &str, id: &str) {
-        if self.channels.len() >= KNOWN_LIMIT {
-            self.channels.clear();
-        }
-        self.channels.insert(name.to_string(), id.to_string());
+        keep(&mut self.channels, name, id);
+        keep(&mut self.owners, id, name);
     }
+}
+
+fn keep(map: &mut std::collections::HashMap<String, String>, key: &str, value: &str) {
+    if map.len() >= KNOWN_LIMIT {
+        map.clear();
+    }
+    map.insert(key.to_string(), value.to_string());
 }
 
 impl ChatRefs {
@@ -158,7 +166,14 @@ impl ChatRefs {
 
     /// The incident channel a platform channel id belongs to, if any.
     pub async fn owner(&self, channel_id: &str) -> Result<Option<String>, DeliveryError> {
-        self.get(&format!("channel-id:{channel_id}")).await
+        if let Some(name) = self.known().owners.get(channel_id) {
+            return Ok(Some(name.clone()));
+        }
+        let name = self.get(&format!("channel-id:{channel_id}")).await?;
+        if let Some(name) = &name {
+            keep(&mut self.known().owners, channel_id, name);
+        }
+        Ok(name)
     }
 
     /// Reserve a platform channel name for the incident channel `name`: `true` if it is

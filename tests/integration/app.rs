@@ -583,6 +583,27 @@ pub async fn an_incident_channel_link_is_found_once_the_channel_exists(db: &Test
     // Per platform.
     let discord = warroom::chat::ChatRefs::new(store.clone(), "discord");
     assert_eq!(discord.incident_channel(key).await.unwrap(), None);
+
+    // The incident channel a platform id belongs to (asked by every command): not kept while
+    // unknown, kept once found (a platform id is never another channel's).
+    assert_eq!(refs.owner("C0OTHER").await.unwrap(), None);
+    store
+        .set_chat_ref("slack", "channel-id:C0OTHER", "inc-20261128-other")
+        .await
+        .unwrap();
+    assert_eq!(
+        refs.owner("C0OTHER").await.unwrap().as_deref(),
+        Some("inc-20261128-other")
+    );
+    store
+        .set_chat_ref("slack", "channel-id:C0OTHER", "inc-20261128-changed")
+        .await
+        .unwrap();
+    assert_eq!(
+        refs.owner("C0OTHER").await.unwrap().as_deref(),
+        Some("inc-20261128-other"),
+        "kept"
+    );
 }
 
 /// A sink that holds every delivery until `release` is notified, counting those started and

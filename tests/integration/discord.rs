@@ -148,6 +148,7 @@ impl Discord {
         );
         let inbound = Arc::new(DiscordInbound {
             app: app.clone(),
+            refs: warroom::chat::ChatRefs::new(store.clone(), "discord"),
             api,
             renderer,
             verifier: warroom::chat::discord::verifier(&discord_config.public_key).unwrap(),

@@ -110,6 +110,7 @@ impl Slack {
         );
         let inbound = Arc::new(SlackInbound {
             app: app.clone(),
+            refs: warroom::chat::ChatRefs::new(store.clone(), "slack"),
             api,
             renderer,
             config: slack_config,

@@ -8,7 +8,6 @@
 //! Buttons are deferred at once and their result follows the same way; a pressed message loses
 //! its buttons and says who acted.
 
-use super::DISCORD;
 use super::api::{DiscordApi, codes};
 use super::commands;
 use super::content::{self, EPHEMERAL};
@@ -55,6 +54,8 @@ const AUTOCOMPLETE_RESULT: u64 = 8;
 /// What the Discord endpoint needs.
 pub struct DiscordInbound {
     pub app: Arc<App>,
+    /// This platform's ids in the store (one per process: it keeps what never changes).
+    pub refs: ChatRefs,
     pub api: Arc<DiscordApi>,
     pub renderer: Arc<Renderer>,
     pub config: DiscordConfig,
@@ -148,13 +149,9 @@ impl DiscordInbound {
         }
     }
 
-    fn refs(&self) -> ChatRefs {
-        ChatRefs::new(self.app.store.clone(), DISCORD)
-    }
-
     /// The incident channel a Discord channel id belongs to, or the id itself.
     async fn channel_name(&self, channel_id: &str) -> Result<String, Message> {
-        crate::chat::channel_name(&self.refs(), channel_id).await
+        crate::chat::channel_name(&self.refs, channel_id).await
     }
 
     /// `None` when the sender may change `incident`; otherwise the refusal to show them.
@@ -466,7 +463,7 @@ impl DiscordInbound {
     /// Replace the buttons of a message with who acted ("✅ Acknowledged by @bob").
     async fn mark_pressed(&self, mark: &Marked, action: &ButtonAction, user: &str) {
         let summary = match self.channel_name(&mark.channel_id).await {
-            Ok(name) => self.refs().slot(&name, Slot::Summary).await.ok().flatten(),
+            Ok(name) => self.refs.slot(&name, Slot::Summary).await.ok().flatten(),
             Err(_) => None,
         };
         if summary == Some((mark.channel_id.clone(), mark.id.clone())) {

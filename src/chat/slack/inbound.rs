@@ -8,7 +8,6 @@
 
 use super::api::SlackApi;
 use super::blocks;
-use super::sink::SLACK;
 use crate::app::{App, Origin};
 use crate::chat::ChatRefs;
 use crate::chat::changes_an_incident;
@@ -41,6 +40,8 @@ const EVENTS_SOURCE: &str = "slack";
 /// What the Slack endpoints need.
 pub struct SlackInbound {
     pub app: Arc<App>,
+    /// This platform's ids in the store (one per process: it keeps what never changes).
+    pub refs: ChatRefs,
     pub api: Arc<SlackApi>,
     pub renderer: Arc<Renderer>,
     pub config: SlackConfig,
@@ -100,13 +101,9 @@ impl SlackInbound {
         }
     }
 
-    fn refs(&self) -> ChatRefs {
-        ChatRefs::new(self.app.store.clone(), SLACK)
-    }
-
     /// The incident channel a Slack channel id belongs to, or the id itself.
     async fn channel_name(&self, channel_id: &str) -> Result<String, Message> {
-        crate::chat::channel_name(&self.refs(), channel_id).await
+        crate::chat::channel_name(&self.refs, channel_id).await
     }
 
     /// Slack ids the escalation steps mention (`slack:U…` users, `slack:S…` groups): the
@@ -372,7 +369,7 @@ impl SlackInbound {
     async fn mark_pressed(&self, pressed: &PressedMessage, action: &ButtonAction, user_id: &str) {
         let summary = match self.channel_name(&pressed.channel_id).await {
             Ok(name) => self
-                .refs()
+                .refs
                 .slot(&name, crate::core::Slot::Summary)
                 .await
                 .ok()
