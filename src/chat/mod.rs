@@ -284,6 +284,66 @@ pub fn store_error(error: crate::store::StoreError) -> DeliveryError {
 }
 
 /// Commands that change an incident: only people allowed to act may use them.
+/// The answer was not ready in time: defer, and send it when it is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Late;
+
+/// `work`'s output if it is ready within `within`, else `Late`. With no time at all it is
+/// always late, however fast the work (which may be done already on another thread).
+pub async fn ready_within<F>(within: std::time::Duration, work: &mut F) -> Result<F::Output, Late>
+where
+    F: std::future::Future + Unpin,
+{
+    if within.is_zero() {
+        return Err(Late);
+    }
+    tokio::time::timeout(within, work).await.map_err(|_| Late)
+}
+
+/// Whether a command acts on the channel it is typed in (an incident's, found from the
+/// platform's channel id). Those that do not (and text that is no command) are answered
+/// without asking the store which channel that is.
+pub fn concerns_its_channel(command: &Command) -> bool {
+    match command {
+        Command::Declare { .. }
+        | Command::List { .. }
+        | Command::Stats { .. }
+        | Command::Help { .. }
+        | Command::Maintenance(_) => false,
+        Command::Ack
+        | Command::Sev(_)
+        | Command::Commander(_)
+        | Command::Status(_)
+        | Command::Update(_)
+        | Command::Resolve { .. }
+        | Command::Timeline
+        | Command::Page(_)
+        | Command::Escalate
+        | Command::Playbooks
+        | Command::Run { .. }
+        | Command::Diag { .. }
+        | Command::Scale { .. }
+        | Command::Restart { .. }
+        | Command::Confirm(_)
+        | Command::Cancel(_)
+        | Command::Undo(_)
+        | Command::Postmortem { .. } => true,
+    }
+}
+
+/// The channel a command typed in `channel_id` comes from: its incident channel's name, or
+/// the id itself where that is no incident's or the command does not concern its channel.
+pub async fn command_channel(
+    refs: &ChatRefs,
+    channel_id: &str,
+    command: Option<&Command>,
+) -> Result<String, crate::core::message::Message> {
+    match command {
+        Some(command) if concerns_its_channel(command) => channel_name(refs, channel_id).await,
+        _ => Ok(channel_id.to_string()),
+    }
+}
+
 pub fn changes_an_incident(command: &Command) -> bool {
     !matches!(
         command,
@@ -300,6 +360,60 @@ pub fn changes_an_incident(command: &Command) -> bool {
 mod tests {
     use super::*;
     use crate::core::command;
+
+    #[tokio::test]
+    async fn an_answer_is_given_only_while_there_is_time() {
+        let zero = std::time::Duration::ZERO;
+        assert_eq!(
+            ready_within(zero, &mut std::future::ready(1)).await,
+            Err(Late)
+        );
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(
+            ready_within(second, &mut std::future::ready(1)).await,
+            Ok(1)
+        );
+        assert_eq!(
+            ready_within(
+                std::time::Duration::from_millis(1),
+                &mut std::future::pending::<()>()
+            )
+            .await,
+            Err(Late)
+        );
+    }
+
+    #[test]
+    fn only_commands_about_an_incident_channel_ask_which_one_it_is() {
+        for text in [
+            "declare API down",
+            "list --all",
+            "stats --days 7",
+            "help",
+            "maintenance",
+            "maintenance start 1h deploy",
+        ] {
+            assert!(
+                !concerns_its_channel(&command::parse(text).unwrap()),
+                "{text}"
+            );
+        }
+        for text in [
+            "update still down",
+            "ack",
+            "timeline",
+            "resolve",
+            "run pods",
+            "playbooks",
+            "postmortem",
+            "confirm 3",
+        ] {
+            assert!(
+                concerns_its_channel(&command::parse(text).unwrap()),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn reading_commands_are_open_to_everyone() {

@@ -214,11 +214,18 @@ impl DiscordInbound {
             Ok(actor) => actor,
             Err(refusal) => return Some(refusal),
         };
-        let channel = match self.channel_name(&sender.channel).await {
+        let parsed = command::parse(text).ok();
+        let channel = match crate::chat::command_channel(
+            &self.refs,
+            &sender.channel,
+            parsed.as_ref(),
+        )
+        .await
+        {
             Ok(channel) => channel,
             Err(message) => return Some(message),
         };
-        if let Ok(parsed) = command::parse(text)
+        if let Some(parsed) = parsed
             && changes_an_incident(&parsed)
         {
             let incident = match self.app.store.incident_by_channel(&channel).await {
@@ -317,7 +324,7 @@ impl DiscordInbound {
             "✓ /incident {}",
             crate::render::escape(Platform::Discord, &ellipsis(&text, 200))
         ));
-        match tokio::time::timeout(self.reply_within, &mut work).await {
+        match crate::chat::ready_within(self.reply_within, &mut work).await {
             Ok(Ok(Some(reply))) => respond(CHANNEL_MESSAGE, Some(self.content(&reply).reply())),
             // Done, and said in the channel: a short receipt so the person sees it was taken.
             Ok(Ok(None)) => respond(CHANNEL_MESSAGE, Some(receipt)),
@@ -421,7 +428,7 @@ impl DiscordInbound {
             }
         });
         let failed = || ephemeral("warroom failed to handle that button; the error is in its log.");
-        match tokio::time::timeout(self.reply_within, &mut work).await {
+        match crate::chat::ready_within(self.reply_within, &mut work).await {
             Ok(result) => {
                 let mut data = result.unwrap_or_else(|error| {
                     tracing::error!(%error, "a button press failed");

@@ -180,11 +180,13 @@ impl SlackInbound {
                 "`{user_id}` is not a Slack user id."
             )));
         };
-        let channel = match self.channel_name(channel_id).await {
-            Ok(channel) => channel,
-            Err(message) => return Some(message),
-        };
-        if let Ok(parsed) = command::parse(text)
+        let parsed = command::parse(text).ok();
+        let channel =
+            match crate::chat::command_channel(&self.refs, channel_id, parsed.as_ref()).await {
+                Ok(channel) => channel,
+                Err(message) => return Some(message),
+            };
+        if let Some(parsed) = parsed
             && changes_an_incident(&parsed)
         {
             // Without the incident the declarer and commander cannot be told apart from
@@ -297,7 +299,7 @@ impl SlackInbound {
             blocks: Vec::new(),
             ephemeral: true,
         };
-        match tokio::time::timeout(self.reply_within, &mut work).await {
+        match crate::chat::ready_within(self.reply_within, &mut work).await {
             Ok(Ok(Some(reply))) => self.content(&reply),
             // Done, and said in the channel: a short receipt so the person sees it was taken.
             Ok(Ok(None)) => notice(format!(
