@@ -650,6 +650,18 @@ impl App {
                     .outbox_delivered(item.id, &self.owner, self.clock.now())
                     .await
             }
+            Ok(Delivered::Posted { key, value }) => {
+                self.store
+                    .outbox_delivered_keeping(
+                        item.id,
+                        &self.owner,
+                        self.clock.now(),
+                        sink.destination(),
+                        &key,
+                        &value,
+                    )
+                    .await
+            }
             Ok(Delivered::OnCall { target, names }) => {
                 let recorded = self.record_on_call(&item, &target, &names).await;
                 self.retry_on_conflict(&item, recorded).await

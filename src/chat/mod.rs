@@ -30,6 +30,9 @@ pub enum DeliveryError {
 pub enum Delivered {
     /// Done; nothing to report.
     Done,
+    /// Done by a post as the row's last step: its id (`value`) is kept in `chat_refs` under
+    /// `key` (the sink's platform) with the row's delivered mark, not in a write of its own.
+    Posted { key: String, value: String },
     /// PagerDuty said who is on call for `target` (to be mentioned in the channel).
     OnCall { target: String, names: Vec<String> },
 }
@@ -217,6 +220,27 @@ impl ChatRefs {
         let id = post.await?;
         self.set(key, &id).await?;
         Ok(id)
+    }
+
+    /// `once` for a post that is the row's last step: nothing follows it that could fail, so
+    /// what it posted is kept with the row's delivered mark (`Delivered::Posted`), in the same
+    /// write. A retried row whose post was kept is done.
+    pub async fn once_as_last_step<F>(
+        &self,
+        item: &crate::store::OutboxItem,
+        key: &str,
+        post: F,
+    ) -> Result<Delivered, DeliveryError>
+    where
+        F: std::future::Future<Output = Result<String, DeliveryError>>,
+    {
+        if item.attempts > 1 && self.get(key).await?.is_some() {
+            return Ok(Delivered::Done);
+        }
+        Ok(Delivered::Posted {
+            key: key.to_string(),
+            value: post.await?,
+        })
     }
 
     /// The channel and message id kept in an incident channel's slot.

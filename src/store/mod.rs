@@ -362,6 +362,22 @@ pub trait Store: Send + Sync {
     /// The remote side accepted the row; it is never sent again.
     async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
 
+    /// `outbox_delivered`, keeping `value` under `key` in `platform`'s chat refs at once
+    /// (what the row posted). The ref is kept even when the lease was lost (`LeaseLost`): the
+    /// row's next owner must find what was posted.
+    async fn outbox_delivered_keeping(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        platform: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<()> {
+        self.set_chat_ref(platform, key, value).await?;
+        self.outbox_delivered(id, owner, now).await
+    }
+
     /// Delivery failed: retry at `retry_at`, or give up for good when `None`.
     async fn outbox_failed(
         &self,

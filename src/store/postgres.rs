@@ -1333,6 +1333,38 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn outbox_delivered_keeping(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        platform: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        // One statement: the ref is written whatever the row's update finds.
+        let n = client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "WITH kept AS (INSERT INTO chat_refs (platform, key, value) VALUES ($4, $5, $6) \
+                         ON CONFLICT (platform, key) DO UPDATE SET value = excluded.value, updated_at = now()) \
+                         UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&id, &owner, &now, &platform, &key, &value],
+            )
+            .await
+            .map_err(db_error)?;
+        match n {
+            1 => Ok(()),
+            _ => Err(StoreError::LeaseLost(format!("outbox row {id}"))),
+        }
+    }
+
     async fn outbox_failed(
         &self,
         id: i64,

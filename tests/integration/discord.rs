@@ -900,15 +900,29 @@ pub async fn long_posts_are_split_within_the_limit(db: &TestDb) {
             slot: None,
         },
         idempotency_key: "test-long-post".into(),
-        attempts: 0,
+        attempts: 1,
     };
     let before = d.fake.messages(&channel.id).len();
-    // The second piece is refused for now: the row is retried and carries on from there.
+    // The first piece goes out, the second is refused for now: the row is retried (its
+    // second claim) and carries on from there.
+    d.fake.fail(
+        route::CREATE_MESSAGE,
+        Fault::Hang(std::time::Duration::ZERO),
+    );
     d.fake.fail(route::CREATE_MESSAGE, Fault::ServerError(502));
     use warroom::chat::Sink;
     let first = d.sink.deliver(&item).await;
     assert!(first.is_err(), "{first:?}");
-    d.sink.deliver(&item).await.unwrap();
+    assert_eq!(
+        d.fake.messages(&channel.id).len(),
+        before + 1,
+        "one piece out"
+    );
+    let retried = warroom::store::OutboxItem {
+        attempts: 2,
+        ..item.clone()
+    };
+    d.sink.deliver(&retried).await.unwrap();
     let pieces: Vec<_> = d.fake.messages(&channel.id).split_off(before);
     assert!(pieces.len() >= 3, "{}", pieces.len());
     for piece in &pieces {

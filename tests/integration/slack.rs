@@ -395,6 +395,21 @@ pub async fn declaring_opens_a_channel_with_everything_in_it(db: &TestDb) {
         text.contains(&format!("<#{}>", channel.id)),
         "links the channel: {text}"
     );
+    // What a row posted is kept (for a retry to find), the announcement's with its row's
+    // delivered mark, as nothing follows it.
+    let mut kept = Vec::new();
+    for row in 1..=20 {
+        if let Some(ts) = s
+            .store
+            .chat_ref("slack", &warroom::chat::posted_key(row))
+            .await
+            .unwrap()
+        {
+            kept.push(ts);
+        }
+    }
+    assert!(kept.contains(&announcement[0].ts), "{kept:?}");
+    assert!(kept.contains(&alert.ts), "{kept:?}");
 
     // The escalation's first step paged the on-call service in PagerDuty.
     assert_eq!(s.pd.accepted("trigger").len(), 1);

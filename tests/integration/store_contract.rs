@@ -968,6 +968,62 @@ pub async fn inbound_events_are_remembered_then_pruned(db: &TestDb) {
     );
 }
 
+/// A row delivered by its last post keeps what it posted in the same write; the post is kept
+/// even when the row's lease was lost, for the row's next owner to find.
+pub async fn a_last_post_is_kept_with_the_delivered_mark(db: &TestDb) {
+    let store = db.open().await;
+    // Two incidents: a claim takes the first row of each.
+    declared(&*store, "DB down", "inc-20261128-db-down").await;
+    declared(&*store, "API down", "inc-20261128-api-down").await;
+    let now = t0();
+    let items = store
+        .claim_outbox("console", now, "a", now + Duration::seconds(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let (first, second) = (items[0].id, items[1].id);
+    store
+        .outbox_delivered_keeping(first, "a", now, "slack", "outbox:1", "1700000000.000100")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .chat_ref("slack", "outbox:1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1700000000.000100")
+    );
+    assert!(
+        store
+            .outbox_delivered_keeping(first, "a", now, "slack", "outbox:1", "again")
+            .await
+            .is_err(),
+        "a delivered row is not delivered twice"
+    );
+    // Another owner took the second row: the mark is refused, what was posted is kept.
+    let lost = store
+        .outbox_delivered_keeping(second, "b", now, "slack", "outbox:2", "1700000000.000200")
+        .await
+        .unwrap_err();
+    assert!(matches!(lost, StoreError::LeaseLost(_)), "{lost:?}");
+    assert_eq!(
+        store
+            .chat_ref("slack", "outbox:2")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1700000000.000200")
+    );
+    assert!(
+        store
+            .renew_outbox_lease(second, "a", now + Duration::minutes(1))
+            .await
+            .unwrap(),
+        "the second row is still a's, pending"
+    );
+}
+
 pub async fn a_lease_is_renewed_only_by_its_owner(db: &TestDb) {
     let store = db.open().await;
     declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -1416,6 +1472,7 @@ on_both_stores!(
     outbox_delivers_each_incident_in_decision_order,
     outbox_rows_are_delivered_once_and_retried_with_backoff,
     a_lease_is_renewed_only_by_its_owner,
+    a_last_post_is_kept_with_the_delivered_mark,
     inbound_events_are_remembered_then_pruned,
     effects_round_trip_exactly,
 );

@@ -269,7 +269,7 @@ impl DiscordSink {
         message: &Message,
         pin: bool,
         slot: Option<Slot>,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Delivered, DeliveryError> {
         let channel_id = self.target(channel).await?;
         let content = self.content(item, message).await?;
         let bodies = if slot.is_some() {
@@ -284,16 +284,16 @@ impl DiscordSink {
             } else {
                 format!("{}:{i}", posted_key(item.id))
             };
-            let id = self
-                .refs
-                .once(item, &key, async {
-                    Ok(self.api.post(&channel_id, body).await?)
-                })
-                .await?;
+            let send = async { Ok(self.api.post(&channel_id, body).await?) };
+            // The last piece of a post that is neither pinned nor kept in a slot ends the row.
+            if i + 1 == bodies.len() && !pin && slot.is_none() {
+                return self.refs.once_as_last_step(item, &key, send).await;
+            }
+            let id = self.refs.once(item, &key, send).await?;
             first.get_or_insert(id);
         }
         let Some(first) = first else {
-            return Ok(());
+            return Ok(Delivered::Done);
         };
         // Pin before recording the slot: a retry after a failed pin finds no slot, comes back
         // here, reuses the post and pins it.
@@ -313,7 +313,7 @@ impl DiscordSink {
                 .set_slot(name.as_str(), slot, &channel_id, &first)
                 .await?;
         }
-        Ok(())
+        Ok(Delivered::Done)
     }
 
     /// Edit the slot's message; post it anew if it is gone (or was never posted).
@@ -344,7 +344,8 @@ impl DiscordSink {
             true,
             Some(slot),
         )
-        .await
+        .await?;
+        Ok(())
     }
 }
 
@@ -388,10 +389,7 @@ impl Sink for DiscordSink {
                 message,
                 pin,
                 slot,
-            } => {
-                self.post(item, channel, message, *pin, *slot).await?;
-                Ok(Delivered::Done)
-            }
+            } => self.post(item, channel, message, *pin, *slot).await,
             // Discord gets the document as a message in a code block (split at 2,000
             // characters with the block kept closed).
             Effect::Upload {

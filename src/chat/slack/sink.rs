@@ -225,18 +225,20 @@ impl SlackSink {
         message: &Message,
         pin: bool,
         slot: Option<Slot>,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Delivered, DeliveryError> {
         let channel_id = self.target(channel).await?;
-        let ts = self
-            .refs
-            .once(item, &crate::chat::posted_key(item.id), async {
-                let content = self.content(item, message).await?;
-                Ok(self
-                    .api
-                    .post(&channel_id, &content.text, &content.blocks)
-                    .await?)
-            })
-            .await?;
+        let key = crate::chat::posted_key(item.id);
+        let send = async {
+            let content = self.content(item, message).await?;
+            Ok(self
+                .api
+                .post(&channel_id, &content.text, &content.blocks)
+                .await?)
+        };
+        if !pin && slot.is_none() {
+            return self.refs.once_as_last_step(item, &key, send).await;
+        }
+        let ts = self.refs.once(item, &key, send).await?;
         // Pin before recording the slot: a retry after a failed pin finds no slot, comes back
         // here, reuses the post (its note above) and pins it.
         if pin {
@@ -247,7 +249,7 @@ impl SlackSink {
                 .set_slot(name.as_str(), slot, &channel_id, &ts)
                 .await?;
         }
-        Ok(())
+        Ok(Delivered::Done)
     }
 
     /// Share a document in the incident channel as a Markdown snippet, once per row. Its text
@@ -308,7 +310,8 @@ impl SlackSink {
             true,
             Some(slot),
         )
-        .await
+        .await?;
+        Ok(())
     }
 }
 
@@ -348,10 +351,7 @@ impl Sink for SlackSink {
                 message,
                 pin,
                 slot,
-            } => {
-                self.post(item, channel, message, *pin, *slot).await?;
-                Ok(Delivered::Done)
-            }
+            } => self.post(item, channel, message, *pin, *slot).await,
             Effect::Update {
                 channel,
                 slot,
