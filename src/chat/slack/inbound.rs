@@ -186,6 +186,7 @@ impl SlackInbound {
                 Ok(channel) => channel,
                 Err(message) => return Some(message),
             };
+        let mut read = None;
         if let Some(parsed) = parsed
             && changes_an_incident(&parsed)
         {
@@ -202,13 +203,14 @@ impl SlackInbound {
                 self.app.metrics.command(parsed.name().name(), "refused");
                 return Some(refusal);
             }
+            read = incident;
         }
         let origin = Origin {
             platform: Platform::Slack,
             channel,
             actor,
         };
-        self.app.handle_command(&origin, text).await
+        self.app.handle_command_about(&origin, text, read).await
     }
 
     /// A button press by `user_id` in `channel_id`.
