@@ -991,10 +991,12 @@ impl Store for PostgresStore {
         let incident_statement = tx.prepare_cached(incident_sql).await.map_err(db_error)?;
         // A change's events, like its timers and outbox rows, go in one statement each, ids
         // taken in decision order (`ORDER BY n`): PostgreSQL's work per change does not grow
-        // with its rows' count, only its rows' size.
-        let event_statement = match change.events.is_empty() {
-            true => None,
-            false => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) \
+        // with its rows' count, only its rows' size. A single row (a timer firing writes one
+        // event and one timer) goes in a plain statement: no function scan, sort or join.
+        let event_statement = match change.events.len() {
+            0 => None,
+            1 => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await?),
+            _ => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) \
                  SELECT $1, at, actor, kind, detail \
                  FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS row (at, actor, kind, detail, n) \
                  ORDER BY n").await?),
@@ -1019,16 +1021,18 @@ impl Store for PostgresStore {
                  WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
         };
         // A new incident has no timers to supersede.
-        let supersede_statement = match change.timers.is_empty() || change.expected_version.is_none() {
-            true => None,
-            false => Some(prepared("UPDATE timers SET state = 'superseded' \
+        let supersede_statement = match (change.expected_version, change.timers.len()) {
+            (None, _) | (_, 0) => None,
+            (Some(_), 1) => Some(prepared("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await?),
+            (Some(_), _) => Some(prepared("UPDATE timers SET state = 'superseded' \
                  FROM UNNEST($2::text[], $3::bigint[]) AS newer (kind, fence) \
                  WHERE timers.incident = $1 AND timers.kind = newer.kind AND timers.fence < newer.fence \
                  AND timers.state = 'pending'").await?),
         };
-        let timer_statement = match change.timers.is_empty() {
-            true => None,
-            false => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at, state) \
+        let timer_statement = match change.timers.len() {
+            0 => None,
+            1 => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?),
+            _ => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at, state) \
                  SELECT $1, kind, step, due_at, fence, $2, state \
                  FROM UNNEST($3::text[], $4::bigint[], $5::timestamptz[], $6::bigint[], $7::text[]) WITH ORDINALITY AS row (kind, step, due_at, fence, state, n) \
                  ORDER BY n").await?),
@@ -1071,8 +1075,20 @@ impl Store for PostgresStore {
             sent.push((
                 Expect::Any,
                 Box::pin(async move {
-                    pipe.execute(statement, &[&i.key.0, times, actors, kinds, details])
-                        .await
+                    match change.events.len() {
+                        1 => {
+                            let actor = actors[0].as_deref();
+                            pipe.execute(
+                                statement,
+                                &[&i.key.0, &times[0], &actor, &kinds[0], &details[0]],
+                            )
+                            .await
+                        }
+                        _ => {
+                            pipe.execute(statement, &[&i.key.0, times, actors, kinds, details])
+                                .await
+                        }
+                    }
                 }),
             ));
         }
@@ -1104,7 +1120,15 @@ impl Store for PostgresStore {
             let (kinds, fences) = (&timer_kinds, &timer_fences);
             sent.push((
                 Expect::Any,
-                Box::pin(async move { pipe.execute(statement, &[&i.key.0, kinds, fences]).await }),
+                Box::pin(async move {
+                    match change.timers.len() {
+                        1 => {
+                            pipe.execute(statement, &[&i.key.0, &kinds[0], &fences[0]])
+                                .await
+                        }
+                        _ => pipe.execute(statement, &[&i.key.0, kinds, fences]).await,
+                    }
+                }),
             ));
         }
         if let Some(statement) = &timer_statement {
@@ -1119,11 +1143,22 @@ impl Store for PostgresStore {
             sent.push((
                 Expect::Any,
                 Box::pin(async move {
-                    pipe.execute(
-                        statement,
-                        &[&i.key.0, now, kinds, steps, due, fences, states],
-                    )
-                    .await
+                    match change.timers.len() {
+                        1 => {
+                            pipe.execute(
+                                statement,
+                                &[&i.key.0, &kinds[0], &steps[0], &due[0], &fences[0], now],
+                            )
+                            .await
+                        }
+                        _ => {
+                            pipe.execute(
+                                statement,
+                                &[&i.key.0, now, kinds, steps, due, fences, states],
+                            )
+                            .await
+                        }
+                    }
                 }),
             ));
         }
