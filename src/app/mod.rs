@@ -151,17 +151,6 @@ impl App {
     /// Handle the text typed after `/incident`. Returns the direct answer to the person, if
     /// any; everything posted to channels goes through the outbox.
     pub async fn handle_command(&self, origin: &Origin, text: &str) -> Option<Message> {
-        self.handle_command_about(origin, text, None).await
-    }
-
-    /// `handle_command`, given the incident of `origin.channel` when the caller has just
-    /// read it (a change made since is found at commit, which refuses a stale version).
-    pub async fn handle_command_about(
-        &self,
-        origin: &Origin,
-        text: &str,
-        incident: Option<Incident>,
-    ) -> Option<Message> {
         let command = match command::parse(text) {
             Ok(command) => command,
             Err(error) => {
@@ -179,7 +168,7 @@ impl App {
             incident = tracing::field::Empty,
         );
         async {
-            match self.run_command(origin, command, incident).await {
+            match self.run_command(origin, command).await {
                 Ok(reply) => {
                     self.metrics.command(name, "ok");
                     reply
@@ -241,13 +230,8 @@ impl App {
         &self,
         origin: &Origin,
         command: Command,
-        known: Option<Incident>,
     ) -> Result<Option<Message>, StoreError> {
         let now = self.clock.now();
-        let here = async || match known {
-            Some(incident) => Ok(Some(incident)),
-            None => self.store.incident_by_channel(&origin.channel).await,
-        };
         match command {
             Command::Help { topic } => Ok(Some(views::help(topic))),
             Command::List { all } => {
@@ -283,7 +267,7 @@ impl App {
             | Command::Confirm(_)
             | Command::Cancel(_)
             | Command::Undo(_)) => {
-                let incident = here().await?;
+                let incident = self.store.incident_by_channel(&origin.channel).await?;
                 if incident.is_none() {
                     let open = self.store.incidents(false, LIST_LIMIT).await?;
                     return Ok(Some(views::not_in_incident_channel(
@@ -296,7 +280,7 @@ impl App {
             }
             other => {
                 let name = other.name();
-                let Some(incident) = here().await? else {
+                let Some(incident) = self.store.incident_by_channel(&origin.channel).await? else {
                     let open = self.store.incidents(false, LIST_LIMIT).await?;
                     return Ok(Some(views::not_in_incident_channel(name, &open, now)));
                 };

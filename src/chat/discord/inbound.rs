@@ -225,7 +225,6 @@ impl DiscordInbound {
             Ok(channel) => channel,
             Err(message) => return Some(message),
         };
-        let mut read = None;
         if let Some(parsed) = parsed
             && changes_an_incident(&parsed)
         {
@@ -240,14 +239,13 @@ impl DiscordInbound {
                 self.app.metrics.command(parsed.name().name(), "refused");
                 return Some(refusal);
             }
-            read = incident;
         }
         let origin = Origin {
             platform: Platform::Discord,
             channel,
             actor,
         };
-        self.app.handle_command_about(&origin, text, read).await
+        self.app.handle_command(&origin, text).await
     }
 
     /// The refusal for a button press, if the sender may not press it. Acknowledge and

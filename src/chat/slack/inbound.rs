@@ -186,7 +186,6 @@ impl SlackInbound {
                 Ok(channel) => channel,
                 Err(message) => return Some(message),
             };
-        let mut read = None;
         if let Some(parsed) = parsed
             && changes_an_incident(&parsed)
         {
@@ -203,14 +202,13 @@ impl SlackInbound {
                 self.app.metrics.command(parsed.name().name(), "refused");
                 return Some(refusal);
             }
-            read = incident;
         }
         let origin = Origin {
             platform: Platform::Slack,
             channel,
             actor,
         };
-        self.app.handle_command_about(&origin, text, read).await
+        self.app.handle_command(&origin, text).await
     }
 
     /// A button press by `user_id` in `channel_id`.
