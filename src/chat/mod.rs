@@ -27,6 +27,7 @@ pub enum DeliveryError {
 
 /// What a delivery produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a post that ended its row must be kept with the row's delivered mark"]
 pub enum Delivered {
     /// Done; nothing to report.
     Done,
@@ -307,7 +308,6 @@ pub fn store_error(error: crate::store::StoreError) -> DeliveryError {
     }
 }
 
-/// Commands that change an incident: only people allowed to act may use them.
 /// The answer was not ready in time: defer, and send it when it is.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Late;
@@ -356,18 +356,23 @@ pub fn concerns_its_channel(command: &Command) -> bool {
 }
 
 /// The channel a command typed in `channel_id` comes from: its incident channel's name, or
-/// the id itself where that is no incident's or the command does not concern its channel.
+/// the id itself where that is no incident's or the command does not concern its channel
+/// and changes nothing (a change is checked against the incident of the channel it is typed
+/// in: its commander and declarer may act there).
 pub async fn command_channel(
     refs: &ChatRefs,
     channel_id: &str,
     command: Option<&Command>,
 ) -> Result<String, crate::core::message::Message> {
     match command {
-        Some(command) if concerns_its_channel(command) => channel_name(refs, channel_id).await,
+        Some(command) if concerns_its_channel(command) || changes_an_incident(command) => {
+            channel_name(refs, channel_id).await
+        }
         _ => Ok(channel_id.to_string()),
     }
 }
 
+/// Commands that change an incident: only people allowed to act may use them.
 pub fn changes_an_incident(command: &Command) -> bool {
     !matches!(
         command,

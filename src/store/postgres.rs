@@ -24,13 +24,13 @@ static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
     )
 });
 
-/// Rewrites an incident only if its stored version is still the one it was read at ($26).
 /// The incidents whose channel starts with `$1` (`$2`: `$1` followed by U+10FFFF): a
 /// byte-order range along `incidents_channel_prefix`, then the exact test. U+10FFFF is the
 /// greatest UTF-8 sequence, so every name that starts with the prefix sorts below it.
 const CHANNELS_WITH_PREFIX: &str = "FROM incidents WHERE channel ~>=~ $1 AND channel ~<~ $2 \
      AND left(channel, length($1)) = $1";
 
+/// Rewrites an incident only if its stored version is still the one it was read at ($26).
 const UPDATE_INCIDENT_SQL: &str = "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
      commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
      acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use warroom::app::App;
 use warroom::app::clock::{Clock, VirtualClock};
+use warroom::chat::Delivered;
 use warroom::chat::discord::{DiscordApi, DiscordInbound, DiscordSink};
 use warroom::core::Status;
 use warroom::pagerduty::PagerDutyClient;
@@ -922,7 +923,13 @@ pub async fn long_posts_are_split_within_the_limit(db: &TestDb) {
         attempts: 2,
         ..item.clone()
     };
-    d.sink.deliver(&retried).await.unwrap();
+    // The last piece ends the row: what it posted goes back to be kept with the row's
+    // delivered mark.
+    let done = d.sink.deliver(&retried).await.unwrap();
+    assert!(
+        matches!(&done, Delivered::Posted { key, .. } if key.starts_with("outbox:999001")),
+        "{done:?}"
+    );
     let pieces: Vec<_> = d.fake.messages(&channel.id).split_off(before);
     assert!(pieces.len() >= 3, "{}", pieces.len());
     for piece in &pieces {
@@ -943,6 +950,26 @@ pub async fn long_posts_are_split_within_the_limit(db: &TestDb) {
         .map(|p| p.content.matches("disk pressure").count())
         .sum();
     assert_eq!(lines, 150, "every line once");
+
+    // A document shared in the channel is posted the same way, and so is kept the same way.
+    let upload = warroom::store::OutboxItem {
+        id: 999_002,
+        effect: warroom::core::Effect::Upload {
+            channel: incident.channel.clone(),
+            filename: "postmortem.md".into(),
+            title: "Postmortem".into(),
+            message: warroom::core::message::Message::notice(
+                warroom::core::message::Visibility::InChannel,
+                "What happened",
+            ),
+        },
+        ..item.clone()
+    };
+    let done = d.sink.deliver(&upload).await.unwrap();
+    assert!(
+        matches!(&done, Delivered::Posted { key, .. } if key.starts_with("outbox:999002")),
+        "{done:?}"
+    );
 }
 
 pub async fn slow_answers_are_deferred_and_follow(db: &TestDb) {

@@ -323,7 +323,7 @@ impl DiscordSink {
         channel: &ChannelName,
         slot: Slot,
         message: &Message,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Delivered, DeliveryError> {
         if let Some((channel_id, message_id)) = self.refs.slot(channel.as_str(), slot).await? {
             let content = self.content(item, message).await?;
             match self
@@ -334,7 +334,7 @@ impl DiscordSink {
                 Err(e) if e.code() == Some(codes::UNKNOWN_MESSAGE) => {
                     tracing::warn!(%channel, "summary message gone; posting it again");
                 }
-                other => return other.map_err(DeliveryError::from),
+                other => return other.map(|()| Delivered::Done).map_err(DeliveryError::from),
             }
         }
         self.post(
@@ -344,8 +344,7 @@ impl DiscordSink {
             true,
             Some(slot),
         )
-        .await?;
-        Ok(())
+        .await
     }
 }
 
@@ -397,17 +396,13 @@ impl Sink for DiscordSink {
             } => {
                 let target = crate::core::ChannelTarget::Incident(channel.clone());
                 let message = crate::core::views::as_code_block(message);
-                self.post(item, &target, &message, false, None).await?;
-                Ok(Delivered::Done)
+                self.post(item, &target, &message, false, None).await
             }
             Effect::Update {
                 channel,
                 slot,
                 message,
-            } => {
-                self.update(item, channel, *slot, message).await?;
-                Ok(Delivered::Done)
-            }
+            } => self.update(item, channel, *slot, message).await,
             Effect::SetTopic { channel, topic } => {
                 let id = self.incident_channel(channel).await?;
                 let topic = self.topic(item, topic).await?;

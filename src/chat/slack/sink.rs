@@ -289,7 +289,7 @@ impl SlackSink {
         channel: &ChannelName,
         slot: Slot,
         message: &Message,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<Delivered, DeliveryError> {
         if let Some((channel_id, ts)) = self.refs.slot(channel.as_str(), slot).await? {
             let content = self.content(item, message).await?;
             match self
@@ -300,7 +300,7 @@ impl SlackSink {
                 Err(e) if matches!(e.code(), Some("message_not_found" | "cant_update_message")) => {
                     tracing::warn!(%channel, "summary message gone; posting it again");
                 }
-                other => return other.map_err(DeliveryError::from),
+                other => return other.map(|()| Delivered::Done).map_err(DeliveryError::from),
             }
         }
         self.post(
@@ -310,8 +310,7 @@ impl SlackSink {
             true,
             Some(slot),
         )
-        .await?;
-        Ok(())
+        .await
     }
 }
 
@@ -356,10 +355,7 @@ impl Sink for SlackSink {
                 channel,
                 slot,
                 message,
-            } => {
-                self.update(item, channel, *slot, message).await?;
-                Ok(Delivered::Done)
-            }
+            } => self.update(item, channel, *slot, message).await,
             Effect::Upload {
                 channel,
                 filename,
