@@ -202,8 +202,7 @@ impl ChatRefs {
     }
 
     /// The id recorded under `key` (what `item` posted), or `post()`'s, recorded: a retried
-    /// row reuses what an earlier attempt posted. Only a row claimed before can have posted
-    /// anything (each claim counts an attempt), so its first attempt does not look.
+    /// row reuses what an earlier attempt posted.
     pub async fn once<F>(
         &self,
         item: &crate::store::OutboxItem,
@@ -213,14 +212,25 @@ impl ChatRefs {
     where
         F: std::future::Future<Output = Result<String, DeliveryError>>,
     {
-        if item.attempts > 1
-            && let Some(id) = self.get(key).await?
-        {
+        if let Some(id) = self.posted_before(item, key).await? {
             return Ok(id);
         }
         let id = post.await?;
         self.set(key, &id).await?;
         Ok(id)
+    }
+
+    /// What an earlier attempt of `item` posted under `key`. Only a row claimed before can
+    /// have posted anything (each claim counts an attempt), so a first attempt does not look.
+    async fn posted_before(
+        &self,
+        item: &crate::store::OutboxItem,
+        key: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        match item.attempts > 1 {
+            true => self.get(key).await,
+            false => Ok(None),
+        }
     }
 
     /// `once` for a post that is the row's last step: nothing follows it that could fail, so
@@ -235,7 +245,7 @@ impl ChatRefs {
     where
         F: std::future::Future<Output = Result<String, DeliveryError>>,
     {
-        if item.attempts > 1 && self.get(key).await?.is_some() {
+        if self.posted_before(item, key).await?.is_some() {
             return Ok(Delivered::Done);
         }
         Ok(Delivered::Posted {

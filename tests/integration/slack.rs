@@ -897,6 +897,25 @@ pub async fn only_allowed_people_press_buttons(db: &TestDb) {
     );
     let reply = s.command("U0STRANGER", &channel.id, "timeline").await;
     assert!(reply.to_string().contains("Timeline of INC-1"), "{reply}");
+    // A maintenance window is a change: in an incident channel its declarer and commander
+    // may start one; elsewhere only the allowed people may.
+    let reply = s
+        .command(DECLARER, &s.general, "maintenance start 1h deploy")
+        .await;
+    assert!(
+        reply.to_string().contains("Only the incident's responders"),
+        "{reply}"
+    );
+    let reply = s
+        .command(DECLARER, &channel.id, "maintenance start 1h deploy")
+        .await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Maintenance window \"deploy\" started"),
+        "{reply}"
+    );
 
     // A member of an allowed group may.
     s.click(
