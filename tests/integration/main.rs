@@ -7,6 +7,7 @@ mod support;
 mod alerts;
 mod app;
 mod console;
+mod deploy;
 mod discord;
 mod discord_fake;
 mod faults;
