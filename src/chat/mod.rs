@@ -134,6 +134,20 @@ impl ChatRefs {
         Ok(id)
     }
 
+    /// The platform id of the channel `item` (a `CreateChannel` row) created on an earlier
+    /// attempt. A channel is created by its incident's one `CreateChannel` row, and each
+    /// claim of a row counts an attempt: on a first attempt there is none to look for.
+    pub async fn created_before(
+        &self,
+        item: &crate::store::OutboxItem,
+        name: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        match item.attempts > 1 {
+            true => self.channel(name).await,
+            false => Ok(None),
+        }
+    }
+
     /// An incident's channel name and platform id (to link the channel in a message), once
     /// the channel exists; `None` before that, or for an incident not in the store.
     pub async fn incident_channel(
@@ -195,8 +209,16 @@ impl ChatRefs {
 
     /// Record an incident channel's id, both ways.
     pub async fn record_channel(&self, name: &str, channel_id: &str) -> Result<(), DeliveryError> {
-        self.set(&format!("channel-id:{channel_id}"), name).await?;
-        self.set(&format!("channel:{name}"), channel_id).await?;
+        self.store
+            .set_chat_refs(
+                self.platform,
+                &[
+                    (&format!("channel-id:{channel_id}"), name),
+                    (&format!("channel:{name}"), channel_id),
+                ],
+            )
+            .await
+            .map_err(store_error)?;
         self.known().channel(name, channel_id);
         Ok(())
     }

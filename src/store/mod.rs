@@ -263,6 +263,14 @@ pub trait Store: Send + Sync {
     /// Record a chat platform's reference under `key`, replacing an earlier one.
     async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()>;
 
+    /// `set_chat_ref` for each (key, value), all or none.
+    async fn set_chat_refs(&self, platform: &str, refs: &[(&str, &str)]) -> StoreResult<()> {
+        for (key, value) in refs {
+            self.set_chat_ref(platform, key, value).await?;
+        }
+        Ok(())
+    }
+
     /// Record `value` under `key` unless something is recorded there already; returns what
     /// is recorded now (`value`, or the earlier one). The first of several writers wins.
     async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String>;
@@ -584,4 +592,4 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;

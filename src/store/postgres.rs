@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 /// Writes a new incident; nothing if its channel is taken (the caller picks another name).
@@ -184,7 +185,45 @@ CREATE TABLE maintenance_windows (
 CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
 "#,
     ),
+    (
+        7,
+        // A change is one statement (`commit`); a check in it that fails calls this, and the
+        // error undoes the whole statement. VOLATILE, so that it is never called while
+        // planning. `timers_next`: the scheduler's next wake-up (`next_timer_due`) is the
+        // first entry of an index instead of a scan of every pending timer.
+        r#"
+CREATE FUNCTION warroom_refuse(what TEXT) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RAISE EXCEPTION 'warroom refused the change: %', what USING ERRCODE = 'WR001';
+END
+$$;
+CREATE INDEX timers_next ON timers ((GREATEST(due_at, COALESCE(lease_until, due_at)))) WHERE state = 'pending';
+"#,
+    ),
 ];
+
+/// The SQLSTATE `warroom_refuse` raises.
+const REFUSED: &str = "WR001";
+
+/// What a change's statement refused (`warroom_refuse`'s argument), if that is the error.
+fn refusal(error: &tokio_postgres::Error) -> Option<&str> {
+    let db = error.as_db_error()?;
+    if db.code().code() != REFUSED {
+        return None;
+    }
+    db.message().rsplit(": ").next()
+}
+
+/// A statement's parameters, numbered as they are added.
+struct Params<'a>(Vec<&'a (dyn ToSql + Sync)>);
+
+impl<'a> Params<'a> {
+    /// Add a parameter; its placeholder (`$n`).
+    fn add(&mut self, value: &'a (dyn ToSql + Sync)) -> String {
+        self.0.push(value);
+        format!("${}", self.0.len())
+    }
+}
 
 /// NOTIFY channels: a commit planned timers, or wrote outbox rows.
 const TIMERS_CHANNEL: &str = "warroom_timers";
@@ -679,16 +718,35 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String> {
+    async fn set_chat_refs(&self, platform: &str, refs: &[(&str, &str)]) -> StoreResult<()> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        // Two statements: after an insert that lost to a concurrent one (and waited for it),
-        // only a new snapshot sees the winner's row.
+        let keys: Vec<&str> = refs.iter().map(|(key, _)| *key).collect();
+        let values: Vec<&str> = refs.iter().map(|(_, value)| *value).collect();
         client
             .execute(
                 &client
                     .prepare_cached(
+                        "INSERT INTO chat_refs (platform, key, value) \
+                         SELECT $1, key, value FROM UNNEST($2::text[], $3::text[]) AS ref (key, value) \
+                         ON CONFLICT (platform, key) DO UPDATE SET value = excluded.value, updated_at = now()",
+                    )
+                    .await
+                    .map_err(db_error)?,
+                &[&platform, &keys, &values],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn claim_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<String> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let inserted = client
+            .query_opt(
+                &client
+                    .prepare_cached(
                         "INSERT INTO chat_refs (platform, key, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (platform, key) DO NOTHING",
+                         ON CONFLICT (platform, key) DO NOTHING RETURNING value",
                     )
                     .await
                     .map_err(db_error)?,
@@ -696,8 +754,13 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_error)?;
-        // Read back on the same connection: asking the pool for a second one while holding
-        // this one would deadlock once every connection is held by a claim.
+        if let Some(row) = inserted {
+            return Ok(row.get(0));
+        }
+        // Something was recorded first. A second statement: after an insert that lost to a
+        // concurrent one (and waited for it), only a new snapshot sees the winner's row. Read
+        // on the same connection: asking the pool for a second one while holding this one
+        // would deadlock once every connection is held by a claim.
         read_chat_ref(&client, platform, key)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("chat ref {platform}/{key} vanished")))
@@ -894,15 +957,64 @@ impl Store for PostgresStore {
     }
 
     async fn commit(&self, change: Change<'_>) -> StoreResult<i64> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let i = change.incident;
         let version = change.expected_version.map_or(1, |v| v + 1);
         let severity = i.severity.to_string();
         let acknowledged_by = i.acknowledged_by.as_ref().map(|u| u.as_str());
         let paged_services = paged_services_column(i);
         let alerts = alerts_column(i);
-        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 25] = [
+        let details: Vec<serde_json::Value> = change
+            .events
+            .iter()
+            .map(|event| serde_json::to_value(&event.kind).expect("timeline events serialize"))
+            .collect();
+        let actors: Vec<Option<String>> = change
+            .events
+            .iter()
+            .map(|event| actor_column(&event.actor))
+            .collect();
+        let event_kinds: Vec<&str> = change.events.iter().map(|e| e.kind.name()).collect();
+        let event_times: Vec<DateTime<Utc>> = change.events.iter().map(|e| e.at).collect();
+        let timer_kinds: Vec<&str> = change.timers.iter().map(|t| t.kind.as_str()).collect();
+        let timer_steps: Vec<i64> = change.timers.iter().map(|t| t.kind.index()).collect();
+        let timer_due: Vec<DateTime<Utc>> = change.timers.iter().map(|t| t.due_at).collect();
+        let timer_fences: Vec<i64> = change.timers.iter().map(|t| t.fence).collect();
+        // Written one by one, a timer would be superseded by a later timer of its kind in the
+        // same change with a greater fence; written together, it starts out superseded.
+        let timer_states: Vec<&str> = change
+            .timers
+            .iter()
+            .enumerate()
+            .map(|(n, timer)| {
+                let overtaken = change.timers[n + 1..].iter().any(|later| {
+                    later.kind.as_str() == timer.kind.as_str() && later.fence > timer.fence
+                });
+                if overtaken { "superseded" } else { "pending" }
+            })
+            .collect();
+        let mut platforms = Vec::with_capacity(change.outbox.len());
+        let mut effects = Vec::with_capacity(change.outbox.len());
+        let mut keys = Vec::with_capacity(change.outbox.len());
+        let mut urgent = Vec::with_capacity(change.outbox.len());
+        for (index, effect) in change.outbox.iter().enumerate() {
+            platforms.push(effect.destination(i.platform).to_string());
+            effects.push(serde_json::to_value(effect).expect("effects serialize"));
+            keys.push(idempotency_key(i.key, version, index));
+            urgent.push(effect.urgent());
+        }
+
+        // The whole change is one statement: the incident row first, and every other part
+        // only once it is written (each waits on `WRITTEN`, so the incident's row lock is
+        // always taken first, as by a transaction that wrote it first). A statement is its
+        // own transaction: no BEGIN and COMMIT round trips, one plan, one answer. A check
+        // that fails (the incident not written at its version, a duplicate inbound event, a
+        // lease lost) raises `warroom_refuse` and PostgreSQL undoes the whole statement; the
+        // checks run in this order, so the first failure in it is the one reported. The
+        // statement's text depends only on which parts the change has: each shape is
+        // prepared once per connection.
+        const WRITTEN: &str = "(SELECT count(*) FROM incident) = 1";
+        let row: [&(dyn ToSql + Sync); 25] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -929,284 +1041,168 @@ impl Store for PostgresStore {
             &i.paging_held,
             &i.escalation_from,
         ];
-        let mut values = row.to_vec();
-        if let Some(expected) = &change.expected_version {
-            values.push(expected);
-        }
-        let details: Vec<serde_json::Value> = change
-            .events
-            .iter()
-            .map(|event| serde_json::to_value(&event.kind).expect("timeline events serialize"))
-            .collect();
-        let actors: Vec<Option<String>> = change
-            .events
-            .iter()
-            .map(|event| actor_column(&event.actor))
-            .collect();
-        let timer_kinds: Vec<&str> = change.timers.iter().map(|t| t.kind.as_str()).collect();
-        let timer_steps: Vec<i64> = change.timers.iter().map(|t| t.kind.index()).collect();
-        let timer_due: Vec<DateTime<Utc>> = change.timers.iter().map(|t| t.due_at).collect();
-        let timer_fences: Vec<i64> = change.timers.iter().map(|t| t.fence).collect();
-        // Written one by one, a timer would be superseded by a later timer of its kind in the
-        // same change with a greater fence; written together, it starts out superseded.
-        let timer_states: Vec<&str> = change
-            .timers
-            .iter()
-            .enumerate()
-            .map(|(n, timer)| {
-                let overtaken = change.timers[n + 1..].iter().any(|later| {
-                    later.kind.as_str() == timer.kind.as_str() && later.fence > timer.fence
-                });
-                if overtaken { "superseded" } else { "pending" }
-            })
-            .collect();
-        let event_kinds: Vec<&str> = change.events.iter().map(|e| e.kind.name()).collect();
-        let event_times: Vec<DateTime<Utc>> = change.events.iter().map(|e| e.at).collect();
-        // One statement for all of a change's outbox rows (a declaration writes eight or so),
-        // in decision order: ids are taken in the order of `ORDER BY n`.
-        let mut platforms = Vec::with_capacity(change.outbox.len());
-        let mut effects = Vec::with_capacity(change.outbox.len());
-        let mut keys = Vec::with_capacity(change.outbox.len());
-        let mut urgent = Vec::with_capacity(change.outbox.len());
-        for (index, effect) in change.outbox.iter().enumerate() {
-            platforms.push(effect.destination(i.platform).to_string());
-            effects.push(serde_json::to_value(effect).expect("effects serialize"));
-            keys.push(idempotency_key(i.key, version, index));
-            urgent.push(effect.urgent());
-        }
-
-        // Every statement is prepared first (a round trip only the first time on a
-        // connection), then all of them are sent together and their answers read in order:
-        // one round trip for the whole change instead of one per row. PostgreSQL runs them
-        // in the order sent; after a failure it refuses the rest of the transaction, so the
-        // first failure in order is the one reported, and the transaction is rolled back.
-        let prepared = |sql: &'static str| {
-            let tx = &tx;
-            async move { tx.prepare_cached(sql).await.map_err(db_error) }
-        };
-        let incident_sql = match change.expected_version {
-            None => INSERT_INCIDENT_SQL.as_str(),
-            Some(_) => UPDATE_INCIDENT_SQL,
-        };
-        let incident_statement = tx.prepare_cached(incident_sql).await.map_err(db_error)?;
-        // A change's events, like its timers and outbox rows, go in one statement each, ids
-        // taken in decision order (`ORDER BY n`): PostgreSQL's work per change does not grow
-        // with its rows' count, only its rows' size. A single row (a timer firing writes one
-        // event and one timer) goes in a plain statement: no function scan, sort or join.
-        let event_statement = match change.events.len() {
-            0 => None,
-            1 => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)").await?),
-            _ => Some(prepared("INSERT INTO timeline_events (incident, at, actor, kind, detail) \
-                 SELECT $1, at, actor, kind, detail \
-                 FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS row (at, actor, kind, detail, n) \
-                 ORDER BY n").await?),
-        };
-        let inbound_statement = match change.inbound_event {
-            None => None,
-            Some(_) => Some(prepared("INSERT INTO inbound_events (source, id, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING").await?),
-        };
-        let fired_statement = match change.fired_timer {
-            None => None,
-            Some(_) => Some(prepared("UPDATE timers SET state = 'fired', fired_at = $3, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
-        };
-        let delivered_statement = match change.delivered_outbox {
-            None => None,
-            Some(_) => Some(prepared("UPDATE outbox SET state = 'delivered', done_at = $3, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
-        };
-        let failed_statement = match change.failed_outbox {
-            None => None,
-            Some(_) => Some(prepared("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await?),
-        };
-        // A new incident has no timers to supersede.
-        let supersede_statement = match (change.expected_version, change.timers.len()) {
-            (None, _) | (_, 0) => None,
-            (Some(_), 1) => Some(prepared("UPDATE timers SET state = 'superseded' WHERE incident = $1 AND kind = $2 AND fence < $3 AND state = 'pending'").await?),
-            (Some(_), _) => Some(prepared("UPDATE timers SET state = 'superseded' \
-                 FROM UNNEST($2::text[], $3::bigint[]) AS newer (kind, fence) \
-                 WHERE timers.incident = $1 AND timers.kind = newer.kind AND timers.fence < newer.fence \
-                 AND timers.state = 'pending'").await?),
-        };
-        let timer_statement = match change.timers.len() {
-            0 => None,
-            1 => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?),
-            _ => Some(prepared("INSERT INTO timers (incident, kind, step, due_at, fence, created_at, state) \
-                 SELECT $1, kind, step, due_at, fence, $2, state \
-                 FROM UNNEST($3::text[], $4::bigint[], $5::timestamptz[], $6::bigint[], $7::text[]) WITH ORDINALITY AS row (kind, step, due_at, fence, state, n) \
-                 ORDER BY n").await?),
-        };
-        let outbox_statement = match change.outbox.is_empty() {
-            true => None,
-            false => Some(prepared("INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
-                 SELECT $1, platform, effect, key, $2, $2, urgent \
-                 FROM UNNEST($3::text[], $4::jsonb[], $5::text[], $6::bool[]) WITH ORDINALITY AS row (platform, effect, key, urgent, n) \
-                 ORDER BY n").await?),
-        };
-
-        type Sent<'a> = std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>,
-        >;
-        // What a statement's row count must be, and the error when it is not.
-        enum Expect {
-            Any,
-            IncidentWritten,
-            NewInboundEvent,
-            LeaseHeld(String),
-        }
-        let mut sent: Vec<(Expect, Sent<'_>)> = Vec::new();
-        let pipe = &tx;
-        let statement = &incident_statement;
-        let incident_values = &values;
-        sent.push((
-            Expect::IncidentWritten,
-            Box::pin(async move { pipe.execute(statement, incident_values).await }),
-        ));
-        if let (Some(statement), Some((source, id))) = (&inbound_statement, &change.inbound_event) {
-            let now = &change.now;
-            sent.push((
-                Expect::NewInboundEvent,
-                Box::pin(async move { pipe.execute(statement, &[source, id, now]).await }),
-            ));
-        }
-        if let Some(statement) = &event_statement {
-            let (times, actors, kinds, details) = (&event_times, &actors, &event_kinds, &details);
-            sent.push((
-                Expect::Any,
-                Box::pin(async move {
-                    match change.events.len() {
-                        1 => {
-                            let actor = actors[0].as_deref();
-                            pipe.execute(
-                                statement,
-                                &[&i.key.0, &times[0], &actor, &kinds[0], &details[0]],
-                            )
-                            .await
-                        }
-                        _ => {
-                            pipe.execute(statement, &[&i.key.0, times, actors, kinds, details])
-                                .await
-                        }
-                    }
-                }),
-            ));
-        }
-        if let (Some(statement), Some((id, owner))) = (&fired_statement, &change.fired_timer) {
-            let now = &change.now;
-            sent.push((
-                Expect::LeaseHeld(format!("timer {id}")),
-                Box::pin(async move { pipe.execute(statement, &[id, owner, now]).await }),
-            ));
-        }
-        if let (Some(statement), Some((id, owner))) =
-            (&delivered_statement, &change.delivered_outbox)
-        {
-            let now = &change.now;
-            sent.push((
-                Expect::LeaseHeld(format!("outbox row {id}")),
-                Box::pin(async move { pipe.execute(statement, &[id, owner, now]).await }),
-            ));
-        }
-        if let (Some(statement), Some((id, owner, reason))) =
-            (&failed_statement, &change.failed_outbox)
-        {
-            sent.push((
-                Expect::LeaseHeld(format!("outbox row {id}")),
-                Box::pin(async move { pipe.execute(statement, &[id, owner, reason]).await }),
-            ));
-        }
-        if let Some(statement) = &supersede_statement {
-            let (kinds, fences) = (&timer_kinds, &timer_fences);
-            sent.push((
-                Expect::Any,
-                Box::pin(async move {
-                    match change.timers.len() {
-                        1 => {
-                            pipe.execute(statement, &[&i.key.0, &kinds[0], &fences[0]])
-                                .await
-                        }
-                        _ => pipe.execute(statement, &[&i.key.0, kinds, fences]).await,
-                    }
-                }),
-            ));
-        }
-        if let Some(statement) = &timer_statement {
-            let (now, kinds, steps, due, fences, states) = (
-                &change.now,
-                &timer_kinds,
-                &timer_steps,
-                &timer_due,
-                &timer_fences,
-                &timer_states,
-            );
-            sent.push((
-                Expect::Any,
-                Box::pin(async move {
-                    match change.timers.len() {
-                        1 => {
-                            pipe.execute(
-                                statement,
-                                &[&i.key.0, &kinds[0], &steps[0], &due[0], &fences[0], now],
-                            )
-                            .await
-                        }
-                        _ => {
-                            pipe.execute(
-                                statement,
-                                &[&i.key.0, now, kinds, steps, due, fences, states],
-                            )
-                            .await
-                        }
-                    }
-                }),
-            ));
-        }
-        if let Some(statement) = &outbox_statement {
-            let (now, platforms, effects, keys, urgent) =
-                (&change.now, &platforms, &effects, &keys, &urgent);
-            sent.push((
-                Expect::Any,
-                Box::pin(async move {
-                    pipe.execute(
-                        statement,
-                        &[&i.key.0, now, platforms, effects, keys, urgent],
-                    )
-                    .await
-                }),
-            ));
-        }
-        let (expectations, futures): (Vec<Expect>, Vec<Sent<'_>>) = sent.into_iter().unzip();
-        // `join_all` polls them in order, and each sends its statement on its first poll.
-        let answers = futures_util::future::join_all(futures).await;
-        for (expect, answer) in expectations.into_iter().zip(answers) {
-            match expect {
-                Expect::IncidentWritten => {
-                    let written = answer.map_err(incident_write_error)?;
-                    if written != 1 {
-                        return Err(match change.expected_version {
-                            None => StoreError::ChannelTaken(i.channel.to_string()),
-                            Some(_) => StoreError::Conflict(i.key.to_string()),
-                        });
-                    }
-                }
-                Expect::NewInboundEvent => {
-                    if answer.map_err(db_error)? != 1 {
-                        let (source, id) = change.inbound_event.unwrap_or_default();
-                        return Err(StoreError::Duplicate(format!("{source}/{id}")));
-                    }
-                }
-                Expect::LeaseHeld(what) => {
-                    if answer.map_err(db_error)? != 1 {
-                        return Err(StoreError::LeaseLost(what));
-                    }
-                }
-                Expect::Any => {
-                    answer.map_err(db_error)?;
-                }
+        let mut values = Params(row.to_vec());
+        let mut sql = String::with_capacity(2048);
+        sql.push_str("WITH incident AS (");
+        match &change.expected_version {
+            None => sql.push_str(&INSERT_INCIDENT_SQL),
+            Some(expected) => {
+                // UPDATE_INCIDENT_SQL's $26.
+                values.add(expected);
+                sql.push_str(UPDATE_INCIDENT_SQL);
             }
         }
-        tx.commit().await.map_err(db_error)?;
+        sql.push_str(" RETURNING number)");
+        // `now` is a parameter only if a part uses it: PostgreSQL refuses a parameter whose
+        // type nothing in the statement tells.
+        let uses_now = change.inbound_event.is_some()
+            || change.fired_timer.is_some()
+            || change.delivered_outbox.is_some()
+            || !change.timers.is_empty()
+            || !change.outbox.is_empty();
+        let now = if uses_now {
+            values.add(&change.now)
+        } else {
+            String::new()
+        };
+        // What the final SELECT checks, in order: the CTE's name and what its failure means.
+        let mut checks: Vec<(&str, &str)> = Vec::new();
+        if let Some((source, id)) = &change.inbound_event {
+            let (source, id) = (values.add(source), values.add(id));
+            sql.push_str(&format!(
+                ", inbound AS (INSERT INTO inbound_events (source, id, received_at) \
+                 SELECT {source}::text, {id}::text, {now}::timestamptz WHERE {WRITTEN} \
+                 ON CONFLICT DO NOTHING RETURNING 1)"
+            ));
+            checks.push(("inbound", "inbound"));
+        }
+        let mut fired_id = None;
+        if let Some((id, owner)) = &change.fired_timer {
+            let (id, owner) = (values.add(id), values.add(owner));
+            sql.push_str(&format!(
+                ", fired AS (UPDATE timers SET state = 'fired', fired_at = {now}::timestamptz, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = {id}::bigint AND lease_owner = {owner}::text AND state = 'pending' \
+                 AND {WRITTEN} RETURNING 1)"
+            ));
+            checks.push(("fired", "fired"));
+            fired_id = Some(id);
+        }
+        if let Some((id, owner)) = &change.delivered_outbox {
+            let (id, owner) = (values.add(id), values.add(owner));
+            sql.push_str(&format!(
+                ", delivered AS (UPDATE outbox SET state = 'delivered', done_at = {now}::timestamptz, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = {id}::bigint AND lease_owner = {owner}::text AND state = 'pending' \
+                 AND {WRITTEN} RETURNING 1)"
+            ));
+            checks.push(("delivered", "outbox"));
+        }
+        if let Some((id, owner, reason)) = &change.failed_outbox {
+            let (id, owner, reason) = (values.add(id), values.add(owner), values.add(reason));
+            sql.push_str(&format!(
+                ", failed AS (UPDATE outbox SET state = 'failed', last_error = {reason}::text, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = {id}::bigint AND lease_owner = {owner}::text AND state = 'pending' \
+                 AND {WRITTEN} RETURNING 1)"
+            ));
+            checks.push(("failed", "outbox"));
+        }
+        if !change.events.is_empty() {
+            let (at, actor, kind, detail) = (
+                values.add(&event_times),
+                values.add(&actors),
+                values.add(&event_kinds),
+                values.add(&details),
+            );
+            // Ids are taken in decision order (`ORDER BY n`).
+            sql.push_str(&format!(
+                ", events AS (INSERT INTO timeline_events (incident, at, actor, kind, detail) \
+                 SELECT $1, at, actor, kind, detail \
+                 FROM UNNEST({at}::timestamptz[], {actor}::text[], {kind}::text[], {detail}::jsonb[]) \
+                 WITH ORDINALITY AS row (at, actor, kind, detail, n) WHERE {WRITTEN} ORDER BY n)"
+            ));
+        }
+        // A new incident has no timers to supersede. The timer this change fires is left to
+        // `fired`: one statement must not update a row twice.
+        if change.expected_version.is_some() && !change.timers.is_empty() {
+            let (kind, fence) = (values.add(&timer_kinds), values.add(&timer_fences));
+            let not_fired = fired_id
+                .map(|id| format!(" AND timers.id <> {id}::bigint"))
+                .unwrap_or_default();
+            sql.push_str(&format!(
+                ", superseded AS (UPDATE timers SET state = 'superseded' \
+                 FROM UNNEST({kind}::text[], {fence}::bigint[]) AS newer (kind, fence) \
+                 WHERE timers.incident = $1 AND timers.kind = newer.kind AND timers.fence < newer.fence \
+                 AND timers.state = 'pending'{not_fired} AND {WRITTEN})"
+            ));
+        }
+        if !change.timers.is_empty() {
+            let (kind, step, due, fence, state) = (
+                values.add(&timer_kinds),
+                values.add(&timer_steps),
+                values.add(&timer_due),
+                values.add(&timer_fences),
+                values.add(&timer_states),
+            );
+            sql.push_str(&format!(
+                ", timers_planned AS (INSERT INTO timers (incident, kind, step, due_at, fence, created_at, state) \
+                 SELECT $1, kind, step, due_at, fence, {now}::timestamptz, state \
+                 FROM UNNEST({kind}::text[], {step}::bigint[], {due}::timestamptz[], {fence}::bigint[], {state}::text[]) \
+                 WITH ORDINALITY AS row (kind, step, due_at, fence, state, n) WHERE {WRITTEN} ORDER BY n)"
+            ));
+        }
+        if !change.outbox.is_empty() {
+            let (platform, effect, key, urgent) = (
+                values.add(&platforms),
+                values.add(&effects),
+                values.add(&keys),
+                values.add(&urgent),
+            );
+            sql.push_str(&format!(
+                ", outbox_rows AS (INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
+                 SELECT $1, platform, effect, key, {now}::timestamptz, {now}::timestamptz, urgent \
+                 FROM UNNEST({platform}::text[], {effect}::jsonb[], {key}::text[], {urgent}::bool[]) \
+                 WITH ORDINALITY AS row (platform, effect, key, urgent, n) WHERE {WRITTEN} ORDER BY n)"
+            ));
+        }
+        sql.push_str(&format!(
+            " SELECT CASE WHEN NOT {WRITTEN} THEN warroom_refuse('incident')"
+        ));
+        for (cte, refusal) in &checks {
+            sql.push_str(&format!(
+                " WHEN (SELECT count(*) FROM {cte}) <> 1 THEN warroom_refuse('{refusal}')"
+            ));
+        }
+        sql.push_str(" ELSE 0 END");
+
+        let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+        client
+            .execute(&statement, &values.0)
+            .await
+            .map_err(|error| match refusal(&error) {
+                Some("incident") => match change.expected_version {
+                    None => StoreError::ChannelTaken(i.channel.to_string()),
+                    Some(_) => StoreError::Conflict(i.key.to_string()),
+                },
+                Some("inbound") => {
+                    let (source, id) = change.inbound_event.unwrap_or_default();
+                    StoreError::Duplicate(format!("{source}/{id}"))
+                }
+                Some("fired") => StoreError::LeaseLost(format!(
+                    "timer {}",
+                    change.fired_timer.map_or(0, |(id, _)| id)
+                )),
+                Some(_) => StoreError::LeaseLost(format!(
+                    "outbox row {}",
+                    change
+                        .delivered_outbox
+                        .map(|(id, _)| id)
+                        .or(change.failed_outbox.map(|(id, _, _)| id))
+                        .unwrap_or_default()
+                )),
+                None => incident_write_error(error),
+            })?;
         // Listeners are told after the commit, in a transaction of its own: a NOTIFY inside
         // the change would hold PostgreSQL's notification lock through the commit's WAL
         // flush, one committing transaction at a time. A notification lost to a crash right

@@ -781,6 +781,12 @@ pub async fn timers_are_claimed_once_leased_and_fenced(db: &TestDb) {
     let fired =
         warroom::core::decide::fire_timer(&p, &d.incident, TimerKind::StatusReminder, due, 0, due)
             .unwrap();
+    // Stale and late at once: the version is checked first (the caller re-reads, then finds
+    // the lease gone).
+    let mut stale_and_late = Change::new(&fired, Some(7), due);
+    stale_and_late.fired_timer = Some((claimed[0].id, "a"));
+    let err = store.commit(stale_and_late).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let mut late = Change::new(&fired, Some(1), due);
     late.fired_timer = Some((claimed[0].id, "a"));
     let err = store.commit(late).await.unwrap_err();
@@ -1227,6 +1233,26 @@ pub async fn chat_refs_are_kept_and_replaced(db: &TestDb) {
         store.chat_ref("discord", "channel:inc-x").await.unwrap(),
         Some("9001".into())
     );
+    // Several at once: one replaced, one new, the other platform's left alone.
+    store
+        .set_chat_refs(
+            "slack",
+            &[("channel:inc-x", "C0003"), ("channel-id:C0003", "inc-x")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.chat_ref("slack", "channel:inc-x").await.unwrap(),
+        Some("C0003".into())
+    );
+    assert_eq!(
+        store.chat_ref("slack", "channel-id:C0003").await.unwrap(),
+        Some("inc-x".into())
+    );
+    assert_eq!(
+        store.chat_ref("discord", "channel:inc-x").await.unwrap(),
+        Some("9001".into())
+    );
 
     // A claim keeps the first value: here, one of eight replicas claiming at once.
     let mut claims = Vec::new();
@@ -1566,5 +1592,100 @@ async fn a_claim_skips_locked_heads_and_still_fills_its_batch_on_postgres() {
     assert_eq!(incidents.len(), 3, "one head per incident");
     assert!(claimed.iter().all(|item| !locked.contains(&item.id)));
     other.rollback().await.unwrap();
+    schema.cleanup().await;
+}
+
+/// A change is one statement on PostgreSQL. A change that fires a timer and plans a newer one
+/// of its kind records the fired timer as fired (the statement's supersede leaves it out, so
+/// the outcome does not hang on the order PostgreSQL runs the parts in), and supersedes the
+/// other pending timer of its kind. A change with nothing but an event, which has no
+/// parameter for the time, is written too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fired_timer_stays_fired_beside_newer_timers_of_its_kind_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store = schema.store().await;
+    let d = declared(&*store, "Fired", "inc-20261128-fired").await;
+    let key = d.incident.key;
+    // A second pending reminder beside the declared one (fence 0, due at +30m).
+    let mut extra = d.clone();
+    extra.events.clear();
+    extra.effects.clear();
+    extra.timers = vec![TimerRequest {
+        kind: TimerKind::StatusReminder,
+        due_at: t0() + Duration::hours(3),
+        fence: 0,
+    }];
+    store
+        .commit(Change::new(&extra, Some(1), t0()))
+        .await
+        .unwrap();
+    let due = t0() + Duration::minutes(30);
+    let claimed = store
+        .claim_due_timers(due, "a", due + Duration::minutes(1), 1)
+        .await
+        .unwrap();
+    assert_eq!((claimed.len(), claimed[0].due_at), (1, due));
+    let fired = warroom::core::decide::fire_timer(
+        &policy(),
+        &extra.incident,
+        TimerKind::StatusReminder,
+        due,
+        0,
+        due,
+    )
+    .unwrap();
+    let newer = [TimerRequest {
+        kind: TimerKind::StatusReminder,
+        due_at: t0() + Duration::hours(5),
+        fence: 1,
+    }];
+    let mut change = Change::new(&fired, Some(2), due);
+    change.timers = &newer;
+    change.fired_timer = Some((claimed[0].id, "a"));
+    store.commit(change).await.unwrap();
+
+    let events_before = store.timeline(key).await.unwrap().len();
+    let only_an_event = apply(
+        &policy(),
+        &fired.incident,
+        &user("bob"),
+        &Command::Update("just this".into()),
+        due,
+    )
+    .unwrap();
+    let mut change = Change::new(&only_an_event, Some(3), due);
+    change.timers = &[];
+    change.outbox = &[];
+    store.commit(change).await.unwrap();
+    assert_eq!(store.timeline(key).await.unwrap().len(), events_before + 1);
+
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let states: Vec<(i64, String, bool)> = db
+        .query(
+            &format!(
+                "SELECT fence, state, fired_at IS NOT NULL FROM {}.timers \
+                 WHERE incident = $1 AND kind = 'status_reminder' ORDER BY id",
+                schema.schema
+            ),
+            &[&key.0],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (0, "fired".to_string(), true),
+            (0, "superseded".to_string(), false),
+            (1, "pending".to_string(), false),
+        ]
+    );
     schema.cleanup().await;
 }

@@ -362,7 +362,7 @@ impl Sink for DiscordSink {
                 invite,
             } => {
                 let topic = self.topic(item, topic).await?;
-                let id = match self.refs.channel(channel.as_str()).await? {
+                let id = match self.refs.created_before(item, channel.as_str()).await? {
                     Some(id) => {
                         self.api.set_topic(&id, &topic).await?;
                         id

@@ -327,7 +327,7 @@ impl Sink for SlackSink {
                 topic,
                 invite,
             } => {
-                let id = match self.refs.channel(channel.as_str()).await? {
+                let id = match self.refs.created_before(item, channel.as_str()).await? {
                     Some(id) => id,
                     None => self.create_channel(channel).await?,
                 };
