@@ -263,7 +263,8 @@ pub trait Store: Send + Sync {
     /// Record a chat platform's reference under `key`, replacing an earlier one.
     async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()>;
 
-    /// `set_chat_ref` for each (key, value), all or none.
+    /// `set_chat_ref` for each (key, value); the keys must differ. PostgreSQL writes them in
+    /// one statement (all or none); the default writes them one by one.
     async fn set_chat_refs(&self, platform: &str, refs: &[(&str, &str)]) -> StoreResult<()> {
         for (key, value) in refs {
             self.set_chat_ref(platform, key, value).await?;

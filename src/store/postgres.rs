@@ -202,6 +202,10 @@ CREATE INDEX timers_next ON timers ((GREATEST(due_at, COALESCE(lease_until, due_
     ),
 ];
 
+/// What a change's statement answers when its incident was not written (a stale version, a
+/// taken channel); 0 when the change was written.
+const NOT_WRITTEN: i64 = 1;
+
 /// The SQLSTATE `warroom_refuse` raises.
 const REFUSED: &str = "WR001";
 
@@ -1007,12 +1011,13 @@ impl Store for PostgresStore {
         // The whole change is one statement: the incident row first, and every other part
         // only once it is written (each waits on `WRITTEN`, so the incident's row lock is
         // always taken first, as by a transaction that wrote it first). A statement is its
-        // own transaction: no BEGIN and COMMIT round trips, one plan, one answer. A check
-        // that fails (the incident not written at its version, a duplicate inbound event, a
-        // lease lost) raises `warroom_refuse` and PostgreSQL undoes the whole statement; the
-        // checks run in this order, so the first failure in it is the one reported. The
-        // statement's text depends only on which parts the change has: each shape is
-        // prepared once per connection.
+        // own transaction: no BEGIN and COMMIT round trips, one plan, one answer. The final
+        // SELECT checks, in order, that the incident was written at its version (if not,
+        // nothing else was written either: it answers 1, the usual refusal, which is no
+        // error), then that the inbound event was new and the leases were held: a failure
+        // there raises `warroom_refuse`, and PostgreSQL undoes the whole statement. The
+        // first failure in that order is the one reported. The statement's text depends
+        // only on which parts the change has: each shape is prepared once per connection.
         const WRITTEN: &str = "(SELECT count(*) FROM incident) = 1";
         let row: [&(dyn ToSql + Sync); 25] = [
             &i.key.0,
@@ -1167,24 +1172,20 @@ impl Store for PostgresStore {
             ));
         }
         sql.push_str(&format!(
-            " SELECT CASE WHEN NOT {WRITTEN} THEN warroom_refuse('incident')"
+            " SELECT CASE WHEN NOT {WRITTEN} THEN {NOT_WRITTEN}::bigint"
         ));
         for (cte, refusal) in &checks {
             sql.push_str(&format!(
                 " WHEN (SELECT count(*) FROM {cte}) <> 1 THEN warroom_refuse('{refusal}')"
             ));
         }
-        sql.push_str(" ELSE 0 END");
+        sql.push_str(" ELSE 0::bigint END");
 
         let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
-        client
-            .execute(&statement, &values.0)
+        let answer: i64 = client
+            .query_one(&statement, &values.0)
             .await
             .map_err(|error| match refusal(&error) {
-                Some("incident") => match change.expected_version {
-                    None => StoreError::ChannelTaken(i.channel.to_string()),
-                    Some(_) => StoreError::Conflict(i.key.to_string()),
-                },
                 Some("inbound") => {
                     let (source, id) = change.inbound_event.unwrap_or_default();
                     StoreError::Duplicate(format!("{source}/{id}"))
@@ -1193,7 +1194,7 @@ impl Store for PostgresStore {
                     "timer {}",
                     change.fired_timer.map_or(0, |(id, _)| id)
                 )),
-                Some(_) => StoreError::LeaseLost(format!(
+                Some("outbox") => StoreError::LeaseLost(format!(
                     "outbox row {}",
                     change
                         .delivered_outbox
@@ -1201,8 +1202,15 @@ impl Store for PostgresStore {
                         .or(change.failed_outbox.map(|(id, _, _)| id))
                         .unwrap_or_default()
                 )),
-                None => incident_write_error(error),
-            })?;
+                _ => incident_write_error(error),
+            })?
+            .get(0);
+        if answer == NOT_WRITTEN {
+            return Err(match change.expected_version {
+                None => StoreError::ChannelTaken(i.channel.to_string()),
+                Some(_) => StoreError::Conflict(i.key.to_string()),
+            });
+        }
         // Listeners are told after the commit, in a transaction of its own: a NOTIFY inside
         // the change would hold PostgreSQL's notification lock through the commit's WAL
         // flush, one committing transaction at a time. A notification lost to a crash right

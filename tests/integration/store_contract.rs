@@ -974,6 +974,62 @@ pub async fn inbound_events_are_remembered_then_pruned(db: &TestDb) {
     );
 }
 
+/// A change that records an inbound event seen before, or a delivery or failure of an outbox
+/// row whose lease is gone, is refused whole: no event, no new version.
+pub async fn a_seen_event_or_a_lost_row_lease_refuses_the_whole_change(db: &TestDb) {
+    let store = db.open().await;
+    let d = declared(&*store, "Refusals", "inc-20261128-refusals").await;
+    let key = d.incident.key;
+    let now = t0() + Duration::minutes(1);
+    let claimed = store
+        .claim_outbox("console", now, "a", now + Duration::minutes(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    async fn update(store: &dyn Store, key: IncidentKey, version: i64) -> warroom::core::Decision {
+        let current = store.incident(key).await.unwrap().unwrap();
+        assert_eq!(current.version, version);
+        apply(
+            &policy(),
+            &current,
+            &user("bob"),
+            &Command::Update(format!("to version {}", version + 1)),
+            t0() + Duration::minutes(1),
+        )
+        .unwrap()
+    }
+    let events = store.timeline(key).await.unwrap().len();
+
+    let decision = update(&*store, key, 1).await;
+    let mut first = Change::new(&decision, Some(1), now);
+    first.inbound_event = Some(("pagerduty", "E1"));
+    store.commit(first).await.unwrap();
+
+    let decision = update(&*store, key, 2).await;
+    let mut again = Change::new(&decision, Some(2), now);
+    again.inbound_event = Some(("pagerduty", "E1"));
+    let err = store.commit(again).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
+
+    let mut delivered = Change::new(&decision, Some(2), now);
+    delivered.delivered_outbox = Some((claimed[0].id, "b"));
+    let err = store.commit(delivered).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
+
+    let mut failed = Change::new(&decision, Some(2), now);
+    failed.failed_outbox = Some((claimed[0].id, "b", "refused"));
+    let err = store.commit(failed).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
+
+    assert_eq!(store.incident(key).await.unwrap().unwrap().version, 2);
+    assert_eq!(store.timeline(key).await.unwrap().len(), events + 1);
+    // The row is still "a"'s: the refused changes did not touch it.
+    let mut delivered = Change::new(&decision, Some(2), now);
+    delivered.delivered_outbox = Some((claimed[0].id, "a"));
+    store.commit(delivered).await.unwrap();
+    assert_eq!(store.timeline(key).await.unwrap().len(), events + 2);
+}
+
 /// A row delivered by its last post keeps what it posted in the same write; the post is kept
 /// even when the row's lease was lost, for the row's next owner to find.
 pub async fn a_last_post_is_kept_with_the_delivered_mark(db: &TestDb) {
@@ -1500,6 +1556,7 @@ on_both_stores!(
     a_lease_is_renewed_only_by_its_owner,
     a_last_post_is_kept_with_the_delivered_mark,
     inbound_events_are_remembered_then_pruned,
+    a_seen_event_or_a_lost_row_lease_refuses_the_whole_change,
     effects_round_trip_exactly,
 );
 
