@@ -187,9 +187,9 @@ CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
     ),
     (
         7,
-        // A change is one statement (`commit`); a check in it that fails calls this, and the
-        // error undoes the whole statement. VOLATILE, so that it is never called while
-        // planning. `timers_next`: the scheduler's next wake-up (`next_timer_due`) is the
+        // A change is one statement (`commit`); a failed check that must undo what the
+        // statement wrote (a duplicate inbound event, a lost lease) calls this, and the error
+        // undoes the whole statement. VOLATILE, so that it is never called while planning. `timers_next`: the scheduler's next wake-up (`next_timer_due`) is the
         // first entry of an index instead of a scan of every pending timer.
         r#"
 CREATE FUNCTION warroom_refuse(what TEXT) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$

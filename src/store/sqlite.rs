@@ -184,8 +184,9 @@ CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
     (
         7,
         // PostgreSQL's version 7 adds the function its one-statement commit raises a refusal
-        // with. A SQLite change is a transaction whose checks run in warroom: nothing to add,
-        // the number keeps the two backends' versions in step.
+        // with, and an index for the next timer due. A SQLite change is a transaction whose
+        // checks run in warroom, and a single process's timers are few: nothing to add, the
+        // number keeps the two backends' versions in step.
         "-- nothing",
     ),
 ];
