@@ -135,17 +135,16 @@ impl ChatRefs {
     }
 
     /// The platform id of the channel `item` (a `CreateChannel` row) created on an earlier
-    /// attempt. A channel is created by its incident's one `CreateChannel` row, and each
-    /// claim of a row counts an attempt: on a first attempt there is none to look for.
+    /// attempt: a channel is created by its incident's one `CreateChannel` row only.
     pub async fn created_before(
         &self,
         item: &crate::store::OutboxItem,
         name: &str,
     ) -> Result<Option<String>, DeliveryError> {
-        match item.attempts > 1 {
-            true => self.channel(name).await,
-            false => Ok(None),
+        if !item.retried() {
+            return Ok(None);
         }
+        self.channel(name).await
     }
 
     /// An incident's channel name and platform id (to link the channel in a message), once
@@ -242,17 +241,16 @@ impl ChatRefs {
         Ok(id)
     }
 
-    /// What an earlier attempt of `item` posted under `key`. Only a row claimed before can
-    /// have posted anything (each claim counts an attempt), so a first attempt does not look.
+    /// What an earlier attempt of `item` posted under `key`.
     async fn posted_before(
         &self,
         item: &crate::store::OutboxItem,
         key: &str,
     ) -> Result<Option<String>, DeliveryError> {
-        match item.attempts > 1 {
-            true => self.get(key).await,
-            false => Ok(None),
+        if !item.retried() {
+            return Ok(None);
         }
+        self.get(key).await
     }
 
     /// `once` for a post that is the row's last step: nothing follows it that could fail, so

@@ -65,7 +65,16 @@ pub struct OutboxItem {
     pub effect: Effect,
     /// Unique per decided effect: lets remote calls be made idempotent.
     pub idempotency_key: String,
+    /// Claims so far, this one included: every claim counts one.
     pub attempts: i32,
+}
+
+impl OutboxItem {
+    /// Whether an earlier claim of this row may have done part of its work (posted, created
+    /// a channel). On a first attempt there was none, so there is nothing to look for.
+    pub fn retried(&self) -> bool {
+        self.attempts > 1
+    }
 }
 
 /// A maintenance window as recorded: one started from chat, or an occurrence of a
