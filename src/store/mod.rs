@@ -601,5 +601,64 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
     format!("{incident}/v{version}/{index}")
 }
 
+/// The urgent flag of each outbox row a change writes, given each row's platform and whether
+/// its own effect is urgent: a row is also urgent when an urgent row of the same platform
+/// comes after it, since an incident's rows go out in order and it would hold that row back
+/// (a new channel's topic before its alert). The stores raise the incident's rows already
+/// pending on that platform in the same way (`UPDATE ... SET urgent`), so that a claim taking
+/// urgent heads of line first never leaves an urgent row waiting behind a cosmetic one. (On
+/// PostgreSQL a row out on a lease is left alone and raised if it is put back for a retry;
+/// see `commit` and `outbox_failed` there.)
+pub(crate) fn urgent_in_line(rows: &[(&str, bool)]) -> Vec<bool> {
+    let mut urgent_behind: Vec<&str> = Vec::new();
+    let mut flags: Vec<bool> = rows
+        .iter()
+        .rev()
+        .map(|(platform, urgent)| {
+            if *urgent && !urgent_behind.contains(platform) {
+                urgent_behind.push(platform);
+            }
+            urgent_behind.contains(platform)
+        })
+        .collect();
+    flags.reverse();
+    flags
+}
+
+/// The platforms among `rows` (platform, stored urgent flag) with an urgent row: those whose
+/// pending rows of the incident are raised to urgent.
+pub(crate) fn urgent_platforms(rows: &[(&str, bool)]) -> Vec<String> {
+    let mut platforms: Vec<String> = Vec::new();
+    for (platform, urgent) in rows {
+        if *urgent && !platforms.iter().any(|p| p == platform) {
+            platforms.push(platform.to_string());
+        }
+    }
+    platforms
+}
+
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_before_an_urgent_row_of_their_platform_are_urgent() {
+        let rows = [
+            ("slack", true),    // channel
+            ("slack", false),   // topic, before the alert
+            ("discord", false), // another platform's row: not held back by Slack's alert
+            ("slack", true),    // alert
+            ("slack", false),   // pin, after it
+        ];
+        assert_eq!(urgent_in_line(&rows), [true, true, false, true, false]);
+        assert_eq!(
+            urgent_platforms(&[("slack", true), ("discord", false), ("slack", true)]),
+            ["slack"]
+        );
+        assert!(urgent_in_line(&[]).is_empty());
+        assert!(urgent_platforms(&[("slack", false)]).is_empty());
+    }
+}

@@ -6,7 +6,7 @@ use super::{
     Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, MaintenanceWindow, NO_INCIDENT,
     OutboxCounts, OutboxItem, RunbookRequest, SCHEMA_VERSION, Store, StoreError, StoreResult,
     Timer, WindowEdge, actor_column, alerts_column, effect_from_json, event_from_columns,
-    idempotency_key, paged_services_column, timer_kind,
+    idempotency_key, paged_services_column, timer_kind, urgent_in_line, urgent_platforms,
 };
 use crate::core::{Effect, Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
@@ -198,6 +198,20 @@ BEGIN
 END
 $$;
 CREATE INDEX timers_next ON timers ((GREATEST(due_at, COALESCE(lease_until, due_at)))) WHERE state = 'pending';
+"#,
+    ),
+    (
+        8,
+        // `outbox_claim`: a claim reads pending rows urgent first, then oldest, and stops when
+        // it has enough heads (CLAIM_OUTBOX). A row that holds back an urgent row of its
+        // incident is urgent too (`urgent_in_line`); rows written before that rule get it here.
+        r#"
+CREATE INDEX outbox_claim ON outbox (platform, urgent DESC, id) WHERE state = 'pending';
+UPDATE outbox AS row SET urgent = true
+ WHERE row.state = 'pending' AND NOT row.urgent
+   AND EXISTS (SELECT 1 FROM outbox AS later
+                WHERE later.state = 'pending' AND later.urgent AND later.platform = row.platform
+                  AND later.incident = row.incident AND later.id > row.id);
 "#,
     ),
 ];
@@ -476,24 +490,30 @@ impl PostgresStore {
 /// Claim the first pending row of each incident for one destination (its head: rows of an
 /// incident go out in decision order), most urgent first, when it is due and not leased.
 ///
-/// The heads come from one ordered pass over the pending rows of the destination
-/// (`DISTINCT ON` along `outbox_heads`), so a claim costs the same whatever the planner
-/// knows: a correlated `NOT EXISTS` was planned as a nested loop over all pending rows when the
-/// table had no statistics (autovacuum off), quadratic in the backlog. Rows another process
-/// holds are skipped and the limit is filled from the heads after them (the `LIMIT` sits with
-/// `SKIP LOCKED`), so replicas work through a backlog side by side; a head that was delivered
-/// or leased since the heads were read is dropped by the re-check under the row lock.
+/// One pass along `outbox_claim` (urgent first, then oldest), which stops as soon as the
+/// limit is filled: each due, unleased row is a head when the first pending row of its
+/// incident and destination is itself (a scalar sub-select, one `outbox_heads` look-up per
+/// row). A claim costs about the rows before the last head it takes, not the backlog: the
+/// heads of a backlog come first in that order, since a row that holds back an urgent row is
+/// urgent itself (`urgent_in_line`), and a row waiting behind a head that backs off waits
+/// until that head's next attempt (`outbox_failed`), so it is passed over on the cheap
+/// `next_attempt_at` test. The sub-select keeps that plan whatever the planner knows: a
+/// correlated `NOT EXISTS` was planned as a nested loop over all pending rows when the table
+/// had no statistics (autovacuum off), quadratic in the backlog. Rows another process holds
+/// are skipped and the limit is filled from the heads after them (`SKIP LOCKED`), so replicas
+/// work through a backlog side by side; a head delivered or leased since it was read is
+/// dropped by the re-check under the row lock.
 const CLAIM_OUTBOX: &str =
     "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
-        SELECT id FROM outbox WHERE id IN (
-            SELECT id FROM (
-                SELECT DISTINCT ON (incident) id, next_attempt_at, lease_until FROM outbox
-                 WHERE state = 'pending' AND platform = $3 ORDER BY incident, id
-            ) AS heads
-             WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4))
-          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
-        ORDER BY urgent DESC, id LIMIT $5
-        FOR UPDATE SKIP LOCKED)
+        SELECT candidate.id FROM outbox AS candidate
+         WHERE candidate.state = 'pending' AND candidate.platform = $3
+           AND candidate.next_attempt_at <= $4 AND (candidate.lease_until IS NULL OR candidate.lease_until < $4)
+           AND candidate.id = (SELECT head.id FROM outbox AS head
+                          WHERE head.state = 'pending' AND head.platform = candidate.platform
+                            AND head.incident = candidate.incident
+                          ORDER BY head.id LIMIT 1)
+         ORDER BY candidate.urgent DESC, candidate.id LIMIT $5
+         FOR UPDATE SKIP LOCKED)
      RETURNING id, incident, effect::text, idempotency_key, attempts";
 
 #[async_trait]
@@ -876,13 +896,28 @@ impl Store for PostgresStore {
         if marked != 1 {
             return Ok(false);
         }
+        let in_line: Vec<(&str, bool)> = notices
+            .iter()
+            .map(|(destination, effect)| (destination.as_str(), effect.urgent()))
+            .collect();
+        let raised_platforms = urgent_platforms(&in_line);
+        if !raised_platforms.is_empty() {
+            tx.execute(
+                "UPDATE outbox SET urgent = true WHERE state = 'pending' AND NOT urgent \
+                 AND incident = $1 AND platform = ANY($2::text[])",
+                &[&NO_INCIDENT.0, &raised_platforms],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        let urgent = urgent_in_line(&in_line);
         for (index, (destination, effect)) in notices.iter().enumerate() {
             let effect_value = serde_json::to_value(effect).expect("effects serialize");
             let key = format!("maintenance/{}/{}/{index}", window.id, edge.as_str());
             tx.execute(
                 "INSERT INTO outbox (incident, platform, effect, idempotency_key, next_attempt_at, created_at, urgent) \
                  VALUES ($1, $2, $3, $4, $5, $5, $6)",
-                &[&NO_INCIDENT.0, destination, &effect_value, &key, &now, &effect.urgent()],
+                &[&NO_INCIDENT.0, destination, &effect_value, &key, &now, &urgent[index]],
             )
             .await
             .map_err(db_error)?;
@@ -1000,13 +1035,20 @@ impl Store for PostgresStore {
         let mut platforms = Vec::with_capacity(change.outbox.len());
         let mut effects = Vec::with_capacity(change.outbox.len());
         let mut keys = Vec::with_capacity(change.outbox.len());
-        let mut urgent = Vec::with_capacity(change.outbox.len());
+        let mut own_urgency = Vec::with_capacity(change.outbox.len());
         for (index, effect) in change.outbox.iter().enumerate() {
             platforms.push(effect.destination(i.platform).to_string());
             effects.push(serde_json::to_value(effect).expect("effects serialize"));
             keys.push(idempotency_key(i.key, version, index));
-            urgent.push(effect.urgent());
+            own_urgency.push(effect.urgent());
         }
+        let in_line: Vec<(&str, bool)> = platforms
+            .iter()
+            .map(String::as_str)
+            .zip(own_urgency.iter().copied())
+            .collect();
+        let urgent = urgent_in_line(&in_line);
+        let raised_platforms = urgent_platforms(&in_line);
 
         // The whole change is one statement: the incident row first, and every other part
         // only once it is written (each waits on `WRITTEN`, so the incident's row lock is
@@ -1155,6 +1197,18 @@ impl Store for PostgresStore {
                  SELECT $1, kind, step, due_at, fence, {now}::timestamptz, state \
                  FROM UNNEST({kind}::text[], {step}::bigint[], {due}::timestamptz[], {fence}::bigint[], {state}::text[]) \
                  WITH ORDINALITY AS row (kind, step, due_at, fence, state, n) WHERE {WRITTEN} ORDER BY n)"
+            ));
+        }
+        if !raised_platforms.is_empty() {
+            // Before the rows below are inserted (a CTE does not see its siblings' rows): the
+            // incident's rows already pending on those platforms now hold an urgent row back.
+            // Not a leased row: it is out already, and a dispatcher recording its outcome holds
+            // its lock and may then lock the rows behind it (`outbox_failed`), so waiting for
+            // it here could deadlock. If it is to be retried, that raises it.
+            let raised = values.add(&raised_platforms);
+            sql.push_str(&format!(
+                ", raised AS (UPDATE outbox SET urgent = true WHERE state = 'pending' AND NOT urgent \
+                 AND lease_owner IS NULL AND incident = $1 AND platform = ANY({raised}::text[]) AND {WRITTEN})"
             ));
         }
         if !change.outbox.is_empty() {
@@ -1413,10 +1467,20 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let n = match retry_at {
-            Some(at) => client.execute(&client.prepare_cached("UPDATE outbox SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
+            // The rows behind it wait for its next attempt too, so a claim passes them over on
+            // `next_attempt_at` alone (CLAIM_OUTBOX) while their head backs off. It is urgent
+            // when one of them is (a change that came while it was out could not raise it).
+            Some(at) => client.query_one(&client.prepare_cached(
+                "WITH failed AS (UPDATE outbox AS head SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
+                 urgent = head.urgent OR EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent \
+                 AND later.incident = head.incident AND later.platform = head.platform AND later.id > head.id) \
+                 WHERE head.id = $1 AND head.lease_owner = $2 AND head.state = 'pending' RETURNING head.incident, head.platform), \
+                 behind AS (UPDATE outbox AS later SET next_attempt_at = $4 FROM failed \
+                 WHERE later.state = 'pending' AND later.incident = failed.incident AND later.platform = failed.platform \
+                 AND later.id > $1 AND later.next_attempt_at < $4) \
+                 SELECT count(*)::bigint FROM failed").await.map_err(db_error)?,
                 &[&id, &owner, &error, &at],
-            ).await,
+            ).await.map(|row| row.get::<_, i64>(0) as u64),
             None => client.execute(&client.prepare_cached("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
                  WHERE id = $1 AND lease_owner = $2 AND state = 'pending'").await.map_err(db_error)?,
                 &[&id, &owner, &error],

@@ -6,7 +6,8 @@ use super::{
     Change, HealthCounts, INCIDENT_COLUMNS, IncidentRow, MaintenanceWindow, NO_INCIDENT,
     OutboxCounts, OutboxItem, RunbookRequest, SCHEMA_VERSION, Store, StoreError, StoreResult,
     Timer, WindowEdge, actor_column, alerts_column, effect_from_json, effect_json, event_detail,
-    event_from_columns, idempotency_key, paged_services_column, timer_kind,
+    event_from_columns, idempotency_key, paged_services_column, timer_kind, urgent_in_line,
+    urgent_platforms,
 };
 use crate::core::{Effect, Incident, IncidentKey, TimelineEvent};
 use async_trait::async_trait;
@@ -188,6 +189,16 @@ CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
         // checks run in warroom, and a single process's timers are few: nothing to add, the
         // number keeps the two backends' versions in step.
         "-- nothing",
+    ),
+    (
+        8,
+        // A row that holds back an urgent row of its incident is urgent too (`urgent_in_line`);
+        // rows written before that rule get it here. (PostgreSQL also adds the index its claim
+        // reads; this backend's claim is unchanged.)
+        "UPDATE outbox SET urgent = 1 WHERE state = 'pending' AND urgent = 0 \
+           AND EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent = 1 \
+                         AND later.platform = outbox.platform AND later.incident = outbox.incident \
+                         AND later.id > outbox.id);",
     ),
 ];
 
@@ -685,10 +696,16 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let window = window.clone();
+        let in_line: Vec<(&str, bool)> = notices
+            .iter()
+            .map(|(destination, effect)| (destination.as_str(), effect.urgent()))
+            .collect();
+        let raised_platforms = urgent_platforms(&in_line);
         let notices: Vec<(String, String, bool)> = notices
             .iter()
-            .map(|(destination, effect)| {
-                (destination.clone(), effect_json(effect), effect.urgent())
+            .zip(urgent_in_line(&in_line))
+            .map(|((destination, effect), urgent)| {
+                (destination.clone(), effect_json(effect), urgent)
             })
             .collect();
         let now = ts(now);
@@ -719,6 +736,13 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
             if marked != 1 {
                 return Ok(false);
+            }
+            for platform in &raised_platforms {
+                tx.execute(
+                    "UPDATE outbox SET urgent = 1 WHERE state = 'pending' AND urgent = 0 AND incident = ?1 AND platform = ?2",
+                    params![NO_INCIDENT.0, platform],
+                )
+                .map_err(db_error)?;
             }
             for (index, (destination, effect, urgent)) in notices.iter().enumerate() {
                 tx.execute(
@@ -844,14 +868,21 @@ impl Store for SqliteStore {
         let expected = change.expected_version;
         let events = change.events.to_vec();
         let timers = change.timers.to_vec();
+        let in_line: Vec<(&str, bool)> = change
+            .outbox
+            .iter()
+            .map(|e| (e.destination(change.incident.platform), e.urgent()))
+            .collect();
+        let raised_platforms = urgent_platforms(&in_line);
         let outbox: Vec<(String, &'static str, bool)> = change
             .outbox
             .iter()
-            .map(|e| {
+            .zip(urgent_in_line(&in_line))
+            .map(|(e, urgent)| {
                 (
                     effect_json(e),
                     e.destination(change.incident.platform),
-                    e.urgent(),
+                    urgent,
                 )
             })
             .collect();
@@ -1008,6 +1039,14 @@ impl Store for SqliteStore {
                 tx.execute(
                     "INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![i.key.0, timer.kind.as_str(), timer.kind.index(), ts(timer.due_at), timer.fence, now],
+                )
+                .map_err(db_error)?;
+            }
+            // The incident's rows already pending now hold an urgent row back.
+            for platform in &raised_platforms {
+                tx.execute(
+                    "UPDATE outbox SET urgent = 1 WHERE state = 'pending' AND urgent = 0 AND incident = ?1 AND platform = ?2",
+                    params![i.key.0, platform],
                 )
                 .map_err(db_error)?;
             }

@@ -1430,6 +1430,92 @@ pub async fn urgent_rows_go_first_across_incidents(db: &TestDb) {
     assert!(matches!(items[1].effect, Effect::SetTopic { .. }));
 }
 
+/// A row that holds back an urgent row of its incident is claimed as urgent: a topic written
+/// before an invitation in the same change, and a topic still pending when a later change
+/// writes an invitation. Cosmetic rows of older incidents wait behind both.
+pub async fn a_row_holding_back_an_urgent_row_is_urgent(db: &TestDb) {
+    let store = db.open().await;
+    let now = t0();
+    let lease = now + Duration::minutes(1);
+    let mut older = declared(&*store, "older", "inc-20261128-older").await;
+    let mut later = declared(&*store, "later", "inc-20261128-later").await;
+    let mut newer = declared(&*store, "newer", "inc-20261128-newer").await;
+    loop {
+        let items = store
+            .claim_outbox("console", now, "a", lease, 100)
+            .await
+            .unwrap();
+        if items.is_empty() {
+            break;
+        }
+        for item in items {
+            store.outbox_delivered(item.id, "a", now).await.unwrap();
+        }
+    }
+    let topic = |d: &warroom::core::Decision| Effect::SetTopic {
+        channel: d.incident.channel.clone(),
+        topic: "t".into(),
+    };
+    let invite = |d: &warroom::core::Decision| Effect::Invite {
+        channel: d.incident.channel.clone(),
+        users: vec![user("bob")],
+    };
+    async fn write(
+        store: &dyn Store,
+        decision: &mut warroom::core::Decision,
+        effects: Vec<Effect>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        decision.effects = effects;
+        decision.events.clear();
+        decision.timers.clear();
+        let version = store
+            .commit(Change::new(decision, Some(decision.incident.version), now))
+            .await
+            .unwrap();
+        decision.incident.version = version;
+    }
+    let effects = vec![topic(&older)];
+    write(&*store, &mut older, effects, now).await;
+    let effects = vec![topic(&later)];
+    write(&*store, &mut later, effects, now).await;
+    let effects = vec![topic(&newer), invite(&newer)];
+    write(&*store, &mut newer, effects, now).await;
+    let effects = vec![invite(&later)];
+    write(&*store, &mut later, effects, now).await;
+    let first = store
+        .claim_outbox("console", now, "b", lease, 2)
+        .await
+        .unwrap();
+    let mut incidents: Vec<_> = first.iter().map(|i| i.incident).collect();
+    incidents.sort();
+    assert_eq!(
+        incidents,
+        [later.incident.key, newer.incident.key],
+        "the topics holding back invitations go before the older incident's: {first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .all(|i| matches!(i.effect, Effect::SetTopic { .. })),
+        "{first:?}"
+    );
+    for item in &first {
+        store.outbox_delivered(item.id, "b", now).await.unwrap();
+    }
+    let rest = store
+        .claim_outbox("console", now, "b", lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 3, "{rest:?}");
+    assert!(
+        rest.iter().any(
+            |i| i.incident == older.incident.key && matches!(i.effect, Effect::SetTopic { .. })
+        ),
+        "{rest:?}"
+    );
+}
+
 pub async fn runbook_requests_change_state_once(db: &TestDb) {
     let store = db.open().await;
     let d = declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -1542,6 +1628,7 @@ on_both_stores!(
     runbook_requests_change_state_once,
     chat_refs_are_kept_and_replaced,
     urgent_rows_go_first_across_incidents,
+    a_row_holding_back_an_urgent_row_is_urgent,
     stores_and_reads_back_everything,
     every_field_survives_a_full_lifecycle,
     a_stale_version_is_a_conflict_and_writes_nothing,
@@ -1649,6 +1736,144 @@ async fn a_claim_skips_locked_heads_and_still_fills_its_batch_on_postgres() {
     assert_eq!(incidents.len(), 3, "one head per incident");
     assert!(claimed.iter().all(|item| !locked.contains(&item.id)));
     other.rollback().await.unwrap();
+    schema.cleanup().await;
+}
+
+/// PostgreSQL: rows behind a head that backs off wait for its next attempt too, so a claim
+/// passes them over on their due time; the head and then they go out when it comes. A change
+/// with an urgent row does not touch the head while it is out (leased); the head is raised to
+/// urgent when it is put back for a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_behind_a_head_that_backs_off_wait_for_it_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store = schema.store().await;
+    let mut d = declared(&*store, "Backing off", "inc-20261128-backing-off").await;
+    let now = t0();
+    let retry_at = now + Duration::minutes(2);
+    loop {
+        let items = store
+            .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+            .await
+            .unwrap();
+        if items.is_empty() {
+            break;
+        }
+        for item in items {
+            store.outbox_delivered(item.id, "a", now).await.unwrap();
+        }
+    }
+    let topic = Effect::SetTopic {
+        channel: d.incident.channel.clone(),
+        topic: "t".into(),
+    };
+    let invite = Effect::Invite {
+        channel: d.incident.channel.clone(),
+        users: vec![user("bob")],
+    };
+    for effects in [vec![topic.clone()], vec![invite, topic]] {
+        d.effects = effects;
+        d.events.clear();
+        d.timers.clear();
+        d.incident.version = store
+            .commit(Change::new(&d, Some(d.incident.version), now))
+            .await
+            .unwrap();
+        if d.incident.version == 2 {
+            // The first topic goes out before the invitation is decided.
+            let head = store
+                .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+                .await
+                .unwrap();
+            assert_eq!(head.len(), 1, "{head:?}");
+        }
+    }
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let db = Arc::new(db);
+    let query = format!(
+        "SELECT id, next_attempt_at, urgent FROM {}.outbox WHERE incident = $1 AND state = 'pending' ORDER BY id",
+        schema.schema
+    );
+    let key = d.incident.key.0;
+    let rows = || {
+        let (db, query) = (db.clone(), query.clone());
+        async move {
+            db.query(&query, &[&key])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect::<Vec<(i64, chrono::DateTime<chrono::Utc>, bool)>>()
+        }
+    };
+    let before = rows().await;
+    assert_eq!(
+        before.iter().map(|r| r.2).collect::<Vec<_>>(),
+        [false, true, false],
+        "the leased topic is left as it was: {before:?}"
+    );
+    let head_id = before[0].0;
+    store
+        .outbox_failed(head_id, "a", "rate limited", Some(retry_at))
+        .await
+        .unwrap();
+    let due = rows().await;
+    assert_eq!(
+        due.iter().map(|r| (r.1, r.2)).collect::<Vec<_>>(),
+        [(retry_at, true), (retry_at, true), (retry_at, false)],
+        "{due:?}"
+    );
+    // A lost lease changes nothing, behind the head or on it.
+    assert!(matches!(
+        store
+            .outbox_failed(head_id, "a", "again", Some(retry_at + Duration::hours(1)))
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(rows().await, due);
+    assert!(
+        store
+            .claim_outbox(
+                "console",
+                now + Duration::minutes(1),
+                "b",
+                now + Duration::minutes(5),
+                100
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_outbox(
+            "console",
+            retry_at,
+            "b",
+            retry_at + Duration::minutes(1),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|i| i.id).collect::<Vec<_>>(), [head_id]);
+    store
+        .outbox_delivered(head_id, "b", retry_at)
+        .await
+        .unwrap();
+    let next = store
+        .claim_outbox(
+            "console",
+            retry_at,
+            "b",
+            retry_at + Duration::minutes(1),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [due[1].0]);
     schema.cleanup().await;
 }
 
