@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 /// Writes a new incident; nothing if its channel is taken (the caller picks another name).
@@ -203,10 +203,15 @@ CREATE INDEX timers_next ON timers ((GREATEST(due_at, COALESCE(lease_until, due_
     (
         8,
         // `outbox_claim`: a claim reads pending rows urgent first, then oldest, and stops when
-        // it has enough heads (CLAIM_OUTBOX). A row that holds back an urgent row of its
-        // incident is urgent too (`urgent_in_line`); rows written before that rule get it here.
+        // it has enough heads (CLAIM_OUTBOX). `outbox_ready` and `outbox_heads` served the
+        // claim before; nothing reads them now, and a plan made without statistics could read
+        // every pending row through them (`outbox_incident_pending` finds an incident's head).
+        // A row that holds back an urgent row of its incident is urgent too
+        // (`urgent_in_line`); rows written before that rule get it here.
         r#"
 CREATE INDEX outbox_claim ON outbox (platform, urgent DESC, id) WHERE state = 'pending';
+DROP INDEX outbox_ready;
+DROP INDEX outbox_heads;
 UPDATE outbox AS row SET urgent = true
  WHERE row.state = 'pending' AND NOT row.urgent
    AND EXISTS (SELECT 1 FROM outbox AS later
@@ -492,17 +497,19 @@ impl PostgresStore {
 ///
 /// One pass along `outbox_claim` (urgent first, then oldest), which stops as soon as the
 /// limit is filled: each due, unleased row is a head when the first pending row of its
-/// incident and destination is itself (a scalar sub-select, one `outbox_heads` look-up per
-/// row). A claim costs about the rows before the last head it takes, not the backlog: the
-/// heads of a backlog come first in that order, since a row that holds back an urgent row is
-/// urgent itself (`urgent_in_line`), and a row waiting behind a head that backs off waits
-/// until that head's next attempt (`outbox_failed`), so it is passed over on the cheap
-/// `next_attempt_at` test. The sub-select keeps that plan whatever the planner knows: a
-/// correlated `NOT EXISTS` was planned as a nested loop over all pending rows when the table
-/// had no statistics (autovacuum off), quadratic in the backlog. Rows another process holds
-/// are skipped and the limit is filled from the heads after them (`SKIP LOCKED`), so replicas
-/// work through a backlog side by side; a head delivered or leased since it was read is
-/// dropped by the re-check under the row lock.
+/// incident and destination is itself (a scalar sub-select, one `outbox_incident_pending`
+/// look-up per row). A claim costs about the rows before the last head it takes, not the
+/// backlog: the heads of a backlog come first in that order, since a row that holds back an
+/// urgent row is urgent itself (`urgent_in_line`), and a row waiting behind a head that backs
+/// off waits until that head's next attempt (`outbox_failed`), so it is passed over on the
+/// cheap `next_attempt_at` test. A correlated `NOT EXISTS` was planned as a nested loop over all
+/// pending rows when the table had no statistics (autovacuum off), quadratic in the backlog;
+/// the sub-select keeps the shape, and the statement is planned at every claim (unnamed, with
+/// its parameters' values: `claim_outbox`), so no plan made while the table was nearly empty
+/// is kept for a backlog; schema 8 also dropped the indexes a plan could have read every
+/// pending row through. Rows another process holds are skipped and the limit is filled from
+/// the heads after them (`SKIP LOCKED`), so replicas work through a backlog side by side; a
+/// head delivered or leased since it was read is dropped by the re-check under the row lock.
 const CLAIM_OUTBOX: &str =
     "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
         SELECT candidate.id FROM outbox AS candidate
@@ -1370,13 +1377,17 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
         let client = self.pool.get().await.map_err(pool_error)?;
+        // Not a prepared statement: planned afresh at each claim, for the table as it is now.
         let rows = client
-            .query(
-                &client
-                    .prepare_cached(CLAIM_OUTBOX)
-                    .await
-                    .map_err(db_error)?,
-                &[&owner, &lease_until, &destination, &now, &limit],
+            .query_typed(
+                CLAIM_OUTBOX,
+                &[
+                    (&owner, Type::TEXT),
+                    (&lease_until, Type::TIMESTAMPTZ),
+                    (&destination, Type::TEXT),
+                    (&now, Type::TIMESTAMPTZ),
+                    (&limit, Type::INT8),
+                ],
             )
             .await
             .map_err(db_error)?;
