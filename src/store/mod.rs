@@ -606,9 +606,11 @@ pub(crate) fn idempotency_key(incident: IncidentKey, version: i64, index: usize)
 /// comes after it, since an incident's rows go out in order and it would hold that row back
 /// (a new channel's topic before its alert). The stores raise the incident's rows already
 /// pending on that platform in the same way (`UPDATE ... SET urgent`), so that a claim taking
-/// urgent heads of line first never leaves an urgent row waiting behind a cosmetic one. (On
-/// PostgreSQL a row out on a lease is left alone and raised if it is put back for a retry;
-/// see `commit` and `outbox_failed` there.)
+/// urgent heads of line first does not leave an urgent row waiting behind a cosmetic one. (On
+/// PostgreSQL a row out on a lease is left alone and raised when it is put back; a row put
+/// back while the change is being written, or left to a lease that expires after a crash,
+/// keeps its own urgency: see `commit` there. Notices not tied to an incident, which are not
+/// urgent today, do not raise the rows before them.)
 pub(crate) fn urgent_in_line(rows: &[(&str, bool)]) -> Vec<bool> {
     let mut urgent_behind: Vec<&str> = Vec::new();
     let mut flags: Vec<bool> = rows

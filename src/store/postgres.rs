@@ -202,16 +202,16 @@ CREATE INDEX timers_next ON timers ((GREATEST(due_at, COALESCE(lease_until, due_
     ),
     (
         8,
-        // `outbox_claim`: a claim reads pending rows urgent first, then oldest, and stops when
-        // it has enough heads (CLAIM_OUTBOX). `outbox_ready` and `outbox_heads` served the
-        // claim before; nothing reads them now, and a plan made without statistics could read
-        // every pending row through them (`outbox_incident_pending` finds an incident's head).
+        // `outbox_claim`: a claim first walks pending rows urgent first, then oldest
+        // (CLAIM_OUTBOX_WALK). Nothing reads `outbox_ready` (a plan made without statistics
+        // could look each head up through it, reading every pending row of the platform each
+        // time), and `outbox_incident_pending` repeats `outbox_heads` in another column order.
         // A row that holds back an urgent row of its incident is urgent too
         // (`urgent_in_line`); rows written before that rule get it here.
         r#"
 CREATE INDEX outbox_claim ON outbox (platform, urgent DESC, id) WHERE state = 'pending';
 DROP INDEX outbox_ready;
-DROP INDEX outbox_heads;
+DROP INDEX outbox_incident_pending;
 UPDATE outbox AS row SET urgent = true
  WHERE row.state = 'pending' AND NOT row.urgent
    AND EXISTS (SELECT 1 FROM outbox AS later
@@ -495,33 +495,60 @@ impl PostgresStore {
 /// Claim the first pending row of each incident for one destination (its head: rows of an
 /// incident go out in decision order), most urgent first, when it is due and not leased.
 ///
-/// One pass along `outbox_claim` (urgent first, then oldest), which stops as soon as the
-/// limit is filled: each due, unleased row is a head when the first pending row of its
-/// incident and destination is itself (a scalar sub-select, one `outbox_incident_pending`
-/// look-up per row). A claim costs about the rows before the last head it takes, not the
-/// backlog: the heads of a backlog come first in that order, since a row that holds back an
-/// urgent row is urgent itself (`urgent_in_line`), and a row waiting behind a head that backs
-/// off waits until that head's next attempt (`outbox_failed`), so it is passed over on the
-/// cheap `next_attempt_at` test. A correlated `NOT EXISTS` was planned as a nested loop over all
-/// pending rows when the table had no statistics (autovacuum off), quadratic in the backlog;
-/// the sub-select keeps the shape, and the statement is planned at every claim (unnamed, with
-/// its parameters' values: `claim_outbox`), so no plan made while the table was nearly empty
-/// is kept for a backlog; schema 8 also dropped the indexes a plan could have read every
-/// pending row through. Rows another process holds are skipped and the limit is filled from
-/// the heads after them (`SKIP LOCKED`), so replicas work through a backlog side by side; a
-/// head delivered or leased since it was read is dropped by the re-check under the row lock.
-const CLAIM_OUTBOX: &str =
+/// First a short walk: the first `claim_window(limit)` due, unleased rows along
+/// `outbox_claim` (urgent first, then oldest), of which those that are the first pending row
+/// of their incident and destination (a scalar sub-select, one `outbox_heads` look-up each).
+/// In a backlog of many incidents that fills the limit at a cost of about the window, not the
+/// backlog: the heads come first in that order, since a row that holds back an urgent row is
+/// mostly urgent itself (`urgent_in_line`). When the walk claims fewer than the limit (the
+/// window held rows waiting behind heads that are out, or the backlog is small), the rest of
+/// the limit comes from `CLAIM_OUTBOX_ALL`, which reads every pending row of the destination
+/// once: no claim costs much more than that, and no head is left behind a full window.
+///
+/// Both statements are planned at every claim (unnamed, with their parameters' values:
+/// `claim_outbox`), so no plan made while the table was nearly empty is kept for a backlog. (A
+/// correlated `NOT EXISTS` was once planned as a nested loop over all pending rows when the
+/// table had no statistics, quadratic in the backlog.) Rows another process holds are skipped
+/// (`SKIP LOCKED`), so replicas work through a backlog side by side; a head delivered or
+/// leased since it was read is dropped by the re-check under the row lock.
+const CLAIM_OUTBOX_WALK: &str =
     "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
-        SELECT candidate.id FROM outbox AS candidate
-         WHERE candidate.state = 'pending' AND candidate.platform = $3
-           AND candidate.next_attempt_at <= $4 AND (candidate.lease_until IS NULL OR candidate.lease_until < $4)
-           AND candidate.id = (SELECT head.id FROM outbox AS head
-                          WHERE head.state = 'pending' AND head.platform = candidate.platform
-                            AND head.incident = candidate.incident
-                          ORDER BY head.id LIMIT 1)
-         ORDER BY candidate.urgent DESC, candidate.id LIMIT $5
-         FOR UPDATE SKIP LOCKED)
-     RETURNING id, incident, effect::text, idempotency_key, attempts";
+        SELECT id FROM outbox WHERE id IN (
+            SELECT candidate.id FROM (
+                SELECT id, incident FROM outbox
+                 WHERE state = 'pending' AND platform = $3
+                   AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
+                 ORDER BY urgent DESC, id LIMIT $6
+            ) AS candidate
+             WHERE candidate.id = (SELECT head.id FROM outbox AS head
+                                    WHERE head.state = 'pending' AND head.platform = $3
+                                      AND head.incident = candidate.incident
+                                    ORDER BY head.id LIMIT 1))
+          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+        ORDER BY urgent DESC, id LIMIT $5
+        FOR UPDATE SKIP LOCKED)
+     RETURNING id, incident, effect::text, idempotency_key, attempts, urgent";
+
+/// The rest of a claim the walk could not fill (`CLAIM_OUTBOX_WALK`): the heads from one
+/// ordered pass over the pending rows of the destination (`DISTINCT ON` along `outbox_heads`),
+/// whatever the planner knows.
+const CLAIM_OUTBOX_ALL: &str =
+    "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
+        SELECT id FROM outbox WHERE id IN (
+            SELECT id FROM (
+                SELECT DISTINCT ON (incident) id, next_attempt_at, lease_until FROM outbox
+                 WHERE state = 'pending' AND platform = $3 ORDER BY incident, id
+            ) AS heads
+             WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4))
+          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+        ORDER BY urgent DESC, id LIMIT $5
+        FOR UPDATE SKIP LOCKED)
+     RETURNING id, incident, effect::text, idempotency_key, attempts, urgent";
+
+/// How many due rows the walk of a claim of `limit` looks at (`CLAIM_OUTBOX_WALK`).
+fn claim_window(limit: i64) -> i64 {
+    limit.saturating_mul(4).saturating_add(16)
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -907,16 +934,7 @@ impl Store for PostgresStore {
             .iter()
             .map(|(destination, effect)| (destination.as_str(), effect.urgent()))
             .collect();
-        let raised_platforms = urgent_platforms(&in_line);
-        if !raised_platforms.is_empty() {
-            tx.execute(
-                "UPDATE outbox SET urgent = true WHERE state = 'pending' AND NOT urgent \
-                 AND incident = $1 AND platform = ANY($2::text[])",
-                &[&NO_INCIDENT.0, &raised_platforms],
-            )
-            .await
-            .map_err(db_error)?;
-        }
+        // (Notices are not urgent today; rows already pending for them are not raised.)
         let urgent = urgent_in_line(&in_line);
         for (index, (destination, effect)) in notices.iter().enumerate() {
             let effect_value = serde_json::to_value(effect).expect("effects serialize");
@@ -1209,9 +1227,12 @@ impl Store for PostgresStore {
         if !raised_platforms.is_empty() {
             // Before the rows below are inserted (a CTE does not see its siblings' rows): the
             // incident's rows already pending on those platforms now hold an urgent row back.
-            // Not a leased row: it is out already, and a dispatcher recording its outcome holds
-            // its lock and may then lock the rows behind it (`outbox_failed`), so waiting for
-            // it here could deadlock. If it is to be retried, that raises it.
+            // Not a row out on a lease: a dispatcher is recording its outcome or soon will, and
+            // putting it back (`outbox_failed`, `release_leases`) raises it if a row behind it
+            // is urgent. That misses a row put back while this statement runs (its check does
+            // not see the uncommitted rows) and a lease left to expire by a crash: such a head
+            // keeps its own urgency, which changes when it goes, never whether or in what order.
+            // (Both this and `outbox_failed` lock an incident's rows in id order.)
             let raised = values.add(&raised_platforms);
             sql.push_str(&format!(
                 ", raised AS (UPDATE outbox SET urgent = true WHERE state = 'pending' AND NOT urgent \
@@ -1377,35 +1398,51 @@ impl Store for PostgresStore {
         limit: i64,
     ) -> StoreResult<Vec<OutboxItem>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        // Not a prepared statement: planned afresh at each claim, for the table as it is now.
-        let rows = client
-            .query_typed(
-                CLAIM_OUTBOX,
-                &[
+        // Not prepared statements: planned afresh at each claim, for the table as it is now.
+        let claim = |sql: &'static str, limit: i64| {
+            let (client, owner, destination) = (&client, owner, destination);
+            async move {
+                let window = claim_window(limit);
+                let params: [(&(dyn ToSql + Sync), Type); 6] = [
                     (&owner, Type::TEXT),
                     (&lease_until, Type::TIMESTAMPTZ),
                     (&destination, Type::TEXT),
                     (&now, Type::TIMESTAMPTZ),
                     (&limit, Type::INT8),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
+                    (&window, Type::INT8),
+                ];
+                // The walk also takes its window ($6).
+                let used = if sql == CLAIM_OUTBOX_WALK { 6 } else { 5 };
+                client
+                    .query_typed(sql, &params[..used])
+                    .await
+                    .map_err(db_error)
+            }
+        };
+        let mut rows = claim(CLAIM_OUTBOX_WALK, limit).await?;
+        let short = limit - rows.len() as i64;
+        if short > 0 {
+            rows.extend(claim(CLAIM_OUTBOX_ALL, short).await?);
+        }
         let mut items = rows
             .iter()
             .map(|r| {
-                Ok(OutboxItem {
-                    id: r.get(0),
-                    incident: IncidentKey(r.get(1)),
-                    destination: destination.to_string(),
-                    effect: effect_from_json(r.get::<_, &str>(2))?,
-                    idempotency_key: r.get(3),
-                    attempts: r.get(4),
-                })
+                Ok((
+                    !r.get::<_, bool>(5),
+                    OutboxItem {
+                        id: r.get(0),
+                        incident: IncidentKey(r.get(1)),
+                        destination: destination.to_string(),
+                        effect: effect_from_json(r.get::<_, &str>(2))?,
+                        idempotency_key: r.get(3),
+                        attempts: r.get(4),
+                    },
+                ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        items.sort_by_key(|i| (!i.effect.urgent(), i.id));
-        Ok(items)
+        // Urgent (as stored: raised rows too) first, then oldest.
+        items.sort_by_key(|(not_urgent, item)| (*not_urgent, item.id));
+        Ok(items.into_iter().map(|(_, item)| item).collect())
     }
 
     async fn renew_outbox_lease(
@@ -1479,7 +1516,7 @@ impl Store for PostgresStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let n = match retry_at {
             // The rows behind it wait for its next attempt too, so a claim passes them over on
-            // `next_attempt_at` alone (CLAIM_OUTBOX) while their head backs off. It is urgent
+            // `next_attempt_at` alone (CLAIM_OUTBOX_WALK) while their head backs off. It is urgent
             // when one of them is (a change that came while it was out could not raise it).
             Some(at) => client.query_one(&client.prepare_cached(
                 "WITH failed AS (UPDATE outbox AS head SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
@@ -1582,8 +1619,11 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         let rows = client
             .execute(
-                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
-                 WHERE state = 'pending' AND lease_owner = $1",
+                // Put back urgent when a row behind it is (see `outbox_failed`).
+                "UPDATE outbox AS head SET lease_owner = NULL, lease_until = NULL, \
+                 urgent = head.urgent OR EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent \
+                 AND later.incident = head.incident AND later.platform = head.platform AND later.id > head.id) \
+                 WHERE head.state = 'pending' AND head.lease_owner = $1",
                 &[&owner],
             )
             .await

@@ -700,7 +700,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|(destination, effect)| (destination.as_str(), effect.urgent()))
             .collect();
-        let raised_platforms = urgent_platforms(&in_line);
+        // (Notices are not urgent today; rows already pending for them are not raised.)
         let notices: Vec<(String, String, bool)> = notices
             .iter()
             .zip(urgent_in_line(&in_line))
@@ -736,13 +736,6 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
             if marked != 1 {
                 return Ok(false);
-            }
-            for platform in &raised_platforms {
-                tx.execute(
-                    "UPDATE outbox SET urgent = 1 WHERE state = 'pending' AND urgent = 0 AND incident = ?1 AND platform = ?2",
-                    params![NO_INCIDENT.0, platform],
-                )
-                .map_err(db_error)?;
             }
             for (index, (destination, effect, urgent)) in notices.iter().enumerate() {
                 tx.execute(
@@ -1171,11 +1164,11 @@ impl Store for SqliteStore {
                                 ON head.id = first.id
                              WHERE head.next_attempt_at <= ?4 AND (head.lease_until IS NULL OR head.lease_until < ?4)
                             ORDER BY head.urgent DESC, head.id LIMIT ?5)
-                         RETURNING id, incident, effect, idempotency_key, attempts",
+                         RETURNING id, incident, effect, idempotency_key, attempts, urgent",
                     )
                     .map_err(db_error)?;
                 stmt.query_map(params![owner, ts(lease_until), destination, ts(now), limit], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i32>(4)?))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i32>(4)?, r.get::<_, bool>(5)?))
                 })
                 .map_err(db_error)?
                 .collect::<Result<Vec<_>, _>>()
@@ -1184,12 +1177,13 @@ impl Store for SqliteStore {
             tx.commit().map_err(db_error)?;
             let mut items = rows
                 .into_iter()
-                .map(|(id, incident, effect, idempotency_key, attempts)| {
-                    Ok(OutboxItem { id, incident: IncidentKey(incident), destination: destination.clone(), effect: effect_from_json(&effect)?, idempotency_key, attempts })
+                .map(|(id, incident, effect, idempotency_key, attempts, urgent)| {
+                    Ok((!urgent, OutboxItem { id, incident: IncidentKey(incident), destination: destination.clone(), effect: effect_from_json(&effect)?, idempotency_key, attempts }))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            items.sort_by_key(|i| (!i.effect.urgent(), i.id));
-            Ok(items)
+            // Urgent (as stored: raised rows too) first, then oldest.
+            items.sort_by_key(|(not_urgent, item)| (*not_urgent, item.id));
+            Ok(items.into_iter().map(|(_, item)| item).collect())
         })
         .await
     }

@@ -1430,6 +1430,57 @@ pub async fn urgent_rows_go_first_across_incidents(db: &TestDb) {
     assert!(matches!(items[1].effect, Effect::SetTopic { .. }));
 }
 
+/// Claim and mark delivered every console row pending at `now`, as owner "a".
+async fn deliver_everything(store: &dyn Store, now: chrono::DateTime<chrono::Utc>) {
+    loop {
+        let items = store
+            .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+            .await
+            .unwrap();
+        if items.is_empty() {
+            break;
+        }
+        for item in items {
+            store.outbox_delivered(item.id, "a", now).await.unwrap();
+        }
+    }
+}
+
+/// A head is claimed however many rows of other incidents wait before it in claim order
+/// (behind a head that is out): more than a claim looks at first on PostgreSQL.
+pub async fn a_head_behind_many_waiting_rows_is_still_claimed(db: &TestDb) {
+    let store = db.open().await;
+    let now = t0();
+    let lease = now + Duration::minutes(1);
+    let mut busy = declared(&*store, "busy", "inc-20261128-busy").await;
+    deliver_everything(&*store, now).await;
+    busy.effects = (0..30)
+        .map(|n| Effect::Invite {
+            channel: busy.incident.channel.clone(),
+            users: vec![user(&format!("user{n}"))],
+        })
+        .collect();
+    busy.events.clear();
+    busy.timers.clear();
+    store
+        .commit(Change::new(&busy, Some(busy.incident.version), now))
+        .await
+        .unwrap();
+    let out = store
+        .claim_outbox("console", now, "a", lease, 1)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    let other = declared(&*store, "other", "inc-20261128-other").await;
+    let claimed = store
+        .claim_outbox("console", now, "b", lease, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].incident, other.incident.key);
+    assert!(matches!(claimed[0].effect, Effect::CreateChannel { .. }));
+}
+
 /// A row that holds back an urgent row of its incident is claimed as urgent: a topic written
 /// before an invitation in the same change, and a topic still pending when a later change
 /// writes an invitation. Cosmetic rows of older incidents wait behind both.
@@ -1440,18 +1491,7 @@ pub async fn a_row_holding_back_an_urgent_row_is_urgent(db: &TestDb) {
     let mut older = declared(&*store, "older", "inc-20261128-older").await;
     let mut later = declared(&*store, "later", "inc-20261128-later").await;
     let mut newer = declared(&*store, "newer", "inc-20261128-newer").await;
-    loop {
-        let items = store
-            .claim_outbox("console", now, "a", lease, 100)
-            .await
-            .unwrap();
-        if items.is_empty() {
-            break;
-        }
-        for item in items {
-            store.outbox_delivered(item.id, "a", now).await.unwrap();
-        }
-    }
+    deliver_everything(&*store, now).await;
     let topic = |d: &warroom::core::Decision| Effect::SetTopic {
         channel: d.incident.channel.clone(),
         topic: "t".into(),
@@ -1629,6 +1669,7 @@ on_both_stores!(
     chat_refs_are_kept_and_replaced,
     urgent_rows_go_first_across_incidents,
     a_row_holding_back_an_urgent_row_is_urgent,
+    a_head_behind_many_waiting_rows_is_still_claimed,
     stores_and_reads_back_everything,
     every_field_survives_a_full_lifecycle,
     a_stale_version_is_a_conflict_and_writes_nothing,
@@ -1752,18 +1793,7 @@ async fn rows_behind_a_head_that_backs_off_wait_for_it_on_postgres() {
     let mut d = declared(&*store, "Backing off", "inc-20261128-backing-off").await;
     let now = t0();
     let retry_at = now + Duration::minutes(2);
-    loop {
-        let items = store
-            .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
-            .await
-            .unwrap();
-        if items.is_empty() {
-            break;
-        }
-        for item in items {
-            store.outbox_delivered(item.id, "a", now).await.unwrap();
-        }
-    }
+    deliver_everything(&*store, now).await;
     let topic = Effect::SetTopic {
         channel: d.incident.channel.clone(),
         topic: "t".into(),
@@ -1835,45 +1865,25 @@ async fn rows_behind_a_head_that_backs_off_wait_for_it_on_postgres() {
         Err(StoreError::LeaseLost(_))
     ));
     assert_eq!(rows().await, due);
-    assert!(
-        store
-            .claim_outbox(
-                "console",
-                now + Duration::minutes(1),
-                "b",
-                now + Duration::minutes(5),
-                100
-            )
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let again = store
-        .claim_outbox(
-            "console",
-            retry_at,
-            "b",
-            retry_at + Duration::minutes(1),
-            100,
-        )
-        .await
-        .unwrap();
-    assert_eq!(again.iter().map(|i| i.id).collect::<Vec<_>>(), [head_id]);
+    let claimed_at = |at| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_outbox("console", at, "b", at + Duration::minutes(1), 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(claimed_at(now + Duration::minutes(1)).await.is_empty());
+    assert_eq!(claimed_at(retry_at).await, [head_id]);
     store
         .outbox_delivered(head_id, "b", retry_at)
         .await
         .unwrap();
-    let next = store
-        .claim_outbox(
-            "console",
-            retry_at,
-            "b",
-            retry_at + Duration::minutes(1),
-            100,
-        )
-        .await
-        .unwrap();
-    assert_eq!(next.iter().map(|i| i.id).collect::<Vec<_>>(), [due[1].0]);
+    assert_eq!(claimed_at(retry_at).await, [due[1].0]);
     schema.cleanup().await;
 }
 
