@@ -500,10 +500,12 @@ impl PostgresStore {
 /// of their incident and destination (a scalar sub-select, one `outbox_heads` look-up each).
 /// In a backlog of many incidents that fills the limit at a cost of about the window, not the
 /// backlog: the heads come first in that order, since a row that holds back an urgent row is
-/// mostly urgent itself (`urgent_in_line`). When the walk claims fewer than the limit (the
-/// window held rows waiting behind heads that are out, or the backlog is small), the rest of
-/// the limit comes from `CLAIM_OUTBOX_ALL`, which reads every pending row of the destination
-/// once: no claim costs much more than that, and no head is left behind a full window.
+/// mostly urgent itself (`urgent_in_line`). A window that was not full held every due,
+/// unleased row, so a short claim is then complete. When a full window did not fill the
+/// claim (rows waiting behind heads that are out crowded it), the rest of the limit comes
+/// from `CLAIM_OUTBOX_ALL`, which reads every pending row of the destination once, as every
+/// claim did before: no claim costs much more than that, and no head is left behind a full
+/// window.
 ///
 /// Both statements are planned at every claim (unnamed, with their parameters' values:
 /// `claim_outbox`), so no plan made while the table was nearly empty is kept for a backlog. (A
@@ -511,23 +513,26 @@ impl PostgresStore {
 /// table had no statistics, quadratic in the backlog.) Rows another process holds are skipped
 /// (`SKIP LOCKED`), so replicas work through a backlog side by side; a head delivered or
 /// leased since it was read is dropped by the re-check under the row lock.
-const CLAIM_OUTBOX_WALK: &str =
-    "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
-        SELECT id FROM outbox WHERE id IN (
-            SELECT candidate.id FROM (
-                SELECT id, incident FROM outbox
-                 WHERE state = 'pending' AND platform = $3
-                   AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
-                 ORDER BY urgent DESC, id LIMIT $6
-            ) AS candidate
-             WHERE candidate.id = (SELECT head.id FROM outbox AS head
-                                    WHERE head.state = 'pending' AND head.platform = $3
-                                      AND head.incident = candidate.incident
-                                    ORDER BY head.id LIMIT 1))
-          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
-        ORDER BY urgent DESC, id LIMIT $5
-        FOR UPDATE SKIP LOCKED)
-     RETURNING id, incident, effect::text, idempotency_key, attempts, urgent";
+const CLAIM_OUTBOX_WALK: &str = "WITH candidate AS MATERIALIZED (
+        SELECT id, incident FROM outbox
+         WHERE state = 'pending' AND platform = $3
+           AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
+         ORDER BY urgent DESC, id LIMIT $6),
+     claimed AS (
+        UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN (
+            SELECT id FROM outbox WHERE id IN (
+                SELECT candidate.id FROM candidate
+                 WHERE candidate.id = (SELECT head.id FROM outbox AS head
+                                        WHERE head.state = 'pending' AND head.platform = $3
+                                          AND head.incident = candidate.incident
+                                        ORDER BY head.id LIMIT 1))
+              AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+            ORDER BY urgent DESC, id LIMIT $5
+            FOR UPDATE SKIP LOCKED)
+         RETURNING id, incident, effect::text AS effect, idempotency_key, attempts, urgent)
+     SELECT id, incident, effect, idempotency_key, attempts, urgent, NULL::bigint FROM claimed
+     UNION ALL
+     SELECT NULL, NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM candidate)";
 
 /// The rest of a claim the walk could not fill (`CLAIM_OUTBOX_WALK`): the heads from one
 /// ordered pass over the pending rows of the destination (`DISTINCT ON` along `outbox_heads`),
@@ -1419,9 +1424,21 @@ impl Store for PostgresStore {
                     .map_err(db_error)
             }
         };
-        let mut rows = claim(CLAIM_OUTBOX_WALK, limit).await?;
+        // The walk's rows, and one row without an id that says how many due rows its window
+        // held.
+        let (counted, mut rows): (Vec<Row>, Vec<Row>) = claim(CLAIM_OUTBOX_WALK, limit)
+            .await?
+            .into_iter()
+            .partition(|row| row.get::<_, Option<i64>>(0).is_none());
+        let seen: i64 = counted
+            .first()
+            .and_then(|row| row.get::<_, Option<i64>>(6))
+            .ok_or_else(|| {
+                StoreError::Corrupt("the claim's walk did not count its window".into())
+            })?;
         let short = limit - rows.len() as i64;
-        if short > 0 {
+        // A window that was not full held every due, unleased row: nothing is left to find.
+        if short > 0 && seen == claim_window(limit) {
             rows.extend(claim(CLAIM_OUTBOX_ALL, short).await?);
         }
         let mut items = rows
