@@ -504,8 +504,9 @@ impl PostgresStore {
 /// unleased row, so a short claim is then complete. When a full window did not fill the
 /// claim (rows waiting behind heads that are out crowded it), the rest of the limit comes
 /// from `CLAIM_OUTBOX_ALL`, which reads every pending row of the destination once, as every
-/// claim did before: no claim costs much more than that, and no head is left behind a full
-/// window.
+/// claim did before: such a claim costs that plus the window's look-ups (while many heads are
+/// out or backing off, rows written behind them since are due and crowd the window), and no
+/// head is left behind a full window.
 ///
 /// Both statements are planned at every claim (unnamed, with their parameters' values:
 /// `claim_outbox`), so no plan made while the table was nearly empty is kept for a backlog. (A
