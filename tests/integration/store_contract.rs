@@ -1688,6 +1688,126 @@ on_both_stores!(
     effects_round_trip_exactly,
 );
 
+/// Outbox rows as a store before schema 8 left them (each with its own urgency only), for the
+/// migration tests: (incident, platform, state, urgent) in id order, and the urgency schema 8
+/// must leave each with.
+const BEFORE_SCHEMA_8: [(i64, &str, &str, bool, bool); 7] = [
+    (1, "slack", "delivered", false, false), // done: left alone
+    (1, "slack", "pending", false, true),    // a topic before the alert: raised
+    (1, "discord", "pending", false, false), // another platform: left alone
+    (1, "slack", "pending", true, true),     // the alert
+    (1, "slack", "pending", false, false),   // a pin after it: left alone
+    (2, "slack", "pending", false, false),   // another incident: left alone
+    (2, "slack", "pending", false, false),
+];
+
+/// Schema 8 marks urgent the pending rows written before it that hold an urgent row of their
+/// incident and platform back, and nothing else (PostgreSQL; the index changes too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_8_raises_rows_written_before_it_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    drop(schema.store().await);
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let s = &schema.schema;
+    // Back to schema 7: its indexes, and rows as it wrote them.
+    db.batch_execute(&format!(
+        "DELETE FROM {s}.schema_migrations WHERE version = 8;
+         DROP INDEX {s}.outbox_claim;
+         CREATE INDEX outbox_ready ON {s}.outbox (platform, next_attempt_at) WHERE state = 'pending';
+         CREATE INDEX outbox_incident_pending ON {s}.outbox (incident, platform, id) WHERE state = 'pending';"
+    ))
+    .await
+    .unwrap();
+    for (n, (incident, platform, state, urgent, _)) in BEFORE_SCHEMA_8.iter().enumerate() {
+        db.execute(
+            &format!(
+                "INSERT INTO {s}.outbox (incident, platform, effect, idempotency_key, state, next_attempt_at, created_at, urgent) \
+                 VALUES ($1, $2, '{{}}', $3, $4, now(), now(), $5)"
+            ),
+            &[incident, platform, &format!("before-8/{n}"), state, urgent],
+        )
+        .await
+        .unwrap();
+    }
+    let store = schema.store().await;
+    store.ping().await.unwrap();
+    let urgent: Vec<bool> = db
+        .query(&format!("SELECT urgent FROM {s}.outbox ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<bool> = BEFORE_SCHEMA_8.iter().map(|row| row.4).collect();
+    assert_eq!(urgent, expected);
+    let indexes: Vec<String> = db
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'outbox' ORDER BY indexname",
+            &[s],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(indexes.contains(&"outbox_claim".to_string()), "{indexes:?}");
+    assert!(indexes.contains(&"outbox_heads".to_string()), "{indexes:?}");
+    assert!(
+        !indexes.contains(&"outbox_ready".to_string()),
+        "{indexes:?}"
+    );
+    assert!(
+        !indexes.contains(&"outbox_incident_pending".to_string()),
+        "{indexes:?}"
+    );
+    schema.cleanup().await;
+}
+
+/// The same on SQLite (no index changes there).
+#[tokio::test]
+async fn schema_8_raises_rows_written_before_it_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warroom.db");
+    drop(
+        warroom::store::sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap(),
+    );
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute("DELETE FROM schema_migrations WHERE version = 8", [])
+            .unwrap();
+        for (n, (incident, platform, state, urgent, _)) in BEFORE_SCHEMA_8.iter().enumerate() {
+            db.execute(
+                "INSERT INTO outbox (incident, platform, effect, idempotency_key, state, next_attempt_at, created_at, urgent) \
+                 VALUES (?1, ?2, '{}', ?3, ?4, '2026-11-28T10:00:00.000000Z', '2026-11-28T10:00:00.000000Z', ?5)",
+                rusqlite::params![incident, platform, format!("before-8/{n}"), state, urgent],
+            )
+            .unwrap();
+        }
+    }
+    let store = warroom::store::sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    drop(store);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let urgent: Vec<bool> = db
+        .prepare("SELECT urgent FROM outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<bool> = BEFORE_SCHEMA_8.iter().map(|row| row.4).collect();
+    assert_eq!(urgent, expected);
+}
+
 #[tokio::test]
 async fn sqlite_data_survives_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
