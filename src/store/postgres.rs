@@ -221,6 +221,16 @@ UPDATE outbox AS row SET urgent = true
     ),
 ];
 
+/// The `SET` item that puts a row (`head`) back urgent when a pending row of its incident and
+/// platform behind it is urgent (`urgent_in_line`): for rows that were out on a lease when a
+/// change raised the rows around them (`outbox_failed`, `release_leases`).
+macro_rules! urgent_if_holding_back {
+    () => {
+        "urgent = head.urgent OR EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent \
+         AND later.incident = head.incident AND later.platform = head.platform AND later.id > head.id)"
+    };
+}
+
 /// What a change's statement answers when its incident was not written (a stale version, a
 /// taken channel); 0 when the change was written.
 const NOT_WRITTEN: i64 = 1;
@@ -765,21 +775,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_chat_ref(&self, platform: &str, key: &str, value: &str) -> StoreResult<()> {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO chat_refs (platform, key, value) VALUES ($1, $2, $3) \
-                         ON CONFLICT (platform, key) DO UPDATE SET value = excluded.value, updated_at = now()",
-                    )
-                    .await
-                    .map_err(db_error)?,
-                &[&platform, &key, &value],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        self.set_chat_refs(platform, &[(key, value)]).await
     }
 
     async fn set_chat_refs(&self, platform: &str, refs: &[(&str, &str)]) -> StoreResult<()> {
@@ -1536,15 +1532,14 @@ impl Store for PostgresStore {
             // The rows behind it wait for its next attempt too, so a claim passes them over on
             // `next_attempt_at` alone (CLAIM_OUTBOX_WALK) while their head backs off. It is urgent
             // when one of them is (a change that came while it was out could not raise it).
-            Some(at) => client.query_one(&client.prepare_cached(
-                "WITH failed AS (UPDATE outbox AS head SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
-                 urgent = head.urgent OR EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent \
-                 AND later.incident = head.incident AND later.platform = head.platform AND later.id > head.id) \
-                 WHERE head.id = $1 AND head.lease_owner = $2 AND head.state = 'pending' RETURNING head.incident, head.platform), \
+            Some(at) => client.query_one(&client.prepare_cached(concat!(
+                "WITH failed AS (UPDATE outbox AS head SET last_error = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, ",
+                urgent_if_holding_back!(),
+                " WHERE head.id = $1 AND head.lease_owner = $2 AND head.state = 'pending' RETURNING head.incident, head.platform), \
                  behind AS (UPDATE outbox AS later SET next_attempt_at = $4 FROM failed \
                  WHERE later.state = 'pending' AND later.incident = failed.incident AND later.platform = failed.platform \
                  AND later.id > $1 AND later.next_attempt_at < $4) \
-                 SELECT count(*)::bigint FROM failed").await.map_err(db_error)?,
+                 SELECT count(*)::bigint FROM failed")).await.map_err(db_error)?,
                 &[&id, &owner, &error, &at],
             ).await.map(|row| row.get::<_, i64>(0) as u64),
             None => client.execute(&client.prepare_cached("UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL \
@@ -1637,11 +1632,11 @@ impl Store for PostgresStore {
             .map_err(db_error)?;
         let rows = client
             .execute(
-                // Put back urgent when a row behind it is (see `outbox_failed`).
-                "UPDATE outbox AS head SET lease_owner = NULL, lease_until = NULL, \
-                 urgent = head.urgent OR EXISTS (SELECT 1 FROM outbox AS later WHERE later.state = 'pending' AND later.urgent \
-                 AND later.incident = head.incident AND later.platform = head.platform AND later.id > head.id) \
-                 WHERE head.state = 'pending' AND head.lease_owner = $1",
+                concat!(
+                    "UPDATE outbox AS head SET lease_owner = NULL, lease_until = NULL, ",
+                    urgent_if_holding_back!(),
+                    " WHERE head.state = 'pending' AND head.lease_owner = $1"
+                ),
                 &[&owner],
             )
             .await

@@ -1688,6 +1688,68 @@ on_both_stores!(
     effects_round_trip_exactly,
 );
 
+/// PostgreSQL: a head that was out on a lease when a change wrote an urgent row behind it is
+/// put back urgent when its lease is released (a replica stopping), as by a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_head_is_put_back_urgent_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let store = schema.store().await;
+    let now = t0();
+    let mut d = declared(&*store, "Released", "inc-20261128-released").await;
+    deliver_everything(&*store, now).await;
+    let topic = Effect::SetTopic {
+        channel: d.incident.channel.clone(),
+        topic: "t".into(),
+    };
+    let invite = Effect::Invite {
+        channel: d.incident.channel.clone(),
+        users: vec![user("bob")],
+    };
+    for effects in [vec![topic], vec![invite]] {
+        d.effects = effects;
+        d.events.clear();
+        d.timers.clear();
+        d.incident.version = store
+            .commit(Change::new(&d, Some(d.incident.version), now))
+            .await
+            .unwrap();
+        if d.incident.version == 2 {
+            let out = store
+                .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+                .await
+                .unwrap();
+            assert_eq!(out.len(), 1, "{out:?}");
+        }
+    }
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let query = format!(
+        "SELECT urgent FROM {}.outbox WHERE incident = $1 AND state = 'pending' ORDER BY id",
+        schema.schema
+    );
+    let key = d.incident.key.0;
+    let urgent = || async {
+        db.query(&query, &[&key])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect::<Vec<bool>>()
+    };
+    assert_eq!(
+        urgent().await,
+        [false, true],
+        "the leased topic is left alone"
+    );
+    assert_eq!(store.release_leases("a").await.unwrap(), (0, 1));
+    assert_eq!(urgent().await, [true, true]);
+    schema.cleanup().await;
+}
+
 /// Outbox rows as a store before schema 8 left them (each with its own urgency only), for the
 /// migration tests: (incident, platform, state, urgent) in id order, and the urgency schema 8
 /// must leave each with.
