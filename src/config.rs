@@ -355,6 +355,8 @@ impl DatabaseTarget {
     /// selects SQLite.
     pub fn from_url(url: &str, pool_size: usize) -> Result<DatabaseTarget, String> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // sslmode and sslrootcert are checked now (the root file is read on connecting).
+            crate::store::postgres_tls::parse(url)?;
             Ok(DatabaseTarget::Postgres {
                 url: Secret::new(url),
                 schema: None,
@@ -1907,6 +1909,20 @@ mod tests {
         );
         assert!(DatabaseTarget::from_url("mysql://x", 2).is_err());
         assert!(DatabaseTarget::from_url("sqlite:", 2).is_err());
+        // TLS parameters are checked with the URL, and the URL (a secret) is not repeated.
+        assert!(
+            DatabaseTarget::from_url(
+                "postgres://u:pw@db/w?sslmode=verify-full&sslrootcert=/ca.pem",
+                2
+            )
+            .is_ok()
+        );
+        let refused =
+            DatabaseTarget::from_url("postgres://u:pw@db/w?sslmode=allow", 2).unwrap_err();
+        assert!(
+            refused.contains("sslmode=allow") && !refused.contains("pw@db"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -35,7 +35,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration as StdDuration, Instant};
-use tokio_postgres::NoTls;
 use warroom::app::App;
 use warroom::app::clock::SystemClock;
 use warroom::app::runner::{Heartbeat, scheduler_loop};
@@ -198,11 +197,28 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    let (config, tls) = database_config(url)?;
+    let (client, connection) = config
+        .connect(tls)
         .await
         .context("connecting to PostgreSQL")?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// The connection settings and TLS connector of a database URL, with its `sslmode` and
+/// `sslrootcert` read as warroom reads them.
+fn database_config(
+    url: &str,
+) -> anyhow::Result<(
+    tokio_postgres::Config,
+    tokio_postgres_rustls::MakeRustlsConnect,
+)> {
+    let tls = warroom::store::postgres_tls::parse(url).map_err(anyhow::Error::msg)?;
+    Ok((
+        tls.url.parse()?,
+        tls.connector().map_err(anyhow::Error::msg)?,
+    ))
 }
 
 fn policy() -> anyhow::Result<warroom::core::Policy> {
@@ -585,10 +601,10 @@ impl BenchSchema {
 
     /// A connection whose search path is this schema.
     async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let mut config: tokio_postgres::Config = self.url.parse()?;
+        let (mut config, tls) = database_config(&self.url)?;
         config.options(format!("-c search_path={}", self.name));
         let (client, connection) = config
-            .connect(NoTls)
+            .connect(tls)
             .await
             .context("connecting to PostgreSQL")?;
         tokio::spawn(connection);

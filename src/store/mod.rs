@@ -5,6 +5,7 @@
 //! effects it decides are written in one transaction (`Store::commit`), or not at all.
 
 pub mod postgres;
+pub mod postgres_tls;
 pub mod sqlite;
 
 use crate::config::{Config, DatabaseTarget};

@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Writes a new incident; nothing if its channel is taken (the caller picks another name).
 static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -365,6 +366,7 @@ pub struct PostgresStore {
     pool: Pool,
     /// For the LISTEN connection of `watch`, which must not come from the pool.
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl PostgresStore {
@@ -374,16 +376,19 @@ impl PostgresStore {
         schema: Option<&str>,
         pool_size: usize,
     ) -> StoreResult<PostgresStore> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        let invalid =
+            |e: String| StoreError::Unavailable(format!("the database URL is not valid: {e}"));
+        let tls = super::postgres_tls::parse(url).map_err(invalid)?;
+        let connector = tls.connector().map_err(StoreError::Unavailable)?;
+        let mut config: tokio_postgres::Config =
+            tls.url.parse().map_err(|e| invalid(format!("{e}")))?;
         config.connect_timeout(Duration::from_secs(5));
         if let Some(schema) = schema {
             config.options(format!("-c search_path={schema}"));
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -395,9 +400,38 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = PostgresStore { pool, config };
+        let store = PostgresStore {
+            pool,
+            config,
+            tls: connector,
+        };
         store.migrate(schema).await?;
+        let encryption = match store.tls_version().await? {
+            Some(version) => version,
+            None => "none".to_string(),
+        };
+        let checked = match tls.mode {
+            _ if encryption == "none" => "no TLS",
+            super::postgres_tls::SslMode::VerifyFull => "certificate and host name checked",
+            _ if tls.roots.is_some() => "certificate checked, host name not",
+            _ => "certificate not checked",
+        };
+        tracing::info!(tls = %encryption, checked, "connected to PostgreSQL");
         Ok(store)
+    }
+
+    /// The TLS version of a connection of the pool (`TLSv1.3`, say), or `None` when it is not
+    /// encrypted.
+    pub async fn tls_version(&self) -> StoreResult<Option<String>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     async fn migrate(&self, schema: Option<&str>) -> StoreResult<()> {
@@ -1557,9 +1591,10 @@ impl Store for PostgresStore {
 
     fn watch(&self, timers: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(error) = listen(&config, &timers, &outbox).await {
+                if let Err(error) = listen(&config, tls.clone(), &timers, &outbox).await {
                     tracing::warn!(error = %with_causes(&error), "LISTEN connection lost; polling until it is back");
                 }
                 // Anything may have happened while not listening.
@@ -1649,10 +1684,11 @@ impl Store for PostgresStore {
 /// Returns when the connection fails.
 async fn listen(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     timers: &tokio::sync::Notify,
     outbox: &tokio::sync::Notify,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {

@@ -18,6 +18,7 @@ mod maintenance;
 mod pagerduty;
 mod parity;
 mod playbooks;
+mod postgres_tls;
 mod postmortem;
 mod render;
 mod replicas;

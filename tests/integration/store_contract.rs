@@ -1086,6 +1086,98 @@ pub async fn a_last_post_is_kept_with_the_delivered_mark(db: &TestDb) {
     );
 }
 
+/// Many rows delivered at the same moment (as a dispatch pass delivers them) are each
+/// recorded, or refused when no longer their owner's, with every post kept, also when two of
+/// them keep the same ref.
+pub async fn rows_delivered_together_are_each_recorded(db: &TestDb) {
+    let store = db.open().await;
+    for i in 0..30 {
+        declared(
+            &*store,
+            &format!("incident {i}"),
+            &format!("inc-20261128-together-{i}"),
+        )
+        .await;
+    }
+    let now = t0();
+    let items = store
+        .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 30, "one head per incident");
+    let pending_before = store.health_counts().await.unwrap().outbox_pending;
+    // Every fifth as another owner (its lease lost); every second keeps a post, half of
+    // those under one shared key.
+    let owner = |i: usize| if i % 5 == 0 { "b" } else { "a" };
+    let key = |i: usize| {
+        if i % 4 == 0 {
+            "outbox:shared".to_string()
+        } else {
+            format!("outbox:{i}")
+        }
+    };
+    let marks = items.iter().enumerate().map(|(i, item)| {
+        let store = store.clone();
+        let (id, key) = (item.id, key(i));
+        async move {
+            if i % 2 == 0 {
+                store
+                    .outbox_delivered_keeping(id, owner(i), now, "slack", &key, &format!("ts-{i}"))
+                    .await
+            } else {
+                store.outbox_delivered(id, owner(i), now).await
+            }
+        }
+    });
+    let results = futures_util::future::join_all(marks).await;
+    for (i, result) in results.iter().enumerate() {
+        match owner(i) {
+            "a" => assert!(result.is_ok(), "row {i}: {result:?}"),
+            _ => assert!(
+                matches!(result, Err(StoreError::LeaseLost(_))),
+                "row {i}: {result:?}"
+            ),
+        }
+    }
+    let delivered = (0..30).filter(|i| owner(*i) == "a").count() as i64;
+    assert_eq!(
+        store.health_counts().await.unwrap().outbox_pending,
+        pending_before - delivered
+    );
+    for (i, item) in items.iter().enumerate() {
+        if i % 2 == 0 && i % 4 != 0 {
+            assert_eq!(
+                store.chat_ref("slack", &key(i)).await.unwrap(),
+                Some(format!("ts-{i}")),
+                "row {i}'s post is kept, its lease lost or not"
+            );
+        }
+        if owner(i) == "a" {
+            assert!(
+                store.outbox_delivered(item.id, "a", now).await.is_err(),
+                "row {i} is not delivered twice"
+            );
+        } else {
+            assert!(
+                store
+                    .renew_outbox_lease(item.id, "a", now + Duration::minutes(2))
+                    .await
+                    .unwrap(),
+                "row {i} is still pending and a's"
+            );
+        }
+    }
+    let shared = store.chat_ref("slack", "outbox:shared").await.unwrap();
+    let given: Vec<String> = (0..30)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("ts-{i}"))
+        .collect();
+    assert!(
+        shared.as_ref().is_some_and(|v| given.contains(v)),
+        "{shared:?} is one of the values given"
+    );
+}
+
 pub async fn a_lease_is_renewed_only_by_its_owner(db: &TestDb) {
     let store = db.open().await;
     declared(&*store, "DB down", "inc-20261128-db-down").await;
@@ -1683,6 +1775,7 @@ on_both_stores!(
     outbox_rows_are_delivered_once_and_retried_with_backoff,
     a_lease_is_renewed_only_by_its_owner,
     a_last_post_is_kept_with_the_delivered_mark,
+    rows_delivered_together_are_each_recorded,
     inbound_events_are_remembered_then_pruned,
     a_seen_event_or_a_lost_row_lease_refuses_the_whole_change,
     effects_round_trip_exactly,

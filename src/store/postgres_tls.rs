@@ -1,0 +1,415 @@
+//! TLS to PostgreSQL, as libpq's `sslmode` and `sslrootcert` URL parameters ask for it.
+//!
+//! tokio-postgres knows `sslmode=disable|prefer|require` and encrypts without checking the
+//! server's certificate; it refuses `verify-ca`, `verify-full` and `sslrootcert`. This module
+//! takes those parameters off the URL, tells tokio-postgres to require TLS where they ask for
+//! it, and does the checking in the rustls connector (tokio-postgres-rustls) it is given.
+
+use percent_encoding::percent_decode_str;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// libpq's `sslmode`, less `allow` (plain first, then TLS), which tokio-postgres cannot do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, plain otherwise; the certificate is not checked. libpq's
+    /// default, and warroom's.
+    Prefer,
+    /// TLS or no connection; the certificate is checked only if `sslrootcert` is given (then
+    /// as by `verify-ca`, as libpq does).
+    Require,
+    /// TLS, with a certificate signed by a trusted root.
+    VerifyCa,
+    /// `verify-ca`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<SslMode, String> {
+        match value {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            "allow" => Err(
+                "sslmode=allow (plain first, then TLS) is not supported; use prefer, require, verify-ca or verify-full"
+                    .into(),
+            ),
+            other => Err(format!(
+                "sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+            )),
+        }
+    }
+
+    /// What tokio-postgres is told: it only decides whether TLS is tried and required.
+    fn for_tokio_postgres(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+        }
+    }
+}
+
+/// Where the trusted roots of `verify-ca` and `verify-full` come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Roots {
+    /// The system's CA certificates (`sslrootcert=system`, or no `sslrootcert`).
+    System,
+    /// A PEM file of one or more CA certificates.
+    File(PathBuf),
+}
+
+/// The TLS settings of a PostgreSQL URL, and the URL for tokio-postgres without them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTls {
+    pub mode: SslMode,
+    /// `Some` when the certificate is checked.
+    pub roots: Option<Roots>,
+    /// The URL with `sslmode` rewritten for tokio-postgres and `sslrootcert` taken off. It
+    /// may hold a password: never log it.
+    pub url: String,
+}
+
+/// Read `sslmode` and `sslrootcert` off a `postgres://` URL. The errors never repeat the URL
+/// (it may hold a password).
+pub fn parse(url: &str) -> Result<PgTls, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("the database URL's {key} is not UTF-8 once decoded"))?;
+        match key {
+            "sslmode" => mode = Some(SslMode::parse(&decoded)?),
+            "sslrootcert" if decoded.is_empty() => {
+                return Err("the database URL's sslrootcert is empty".into());
+            }
+            "sslrootcert" => root = Some(decoded.into_owned()),
+            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" | "sslsni" => {
+                return Err(format!(
+                    "the database URL's {key} is not supported (warroom checks the server with sslmode and sslrootcert and has no client certificate)"
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mode = mode.unwrap_or(SslMode::Prefer);
+    let roots = match (mode, root) {
+        (SslMode::VerifyCa | SslMode::VerifyFull, None) => Some(Roots::System),
+        (SslMode::VerifyCa | SslMode::VerifyFull | SslMode::Require, Some(root)) => {
+            Some(if root == "system" {
+                Roots::System
+            } else {
+                Roots::File(root.into())
+            })
+        }
+        (SslMode::Disable | SslMode::Prefer, Some(_)) => {
+            return Err(format!(
+                "the database URL gives sslrootcert with sslmode={}, which does not check the server's certificate; use verify-ca or verify-full",
+                if mode == SslMode::Disable {
+                    "disable"
+                } else {
+                    "prefer (the default)"
+                }
+            ));
+        }
+        (_, None) => None,
+    };
+    kept.push(match mode.for_tokio_postgres() {
+        "disable" => "sslmode=disable",
+        "prefer" => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
+    Ok(PgTls {
+        mode,
+        roots,
+        url: format!("{base}?{}", kept.join("&")),
+    })
+}
+
+impl PgTls {
+    /// The connector for tokio-postgres: it encrypts with rustls and checks the server's
+    /// certificate as the mode asks. Reads the roots (the `sslrootcert` file, or the system's).
+    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> = match &self.roots {
+            None => Arc::new(Unchecked(provider.clone())),
+            Some(roots) => {
+                let store = Arc::new(root_store(roots)?);
+                let webpki = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+                    .build()
+                    .map_err(|e| format!("the PostgreSQL TLS roots cannot be used: {e}"))?;
+                if self.mode == SslMode::VerifyFull {
+                    webpki
+                } else {
+                    Arc::new(AnyName(webpki))
+                }
+            }
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        Roots::File(path) => {
+            let shown = path.display();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {shown}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("sslrootcert {shown} holds no PEM certificate"));
+            }
+            for cert in certs {
+                store
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+            }
+        }
+        Roots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "no system CA certificates were found to check PostgreSQL's certificate{why}; give sslrootcert=FILE"
+                ));
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// `prefer` and `require` without roots, as libpq: the connection is encrypted, the
+/// certificate is not checked (the handshake's signatures still are).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted root, whatever host the certificate names.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // webpki checks the chain first and the name last: a name error means the chain is
+        // good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "postgres://warroom:s3cret@db.internal:5432/warroom";
+
+    #[test]
+    fn no_sslmode_is_prefer_without_checks() {
+        let tls = parse(BASE).unwrap();
+        assert_eq!(tls.mode, SslMode::Prefer);
+        assert_eq!(tls.roots, None);
+        assert_eq!(tls.url, format!("{BASE}?sslmode=prefer"));
+    }
+
+    #[test]
+    fn each_mode_tells_tokio_postgres_whether_tls_is_required() {
+        for (given, mode, told, roots) in [
+            ("disable", SslMode::Disable, "disable", None),
+            ("prefer", SslMode::Prefer, "prefer", None),
+            ("require", SslMode::Require, "require", None),
+            (
+                "verify-ca",
+                SslMode::VerifyCa,
+                "require",
+                Some(Roots::System),
+            ),
+            (
+                "verify-full",
+                SslMode::VerifyFull,
+                "require",
+                Some(Roots::System),
+            ),
+        ] {
+            let tls = parse(&format!("{BASE}?application_name=w&sslmode={given}")).unwrap();
+            assert_eq!(tls.mode, mode, "{given}");
+            assert_eq!(tls.roots, roots, "{given}");
+            assert_eq!(
+                tls.url,
+                format!("{BASE}?application_name=w&sslmode={told}"),
+                "{given}"
+            );
+            // What is left is a URL tokio-postgres takes.
+            assert!(tls.url.parse::<tokio_postgres::Config>().is_ok(), "{given}");
+        }
+    }
+
+    #[test]
+    fn sslrootcert_is_taken_off_and_decoded() {
+        let tls = parse(&format!(
+            "{BASE}?sslrootcert=%2Fetc%2Fwarroom%2Fdb%20ca.pem&sslmode=verify-full&connect_timeout=3"
+        ))
+        .unwrap();
+        assert_eq!(
+            tls.roots,
+            Some(Roots::File("/etc/warroom/db ca.pem".into()))
+        );
+        assert_eq!(tls.url, format!("{BASE}?connect_timeout=3&sslmode=require"));
+        // require with a root file checks the chain, as libpq does.
+        let tls = parse(&format!("{BASE}?sslmode=require&sslrootcert=/ca.pem")).unwrap();
+        assert_eq!(tls.roots, Some(Roots::File("/ca.pem".into())));
+        let tls = parse(&format!("{BASE}?sslmode=verify-ca&sslrootcert=system")).unwrap();
+        assert_eq!(tls.roots, Some(Roots::System));
+    }
+
+    #[test]
+    fn what_cannot_be_done_is_refused_without_repeating_the_url() {
+        for query in [
+            "sslmode=allow",
+            "sslmode=verify",
+            "sslmode=prefer&sslrootcert=/ca.pem",
+            "sslrootcert=/ca.pem",
+            "sslmode=disable&sslrootcert=/ca.pem",
+            "sslmode=verify-full&sslrootcert=",
+            "sslcert=/client.pem&sslmode=require",
+            "sslkey=/client.key",
+            "sslrootcert=%FF",
+        ] {
+            let error = parse(&format!("{BASE}?{query}")).unwrap_err();
+            assert!(!error.contains("s3cret"), "{query}: {error}");
+            assert!(!error.contains("db.internal"), "{query}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_root_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let tls = parse(&format!(
+            "{BASE}?sslmode=verify-full&sslrootcert={}",
+            missing.display()
+        ))
+        .unwrap();
+        let error = tls.connector().err().expect("a missing file is refused");
+        assert!(error.contains("missing.pem"), "{error}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let tls = parse(&format!(
+            "{BASE}?sslmode=verify-ca&sslrootcert={}",
+            empty.display()
+        ))
+        .unwrap();
+        let error = tls
+            .connector()
+            .err()
+            .expect("a file of no certificate is refused");
+        assert!(error.contains("no PEM certificate"), "{error}");
+    }
+}
