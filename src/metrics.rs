@@ -60,6 +60,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// What can become of a chat command (`warroom_commands_total`'s `outcome`).
+pub const COMMAND_OUTCOMES: [&str; 4] = ["ok", "invalid", "refused", "error"];
+
+/// What can become of an outbox delivery (`warroom_deliveries_total`'s `outcome`).
+pub const DELIVERY_OUTCOMES: [&str; 3] = ["ok", "retry", "failed"];
+
 /// Every metric warroom exports.
 pub struct Metrics {
     registry: Registry,
@@ -175,6 +181,46 @@ impl Metrics {
         }
     }
 
+    // A counter series that first appears at 1 has no earlier sample for `rate()` or
+    // `increase()` to compare with: a replica's first failed page would not fire the alert on
+    // failed deliveries. The `expect_*` methods export what can happen at 0 before it does
+    // (creating a series hands back a read guard, dropped at once).
+
+    /// Every command's outcomes at 0 (and `unknown` commands' `invalid`).
+    pub fn expect_commands(&self) {
+        for name in crate::core::command::CommandName::ALL {
+            for outcome in COMMAND_OUTCOMES {
+                drop(self.commands.get_or_create(&CommandLabels {
+                    command: name.name().to_string(),
+                    outcome: outcome.to_string(),
+                }));
+            }
+        }
+        drop(self.commands.get_or_create(&CommandLabels {
+            command: "unknown".to_string(),
+            outcome: "invalid".to_string(),
+        }));
+    }
+
+    /// The outcomes of deliveries to `destination` at 0.
+    pub fn expect_deliveries(&self, destination: &str) {
+        for outcome in DELIVERY_OUTCOMES {
+            drop(self.deliveries.get_or_create(&DeliveryLabels {
+                destination: destination.to_string(),
+                outcome: outcome.to_string(),
+            }));
+        }
+    }
+
+    /// The outcomes of Kubernetes calls at 0.
+    pub fn expect_kubernetes_calls(&self) {
+        for outcome in ["ok", "error"] {
+            drop(self.kubernetes_calls.get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            }));
+        }
+    }
+
     pub fn command(&self, command: &str, outcome: &str) {
         self.commands
             .get_or_create(&CommandLabels {
@@ -273,5 +319,37 @@ mod tests {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn expected_counters_are_exported_at_zero_before_they_happen() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        assert!(!text.contains("warroom_deliveries_total{"), "{text}");
+        metrics.expect_commands();
+        metrics.expect_deliveries("pagerduty");
+        metrics.expect_deliveries("slack");
+        metrics.expect_kubernetes_calls();
+        let text = metrics.encode();
+        for line in [
+            "warroom_deliveries_total{destination=\"pagerduty\",outcome=\"failed\"} 0",
+            "warroom_deliveries_total{destination=\"slack\",outcome=\"retry\"} 0",
+            "warroom_commands_total{command=\"declare\",outcome=\"error\"} 0",
+            "warroom_commands_total{command=\"maintenance\",outcome=\"refused\"} 0",
+            "warroom_commands_total{command=\"unknown\",outcome=\"invalid\"} 0",
+            "warroom_kubernetes_calls_total{outcome=\"error\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("destination=\"discord\""), "{text}");
+        // Counting goes on from 0.
+        metrics.delivery("pagerduty", "failed");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "warroom_deliveries_total{destination=\"pagerduty\",outcome=\"failed\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -111,6 +111,8 @@ impl App {
         clock: Arc<dyn Clock>,
         lease: Duration,
     ) -> App {
+        let metrics = crate::metrics::Metrics::new();
+        metrics.expect_commands();
         App {
             store,
             policy,
@@ -120,7 +122,7 @@ impl App {
             timers_changed: Arc::new(Notify::new()),
             outbox_changed: Arc::new(Notify::new()),
             runbooks: None,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(metrics),
             stopping: std::sync::atomic::AtomicBool::new(false),
             tasks: tokio_util::task::TaskTracker::new(),
             alerts: None,
@@ -144,6 +146,7 @@ impl App {
 
     /// The app with the runbook engine.
     pub fn with_runbooks(mut self, runbooks: runbook::Runbooks) -> App {
+        self.metrics.expect_kubernetes_calls();
         self.runbooks = Some(Arc::new(runbooks));
         self
     }

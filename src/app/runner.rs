@@ -29,6 +29,7 @@ impl Heartbeat {
 /// Deliver the outbox rows of one destination as they are written (woken by commits), and at
 /// least every `poll` for retries that came due, until the app stops.
 pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time::Duration) {
+    app.metrics.expect_deliveries(sink.destination());
     while !app.is_stopping() {
         match app.dispatch_outbox(sink.as_ref()).await {
             Ok(0) => {}

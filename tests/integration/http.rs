@@ -206,6 +206,9 @@ async fn serve_becomes_ready_and_stops_on_sigterm() {
         "warroom_timers_pending 0",
         "warroom_scheduler_lag_seconds ",
         "# TYPE warroom_http_request_duration_seconds histogram",
+        // Counters of what has not happened yet are there at 0, for rate() to start from.
+        "warroom_commands_total{command=\"declare\",outcome=\"error\"} 0",
+        "warroom_kubernetes_calls_total{outcome=\"error\"} 0",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
