@@ -1173,7 +1173,11 @@ impl SlashClient {
     /// `/incident <text>` typed by `user` in `channel`; the answer must contain `expect`.
     /// Signing happens before the clock starts.
     async fn command(&self, user: &str, channel: &str, text: &str, expect: &str) -> Sample {
-        // The fields Slack sends (as in tests/integration/slack.rs).
+        // The fields Slack sends (as in tests/integration/slack.rs), with a trigger id of
+        // its own: warroom acts on a signed request once.
+        static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let trigger = TRIGGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trigger_id = format!("{trigger}.1.{trigger:032x}");
         let body = serde_urlencoded::to_string([
             ("token", "deprecated-verification-token"),
             ("team_id", "TBENCH"),
@@ -1186,7 +1190,7 @@ impl SlashClient {
             ("text", text),
             ("api_app_id", "ABENCH"),
             ("response_url", &self.response_url),
-            ("trigger_id", "1.2.3"),
+            ("trigger_id", &trigger_id),
         ])
         .expect("form fields encode");
         let timestamp = Utc::now().timestamp().to_string();

@@ -310,6 +310,19 @@ impl CommandName {
         }
     }
 
+    /// Whether the command only reads (so that running it twice changes nothing).
+    pub fn only_reads(self) -> bool {
+        matches!(
+            self,
+            CommandName::Help
+                | CommandName::List
+                | CommandName::Stats
+                | CommandName::Timeline
+                | CommandName::Playbooks
+                | CommandName::Diag
+        )
+    }
+
     /// Whether the command acts on the incident of the current channel.
     pub fn needs_incident(self) -> bool {
         !matches!(

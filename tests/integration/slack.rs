@@ -203,7 +203,7 @@ impl Slack {
             ("text", text),
             ("api_app_id", "A0TEST"),
             ("response_url", &self.fake.response_url(response)),
-            ("trigger_id", "1.2.3"),
+            ("trigger_id", &trigger_id()),
         ])
         .unwrap()
     }
@@ -231,6 +231,25 @@ impl Slack {
         action_id: &str,
         id: &str,
     ) -> StatusCode {
+        let body = self.click_body(user, channel, message, action_id, id);
+        self.signed(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .await
+        .status()
+    }
+
+    /// The form body Slack sends for a press of `action_id` (see `click`).
+    pub fn click_body(
+        &self,
+        user: &str,
+        channel: &str,
+        message: &Posted,
+        action_id: &str,
+        id: &str,
+    ) -> String {
         let button = button(message, action_id);
         let payload = json!({
             "type": "block_actions",
@@ -246,7 +265,7 @@ impl Slack {
                 "type": "message", "ts": message.ts, "bot_id": "B0TEST",
                 "text": message.text, "blocks": message.blocks,
             },
-            "trigger_id": "1.2.3",
+            "trigger_id": trigger_id(),
             "response_url": self.fake.response_url(id),
             "actions": [{
                 "type": "button",
@@ -257,14 +276,7 @@ impl Slack {
                 "action_ts": "1700000000.1",
             }],
         });
-        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-        self.signed(
-            "/slack/interactions",
-            "application/x-www-form-urlencoded",
-            body,
-        )
-        .await
-        .status()
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
     }
 
     /// Fire due timers and deliver everything to Slack and PagerDuty, as the loops would.
@@ -336,6 +348,13 @@ pub fn button(message: &Posted, action_id: &str) -> Value {
         .find(|e| e["action_id"] == action_id)
         .cloned()
         .unwrap_or_else(|| panic!("no {action_id} button in {}", message.blocks))
+}
+
+/// A new trigger id, as Slack gives every slash command and button press its own.
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{n}.47445629121.{n:032x}")
 }
 
 fn text_of(message: &Posted) -> String {
@@ -858,6 +877,72 @@ pub async fn retried_events_and_double_clicks_change_things_once(db: &TestDb) {
     );
 }
 
+/// A signed slash command or button press sent again (a captured request replayed inside
+/// the 5-minute window) is acted on once; commands that only read answer every time.
+pub async fn replayed_requests_are_acted_on_once(db: &TestDb) {
+    let s = Slack::start(db).await;
+    let form = "application/x-www-form-urlencoded";
+    let send_twice = |body: String, path: &'static str| {
+        let ts = s.clock.now().timestamp().to_string();
+        let sig = sign(SIGNING_SECRET, &ts, body.as_bytes());
+        let s = &s;
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                let response = s.send(path, form, &body, Some(&ts), Some(&sig), &[]).await;
+                assert_eq!(response.status(), StatusCode::OK);
+                answers.push(response.text().await.unwrap());
+            }
+            answers
+        }
+    };
+    let declare = s.command_body(
+        DECLARER,
+        &s.general,
+        "declare Replayed checkout errors",
+        "d",
+    );
+    let answers = send_twice(declare, "/slack/commands").await;
+    assert!(!answers[0].contains("already handled"), "{answers:?}");
+    assert!(answers[1].contains("already handled"), "{answers:?}");
+    assert_eq!(
+        s.store.incidents(true, 10).await.unwrap().len(),
+        1,
+        "one incident"
+    );
+
+    // A read answers each time.
+    let list = s.command_body(DECLARER, &s.general, "list", "l");
+    for answer in send_twice(list, "/slack/commands").await {
+        assert!(answer.contains("Replayed checkout errors"), "{answer}");
+    }
+
+    // The same press of Acknowledge twice: the second is not acted on, so nobody is told
+    // "already acknowledged".
+    s.pass().await;
+    let channel = s.incident_channel();
+    let summary = s.summary(&channel.id);
+    let press = s.click_body(DECLARER, &channel.id, &summary, "warroom_acknowledge", "a1");
+    send_twice(press, "/slack/interactions").await;
+    s.acknowledged().await;
+    s.pass().await;
+    assert!(
+        s.fake.responses("a1").is_empty(),
+        "{:?}",
+        s.fake.responses("a1")
+    );
+    // A new press (its own trigger id and signature) is acted on, and told.
+    assert_eq!(
+        s.click(DECLARER, &channel.id, &summary, "warroom_acknowledge", "a2")
+            .await,
+        StatusCode::OK
+    );
+    s.eventually("the second press's answer", || {
+        !s.fake.responses("a2").is_empty()
+    })
+    .await;
+}
+
 pub async fn only_allowed_people_press_buttons(db: &TestDb) {
     let s = Slack::with(
         db,
@@ -1340,6 +1425,7 @@ on_both_stores!(
     buttons_and_commands_keep_topic_and_summary_current,
     bad_signatures_are_refused_and_store_nothing,
     retried_events_and_double_clicks_change_things_once,
+    replayed_requests_are_acted_on_once,
     the_postmortem_draft_is_shared_as_a_markdown_snippet_once,
 );
 

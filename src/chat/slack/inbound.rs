@@ -50,6 +50,10 @@ pub struct SlackInbound {
     pub reply_within: Duration,
 }
 
+/// Source name of signed Slack requests that change something (slash commands other than
+/// reads, button presses) in the inbound-event log, by signature.
+const REQUESTS_SOURCE: &str = "slack-request";
+
 pub fn routes(state: Arc<SlackInbound>) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))
@@ -84,6 +88,27 @@ impl SlackInbound {
         .err()?;
         tracing::warn!(%error, "Slack request refused");
         Some(refuse(StatusCode::UNAUTHORIZED, &error.to_string()))
+    }
+
+    /// Whether this verified request was acted on before: a replay of a captured request
+    /// inside the signature's 5-minute window (Slack never sends a slash command or a button
+    /// press twice, and each carries its own trigger_id). Its signature, which changes with
+    /// any change to the timestamp or the body, is recorded in the store shared by every
+    /// replica.
+    async fn replayed(&self, headers: &HeaderMap) -> Result<bool, crate::store::StoreError> {
+        let signature = headers
+            .get("x-slack-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let first = self
+            .app
+            .store
+            .record_inbound_event(REQUESTS_SOURCE, signature, self.app.clock.now())
+            .await?;
+        if !first {
+            tracing::warn!("a Slack request was sent again with the same signature; ignored");
+        }
+        Ok(!first)
     }
 
     /// A message rendered for Slack.
@@ -469,6 +494,23 @@ async fn commands(
     let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a slash command");
     };
+    let acts = command::parse(&unescape(&form.text)).is_ok_and(|c| !c.name().only_reads());
+    if acts {
+        let said = |message: Message| Json(slack.content(&message).reply_json()).into_response();
+        match slack.replayed(&headers).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return said(views::refusal(
+                    "This request was already handled: a signed Slack request is acted on once."
+                        .to_string(),
+                ));
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot record a Slack request");
+                return said(crate::chat::store_unavailable());
+            }
+        }
+    }
     let answer = slack
         .answer_command(form.channel_id, form.user_id, form.text, form.response_url)
         .await;
@@ -496,6 +538,15 @@ async fn interactions(
     };
     if payload["type"] != "block_actions" {
         return StatusCode::OK.into_response();
+    }
+    match slack.replayed(&headers).await {
+        Ok(false) => {}
+        Ok(true) => return StatusCode::OK.into_response(),
+        // Slack shows the person that the press failed.
+        Err(error) => {
+            tracing::error!(%error, "cannot record a Slack button press");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+        }
     }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let Some(pressed) = payload["actions"].as_array().and_then(|a| a.first()) else {
