@@ -46,7 +46,15 @@ pub struct Origin {
     /// The channel it was typed in.
     pub channel: String,
     pub actor: UserRef,
+    /// A signed request that must be acted on once (a Slack slash command or button press,
+    /// by its signature): recorded as an inbound event with the change it makes, so a replay
+    /// of it changes nothing and is answered "already handled".
+    pub request: Option<String>,
 }
+
+/// Source name of signed Slack requests (slash commands and button presses, by signature) in
+/// the inbound-event log.
+pub const SLACK_REQUESTS_SOURCE: &str = "slack-request";
 
 /// The running application: store, policy, clock and this replica's identity.
 pub struct App {
@@ -92,6 +100,15 @@ fn unless_lease_lost(result: Result<(), StoreError>) -> Result<(), StoreError> {
 /// The first free channel name from `base`, given the names in use that start with it.
 fn pick_channel_name(base: &str, taken: &[String]) -> crate::core::ChannelName {
     channel::free_channel_name(base, |n| taken.iter().any(|t| t == n))
+}
+
+/// The answer to a signed request sent again (see `Origin::request`).
+fn already_handled() -> Message {
+    tracing::warn!("a signed request was sent again; it was not acted on twice");
+    Message::notice(
+        Visibility::Ephemeral,
+        "This request was already handled: a signed request is acted on once.".to_string(),
+    )
 }
 
 fn unavailable(error: &StoreError) -> Message {
@@ -176,6 +193,10 @@ impl App {
                     self.metrics.command(name, "ok");
                     reply
                 }
+                Err(StoreError::Duplicate(_)) => {
+                    self.metrics.command(name, "refused");
+                    Some(already_handled())
+                }
                 Err(error) => {
                     self.metrics.command(name, "error");
                     Some(unavailable(&error))
@@ -189,20 +210,22 @@ impl App {
     /// A button was pressed.
     pub async fn handle_button(&self, origin: &Origin, action: &ButtonAction) -> Option<Message> {
         let (key, command) = match action {
-            ButtonAction::Acknowledge { incident } => (*incident, Command::Ack),
+            ButtonAction::Acknowledge { incident } => (Some(*incident), Command::Ack),
             ButtonAction::Resolve { incident } => {
-                (*incident, Command::Resolve { root_cause: None })
+                (Some(*incident), Command::Resolve { root_cause: None })
             }
-            ButtonAction::Confirm { request } => {
-                return self
-                    .runbook_button(origin, Command::Confirm(*request))
-                    .await;
-            }
-            ButtonAction::Cancel { request } => {
-                return self.runbook_button(origin, Command::Cancel(*request)).await;
-            }
-            ButtonAction::Undo { request } => {
-                return self.runbook_button(origin, Command::Undo(*request)).await;
+            ButtonAction::Confirm { request } => (None, Command::Confirm(*request)),
+            ButtonAction::Cancel { request } => (None, Command::Cancel(*request)),
+            ButtonAction::Undo { request } => (None, Command::Undo(*request)),
+        };
+        let (key, command) = match (key, command) {
+            (Some(key), command) => (key, command),
+            (None, runbook) => {
+                return match self.first_time(origin).await {
+                    Ok(()) => self.runbook_button(origin, runbook).await,
+                    Err(StoreError::Duplicate(_)) => Some(already_handled()),
+                    Err(error) => Some(unavailable(&error)),
+                };
             }
         };
         let name = command.name().name();
@@ -214,16 +237,24 @@ impl App {
         );
         async {
             let result = match self.store.incident(key).await {
-                Ok(Some(incident)) => {
-                    self.apply_with_retry(incident, &origin.actor, &command)
-                        .await
-                }
+                Ok(Some(incident)) => self.apply_with_retry(incident, origin, &command).await,
                 Ok(None) => Ok(Some(views::refusal(format!("{key} does not exist.")))),
                 Err(error) => Err(error),
             };
-            self.metrics
-                .command(name, if result.is_ok() { "ok" } else { "error" });
-            result.unwrap_or_else(|error| Some(unavailable(&error)))
+            match result {
+                Ok(reply) => {
+                    self.metrics.command(name, "ok");
+                    reply
+                }
+                Err(StoreError::Duplicate(_)) => {
+                    self.metrics.command(name, "refused");
+                    Some(already_handled())
+                }
+                Err(error) => {
+                    self.metrics.command(name, "error");
+                    Some(unavailable(&error))
+                }
+            }
         }
         .instrument(span)
         .await
@@ -258,10 +289,12 @@ impl App {
             Command::Declare { title, severity } => {
                 self.declare(origin, title, severity).await.map(Some)
             }
-            Command::Maintenance(maintenance) => self
-                .maintenance_command(origin, &maintenance)
-                .await
-                .map(Some),
+            Command::Maintenance(maintenance) => {
+                self.first_time(origin).await?;
+                self.maintenance_command(origin, &maintenance)
+                    .await
+                    .map(Some)
+            }
             Command::Playbooks => self.runbook_command(origin, None, command).await,
             runbook @ (Command::Run { .. }
             | Command::Diag { .. }
@@ -279,6 +312,9 @@ impl App {
                         now,
                     )));
                 }
+                if !runbook.name().only_reads() {
+                    self.first_time(origin).await?;
+                }
                 self.runbook_command(origin, incident, runbook).await
             }
             other => {
@@ -291,9 +327,35 @@ impl App {
                     let events = self.store.timeline(incident.key).await?;
                     return Ok(Some(views::timeline(&incident, &events)));
                 }
-                self.apply_with_retry(incident, &origin.actor, &other).await
+                self.apply_with_retry(incident, origin, &other).await
             }
         }
+    }
+
+    /// Record `origin`'s signed request, if it has one, before a command that does not write
+    /// it with a change of its own (runbook actions, maintenance): `Duplicate` if it was
+    /// acted on before.
+    async fn first_time(&self, origin: &Origin) -> Result<(), StoreError> {
+        let Some(request) = &origin.request else {
+            return Ok(());
+        };
+        if self
+            .store
+            .record_inbound_event(SLACK_REQUESTS_SOURCE, request, self.clock.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Duplicate("a signed request".into()))
+        }
+    }
+
+    /// The inbound event a change made for `origin` records (its signed request, if any).
+    fn request_event(origin: &Origin) -> Option<(&'static str, &str)> {
+        origin
+            .request
+            .as_deref()
+            .map(|request| (SLACK_REQUESTS_SOURCE, request))
     }
 
     async fn declare(
@@ -329,7 +391,11 @@ impl App {
                     from_pagerduty: None,
                 },
             );
-            match self.commit(Change::new(&decision, None, now)).await {
+            let change = Change {
+                inbound_event: App::request_event(origin),
+                ..Change::new(&decision, None, now)
+            };
+            match self.commit(change).await {
                 Ok(()) => {
                     tracing::info!(incident = %key, severity = %decision.incident.severity, channel = %decision.incident.channel, "incident declared");
                     return Ok(decision.reply.unwrap_or_else(|| {
@@ -347,9 +413,10 @@ impl App {
     async fn apply_with_retry(
         &self,
         mut incident: Incident,
-        actor: &UserRef,
+        origin: &Origin,
         command: &Command,
     ) -> Result<Option<Message>, StoreError> {
+        let actor = &origin.actor;
         tracing::Span::current().record("incident", tracing::field::display(incident.key));
         for _ in 0..CONFLICT_RETRIES {
             let now = self.clock.now();
@@ -374,11 +441,10 @@ impl App {
                 Err(Refusal(message)) => return Ok(Some(message)),
             };
             match self
-                .commit(Change::new(
-                    &decision,
-                    Some(incident.version),
-                    self.clock.now(),
-                ))
+                .commit(Change {
+                    inbound_event: App::request_event(origin),
+                    ..Change::new(&decision, Some(incident.version), self.clock.now())
+                })
                 .await
             {
                 Ok(()) => {

@@ -231,6 +231,7 @@ pub async fn run<R: AsyncBufRead + Unpin>(
                 platform: Platform::Console,
                 channel: options.channel.clone(),
                 actor: options.user.clone(),
+                request: None,
             };
             if let Some(reply) = app.handle_command(&origin, line).await {
                 show_reply(sink, &options.channel, &reply);
@@ -383,6 +384,7 @@ async fn meta_command<R: AsyncBufRead + Unpin>(
                 platform: Platform::Console,
                 channel: here.clone(),
                 actor: options.user.clone(),
+                request: None,
             };
             sink.note(
                 &here,

@@ -377,6 +377,7 @@ impl Intake {
             platform: Platform::Console,
             channel: channel.into(),
             actor: UserRef::parse(user).unwrap(),
+            request: None,
         };
         self.app.handle_command(&origin, text).await;
     }

@@ -80,6 +80,7 @@ fn origin(channel: &str, user: &str) -> Origin {
         platform: Platform::Console,
         channel: channel.into(),
         actor: UserRef::parse(user).unwrap(),
+        request: None,
     }
 }
 

@@ -237,6 +237,7 @@ impl Chat for Console {
             platform: Platform::Console,
             channel: "general".into(),
             actor: self.user(who),
+            request: None,
         };
         let reply = self
             .app
@@ -249,6 +250,7 @@ impl Chat for Console {
             platform: Platform::Console,
             channel: self.incident_channel().await,
             actor: self.user(who),
+            request: None,
         };
         let reply = self.app.handle_command(&origin, text).await;
         self.render(reply)
@@ -282,6 +284,7 @@ impl Chat for Console {
             platform: Platform::Console,
             channel: incident.channel.to_string(),
             actor: self.user(who),
+            request: None,
         };
         let reply = self.app.handle_button(&origin, &button).await;
         assert!(reply.is_none(), "{}", self.render(reply));

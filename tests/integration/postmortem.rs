@@ -98,6 +98,7 @@ impl Rig {
             platform: Platform::Console,
             channel: channel.into(),
             actor: UserRef::parse(who).unwrap(),
+            request: None,
         };
         self.app
             .handle_command(&origin, text)

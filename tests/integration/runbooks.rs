@@ -129,6 +129,7 @@ fn origin(channel: &str, who: &str) -> Origin {
         platform: Platform::Console,
         channel: channel.into(),
         actor: user(who),
+        request: None,
     }
 }
 
@@ -341,6 +342,49 @@ pub async fn a_scale_waits_for_confirmation_and_can_be_undone(db: &TestDb) {
         })
         .unwrap();
     assert_eq!(applied, (user("bob"), "3 replicas".to_string(), true));
+}
+
+/// A signed request (`Origin::request`) for a runbook action is acted on once: the same
+/// request again proposes nothing new; another request does.
+pub async fn a_replayed_runbook_request_proposes_once(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    let signed = |request: &str| Origin {
+        request: Some(request.to_string()),
+        ..origin(&rig.channel, "olivia")
+    };
+    let render = |reply: Option<warroom::core::Message>| {
+        reply
+            .map(|m| {
+                rig.sink
+                    .renderer
+                    .render(Platform::Console, &m)
+                    .unwrap()
+                    .plain_text()
+            })
+            .unwrap_or_default()
+    };
+    let scale = "scale stock-analysis-api 5";
+    let first = render(rig.app.handle_command(&signed("trigger:1"), scale).await);
+    assert!(first.is_empty(), "{first}");
+    let id = rig.last_request().await;
+    let again = render(rig.app.handle_command(&signed("trigger:1"), scale).await);
+    assert!(again.contains("already handled"), "{again}");
+    assert_eq!(rig.last_request().await, id, "no second proposal");
+    assert_eq!(rig.fake.dry_runs(), 1);
+    // A read is answered however often it comes.
+    for _ in 0..2 {
+        let pods = render(
+            rig.app
+                .handle_command(
+                    &signed("trigger:2"),
+                    "diag pods deployment=stock-analysis-api",
+                )
+                .await,
+        );
+        assert!(!pods.contains("already handled"), "{pods}");
+    }
+    render(rig.app.handle_command(&signed("trigger:3"), scale).await);
+    assert_ne!(rig.last_request().await, id, "a new request proposes again");
 }
 
 pub async fn changes_are_refused_cancelled_expired_and_bound_to_their_preview(db: &TestDb) {
@@ -913,6 +957,7 @@ on_both_stores!(
     an_unconfirmed_change_expires_on_its_own,
     diagnostics_show_the_cluster,
     a_scale_waits_for_confirmation_and_can_be_undone,
+    a_replayed_runbook_request_proposes_once,
     changes_are_refused_cancelled_expired_and_bound_to_their_preview,
 );
 

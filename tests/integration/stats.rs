@@ -20,6 +20,7 @@ impl History {
             platform: Platform::Console,
             channel: channel.into(),
             actor: UserRef::parse("alice").unwrap(),
+            request: None,
         };
         let reply = self.app.handle_command(&origin, text).await?;
         let rendered = Renderer::load(None)

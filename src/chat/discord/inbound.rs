@@ -244,6 +244,7 @@ impl DiscordInbound {
             platform: Platform::Discord,
             channel,
             actor,
+            request: None,
         };
         self.app.handle_command(&origin, text).await
     }
@@ -282,6 +283,7 @@ impl DiscordInbound {
             platform: Platform::Discord,
             channel,
             actor,
+            request: None,
         };
         self.app.handle_button(&origin, action).await
     }

@@ -50,10 +50,6 @@ pub struct SlackInbound {
     pub reply_within: Duration,
 }
 
-/// Source name of signed Slack requests that change something (slash commands other than
-/// reads, button presses) in the inbound-event log, by signature.
-const REQUESTS_SOURCE: &str = "slack-request";
-
 pub fn routes(state: Arc<SlackInbound>) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))
@@ -88,27 +84,6 @@ impl SlackInbound {
         .err()?;
         tracing::warn!(%error, "Slack request refused");
         Some(refuse(StatusCode::UNAUTHORIZED, &error.to_string()))
-    }
-
-    /// Whether this verified request was acted on before: a replay of a captured request
-    /// inside the signature's 5-minute window (Slack never sends a slash command or a button
-    /// press twice, and each carries its own trigger_id). Its signature, which changes with
-    /// any change to the timestamp or the body, is recorded in the store shared by every
-    /// replica.
-    async fn replayed(&self, headers: &HeaderMap) -> Result<bool, crate::store::StoreError> {
-        let signature = headers
-            .get("x-slack-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let first = self
-            .app
-            .store
-            .record_inbound_event(REQUESTS_SOURCE, signature, self.app.clock.now())
-            .await?;
-        if !first {
-            tracing::warn!("a Slack request was sent again with the same signature; ignored");
-        }
-        Ok(!first)
     }
 
     /// A message rendered for Slack.
@@ -198,8 +173,15 @@ impl SlackInbound {
         Some(views::refusal(text))
     }
 
-    /// Run a command typed in `channel_id` by `user_id`.
-    pub async fn command(&self, channel_id: &str, user_id: &str, text: &str) -> Option<Message> {
+    /// Run a command typed in `channel_id` by `user_id`; `request` names it to be acted on
+    /// once (`Origin::request`).
+    pub async fn command(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+        text: &str,
+        request: Option<String>,
+    ) -> Option<Message> {
         let Ok(actor) = UserRef::parse(user_id) else {
             return Some(views::refusal(format!(
                 "`{user_id}` is not a Slack user id."
@@ -232,6 +214,7 @@ impl SlackInbound {
             platform: Platform::Slack,
             channel,
             actor,
+            request,
         };
         self.app.handle_command(&origin, text).await
     }
@@ -242,6 +225,7 @@ impl SlackInbound {
         channel_id: &str,
         user_id: &str,
         action: &ButtonAction,
+        request: Option<String>,
     ) -> Option<Message> {
         let Ok(actor) = UserRef::parse(user_id) else {
             return Some(views::refusal(format!(
@@ -271,6 +255,7 @@ impl SlackInbound {
             platform: Platform::Slack,
             channel,
             actor,
+            request,
         };
         self.app.handle_button(&origin, action).await
     }
@@ -310,6 +295,7 @@ impl SlackInbound {
         user_id: String,
         text: String,
         response_url: String,
+        request: Option<String>,
     ) -> blocks::SlackContent {
         let plain = unescape(&text);
         let worker = self.clone();
@@ -318,7 +304,7 @@ impl SlackInbound {
         let mut work = self
             .app
             .tasks
-            .spawn(async move { worker.command(&channel, &user, &typed).await });
+            .spawn(async move { worker.command(&channel, &user, &typed, request).await });
         let notice = |text: String| blocks::SlackContent {
             text,
             blocks: Vec::new(),
@@ -356,15 +342,16 @@ impl SlackInbound {
     /// A button was pressed: handled after the caller has answered Slack, with any answer
     /// sent through `response_url`. When it worked, the pressed message (unless it is the
     /// summary, which the outbox edits) loses its buttons and says who acted. Buttons that
-    /// are not warroom's are ignored.
+    /// are not warroom's are ignored. `button` is the pressed button's `action_id` and
+    /// `value`; `request` names the press to be acted on once (`Origin::request`).
     pub fn press(
         self: &Arc<Self>,
         channel_id: String,
         user_id: String,
-        action_id: &str,
-        value: Option<&str>,
+        (action_id, value): (&str, Option<&str>),
         response_url: String,
         pressed: Option<PressedMessage>,
+        request: Option<String>,
     ) {
         if !action_id.starts_with("warroom_") {
             return;
@@ -373,7 +360,7 @@ impl SlackInbound {
         let slack = self.clone();
         self.app.tasks.spawn(async move {
             let reply = match &action {
-                Some(action) => slack.button(&channel_id, &user_id, action).await,
+                Some(action) => slack.button(&channel_id, &user_id, action, request).await,
                 None => Some(views::refusal(
                     "This button is from an older version of warroom and no longer works; use /incident instead.".to_string(),
                 )),
@@ -455,7 +442,7 @@ impl SlackInbound {
             let text = mention_text(&text);
             let slack = self.clone();
             self.app.tasks.spawn(async move {
-                if let Some(reply) = slack.command(&channel, &user, &text).await {
+                if let Some(reply) = slack.command(&channel, &user, &text, None).await {
                     slack.answer_later("", &channel, &user, &reply).await;
                 }
             });
@@ -481,6 +468,23 @@ struct SlashCommand {
     channel_id: String,
     #[serde(default)]
     response_url: String,
+    trigger_id: Option<String>,
+}
+
+/// What names a signed slash command or button press to be acted on once
+/// (`Origin::request`): its `trigger_id`, which Slack gives each one (the body carrying it is
+/// signed), or, without one, its signature.
+fn request_key(trigger_id: Option<&str>, headers: &HeaderMap) -> String {
+    match trigger_id.filter(|id| !id.is_empty()) {
+        Some(id) => format!("trigger:{id}"),
+        None => format!(
+            "signature:{}",
+            headers
+                .get("x-slack-signature")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        ),
+    }
 }
 
 async fn commands(
@@ -494,25 +498,14 @@ async fn commands(
     let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a slash command");
     };
-    let acts = command::parse(&unescape(&form.text)).is_ok_and(|c| !c.name().only_reads());
-    if acts {
-        let said = |message: Message| Json(slack.content(&message).reply_json()).into_response();
-        match slack.replayed(&headers).await {
-            Ok(false) => {}
-            Ok(true) => {
-                return said(views::refusal(
-                    "This request was already handled: a signed Slack request is acted on once."
-                        .to_string(),
-                ));
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot record a Slack request");
-                return said(crate::chat::store_unavailable());
-            }
-        }
-    }
     let answer = slack
-        .answer_command(form.channel_id, form.user_id, form.text, form.response_url)
+        .answer_command(
+            form.channel_id,
+            form.user_id,
+            form.text,
+            form.response_url,
+            Some(request_key(form.trigger_id.as_deref(), &headers)),
+        )
         .await;
     Json(answer.reply_json()).into_response()
 }
@@ -539,15 +532,6 @@ async fn interactions(
     if payload["type"] != "block_actions" {
         return StatusCode::OK.into_response();
     }
-    match slack.replayed(&headers).await {
-        Ok(false) => {}
-        Ok(true) => return StatusCode::OK.into_response(),
-        // Slack shows the person that the press failed.
-        Err(error) => {
-            tracing::error!(%error, "cannot record a Slack button press");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
-        }
-    }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let Some(pressed) = payload["actions"].as_array().and_then(|a| a.first()) else {
         return refuse(StatusCode::BAD_REQUEST, "no action in the payload");
@@ -566,10 +550,13 @@ async fn interactions(
     slack.press(
         text(&payload["channel"]["id"]),
         text(&payload["user"]["id"]),
-        pressed["action_id"].as_str().unwrap_or_default(),
-        pressed["value"].as_str(),
+        (
+            pressed["action_id"].as_str().unwrap_or_default(),
+            pressed["value"].as_str(),
+        ),
         text(&payload["response_url"]),
         message,
+        Some(request_key(payload["trigger_id"].as_str(), &headers)),
     );
     StatusCode::OK.into_response()
 }

@@ -60,6 +60,8 @@ async fn on_command(
             event.user_id.to_string(),
             event.text.unwrap_or_default(),
             event.response_url.0.to_string(),
+            // A redelivered envelope carries the same trigger id.
+            Some(format!("trigger:{}", event.trigger_id)),
         )
         .await;
     let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(answer.blocks))?;
@@ -119,14 +121,14 @@ async fn on_interaction(
             .as_ref()
             .map(|u| u.id.to_string())
             .unwrap_or_default(),
-        pressed.action_id.as_ref(),
-        pressed.value.as_deref(),
+        (pressed.action_id.as_ref(), pressed.value.as_deref()),
         event
             .response_url
             .as_ref()
             .map(|u| u.0.to_string())
             .unwrap_or_default(),
         message,
+        Some(format!("trigger:{}", event.trigger_id)),
     );
     Ok(())
 }
