@@ -188,23 +188,22 @@ impl App {
             incident = tracing::field::Empty,
         );
         async {
-            match self.run_command(origin, command).await {
-                Ok(reply) => {
-                    self.metrics.command(name, "ok");
-                    reply
-                }
-                Err(StoreError::Duplicate(_)) => {
-                    self.metrics.command(name, "refused");
-                    Some(already_handled())
-                }
-                Err(error) => {
-                    self.metrics.command(name, "error");
-                    Some(unavailable(&error))
-                }
-            }
+            let result = self.run_command(origin, command).await;
+            self.answered(name, result)
         }
         .instrument(span)
         .await
+    }
+
+    /// The answer to command `name` that ended with `result`, counted by outcome.
+    fn answered(&self, name: &str, result: Result<Option<Message>, StoreError>) -> Option<Message> {
+        let (outcome, reply) = match result {
+            Ok(reply) => ("ok", reply),
+            Err(StoreError::Duplicate(_)) => ("refused", Some(already_handled())),
+            Err(error) => ("error", Some(unavailable(&error))),
+        };
+        self.metrics.command(name, outcome);
+        reply
     }
 
     /// A button was pressed.
@@ -241,20 +240,7 @@ impl App {
                 Ok(None) => Ok(Some(views::refusal(format!("{key} does not exist.")))),
                 Err(error) => Err(error),
             };
-            match result {
-                Ok(reply) => {
-                    self.metrics.command(name, "ok");
-                    reply
-                }
-                Err(StoreError::Duplicate(_)) => {
-                    self.metrics.command(name, "refused");
-                    Some(already_handled())
-                }
-                Err(error) => {
-                    self.metrics.command(name, "error");
-                    Some(unavailable(&error))
-                }
-            }
+            self.answered(name, result)
         }
         .instrument(span)
         .await
