@@ -26,7 +26,8 @@ pub struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommandLabels {
     pub command: String,
-    /// `ok`, `invalid` (usage help), `refused` (not allowed), `error` (store unavailable).
+    /// `ok`, `invalid` (usage help), `refused` (not allowed), `duplicate` (a request acted on
+    /// before), `error` (store unavailable).
     pub outcome: String,
 }
 
@@ -61,7 +62,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// What can become of a chat command (`warroom_commands_total`'s `outcome`).
-pub const COMMAND_OUTCOMES: [&str; 4] = ["ok", "invalid", "refused", "error"];
+pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "invalid", "refused", "duplicate", "error"];
 
 /// What can become of an outbox delivery (`warroom_deliveries_total`'s `outcome`).
 pub const DELIVERY_OUTCOMES: [&str; 3] = ["ok", "retry", "failed"];

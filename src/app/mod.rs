@@ -46,14 +46,14 @@ pub struct Origin {
     /// The channel it was typed in.
     pub channel: String,
     pub actor: UserRef,
-    /// A signed request that must be acted on once (a Slack slash command or button press,
-    /// by its signature): recorded as an inbound event with the change it makes, so a replay
-    /// of it changes nothing and is answered "already handled".
+    /// A request that must be acted on once (a Slack slash command or button press, by its
+    /// `trigger_id`, or its signature without one): recorded as an inbound event with the
+    /// change it makes, so a replay of it changes nothing and is answered "already handled".
     pub request: Option<String>,
 }
 
-/// Source name of signed Slack requests (slash commands and button presses, by signature) in
-/// the inbound-event log.
+/// Source name of Slack requests (slash commands and button presses, by `trigger_id`) in the
+/// inbound-event log.
 pub const SLACK_REQUESTS_SOURCE: &str = "slack-request";
 
 /// The running application: store, policy, clock and this replica's identity.
@@ -199,7 +199,7 @@ impl App {
     fn answered(&self, name: &str, result: Result<Option<Message>, StoreError>) -> Option<Message> {
         let (outcome, reply) = match result {
             Ok(reply) => ("ok", reply),
-            Err(StoreError::Duplicate(_)) => ("refused", Some(already_handled())),
+            Err(StoreError::Duplicate(_)) => ("duplicate", Some(already_handled())),
             Err(error) => ("error", Some(unavailable(&error))),
         };
         self.metrics.command(name, outcome);
@@ -222,8 +222,8 @@ impl App {
             (None, runbook) => {
                 return match self.first_time(origin).await {
                     Ok(()) => self.runbook_button(origin, runbook).await,
-                    Err(StoreError::Duplicate(_)) => Some(already_handled()),
-                    Err(error) => Some(unavailable(&error)),
+                    // runbook_button counts the outcomes of what it runs.
+                    refused => self.answered(runbook.name().name(), refused.map(|()| None)),
                 };
             }
         };
@@ -276,7 +276,9 @@ impl App {
                 self.declare(origin, title, severity).await.map(Some)
             }
             Command::Maintenance(maintenance) => {
-                self.first_time(origin).await?;
+                if maintenance != crate::core::command::MaintenanceCommand::Show {
+                    self.first_time(origin).await?;
+                }
                 self.maintenance_command(origin, &maintenance)
                     .await
                     .map(Some)

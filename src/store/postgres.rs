@@ -386,6 +386,9 @@ impl PostgresStore {
         if let Some(schema) = schema {
             config.options(format!("-c search_path={schema}"));
         }
+        if tls.mode == super::postgres_tls::SslMode::Prefer {
+            config = prefer_fallback(config, &connector).await;
+        }
         let manager = Manager::from_config(
             config.clone(),
             connector.clone(),
@@ -1677,6 +1680,41 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok((timers, rows))
+    }
+}
+
+/// libpq's `prefer` goes on without TLS when the TLS handshake fails (a server whose TLS
+/// rustls cannot speak, a URL with `hostaddr` and no host name to check); tokio-postgres's
+/// only when the server offers no TLS. So try once: if TLS fails where a plain connection
+/// works, use plain connections, and say so.
+async fn prefer_fallback(
+    config: tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> tokio_postgres::Config {
+    let tls_error = match config.connect(tls.clone()).await {
+        Ok((client, connection)) => {
+            drop(client);
+            // The connection says goodbye (Terminate) once its client is gone.
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %with_causes(&error), "closing the TLS probe connection");
+            }
+            return config;
+        }
+        Err(error) => error,
+    };
+    let mut plain = config.clone();
+    plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    match plain.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            drop(client);
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %with_causes(&error), "closing the plain probe connection");
+            }
+            tracing::warn!(error = %with_causes(&tls_error), "TLS to PostgreSQL failed; connecting without it, as sslmode=prefer (the default) allows. Set sslmode=require or verify-full to refuse that");
+            plain
+        }
+        // Neither works: the pool will report the TLS attempt's error.
+        Err(_) => config,
     }
 }
 

@@ -27,9 +27,10 @@ pub enum SslMode {
     /// TLS or no connection; the certificate is checked only if `sslrootcert` is given (then
     /// as by `verify-ca`, as libpq does).
     Require,
-    /// TLS, with a certificate signed by a trusted root.
+    /// TLS, with a certificate signed by the root in `sslrootcert` (a file: required).
     VerifyCa,
-    /// `verify-ca`, and the certificate must name the host connected to.
+    /// TLS, with a certificate signed by a trusted root (`sslrootcert`, or the system's CAs)
+    /// that names the host connected to.
     VerifyFull,
 }
 
@@ -61,10 +62,10 @@ impl SslMode {
     }
 }
 
-/// Where the trusted roots of `verify-ca` and `verify-full` come from.
+/// Where the trusted roots of the checking modes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Roots {
-    /// The system's CA certificates (`sslrootcert=system`, or no `sslrootcert`).
+    /// The system's CA certificates (`verify-full` with `sslrootcert=system` or none).
     System,
     /// A PEM file of one or more CA certificates.
     File(PathBuf),
@@ -82,40 +83,75 @@ pub struct PgTls {
 }
 
 /// Read `sslmode` and `sslrootcert` off a `postgres://` URL. The errors never repeat the URL
-/// (it may hold a password).
+/// or any part of it but the names of these parameters (it may hold a password).
 pub fn parse(url: &str) -> Result<PgTls, String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // The query starts at the first `?` after the credentials, which end at the first `@`
+    // (as tokio-postgres reads a URL): a raw `?` in a password is not the query.
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let after_credentials = url[after_scheme..]
+        .find('@')
+        .map_or(after_scheme, |at| after_scheme + at + 1);
+    let (base, query) = match url[after_credentials..].find('?') {
+        Some(at) => (
+            &url[..after_credentials + at],
+            &url[after_credentials + at + 1..],
+        ),
+        None => (url, ""),
+    };
     let mut mode = None;
     let mut root = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decoded = percent_decode_str(value)
-            .decode_utf8()
-            .map_err(|_| format!("the database URL's {key} is not UTF-8 once decoded"))?;
-        match key {
-            "sslmode" => mode = Some(SslMode::parse(&decoded)?),
-            "sslrootcert" if decoded.is_empty() => {
-                return Err("the database URL's sslrootcert is empty".into());
+        // tokio-postgres decodes names too: `ssl%6Dode` is sslmode.
+        let key = percent_decode_str(key).decode_utf8_lossy();
+        let decoded = || {
+            percent_decode_str(value)
+                .decode_utf8()
+                .map_err(|_| format!("the database URL's {key} is not UTF-8 once decoded"))
+        };
+        match key.as_ref() {
+            "sslmode" => mode = Some(SslMode::parse(&decoded()?)?),
+            "sslrootcert" => {
+                let path = decoded()?;
+                if path.is_empty() {
+                    return Err("the database URL's sslrootcert is empty".into());
+                }
+                root = Some(path.into_owned());
             }
-            "sslrootcert" => root = Some(decoded.into_owned()),
-            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" | "sslsni" => {
+            "sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir" | "sslsni"
+            | "sslnegotiation" => {
                 return Err(format!(
-                    "the database URL's {key} is not supported (warroom checks the server with sslmode and sslrootcert and has no client certificate)"
+                    "the database URL's {key} is not supported (warroom checks the server with sslmode and sslrootcert, negotiates TLS the usual way and has no client certificate)"
                 ));
             }
             _ => kept.push(pair),
         }
     }
-    let mode = mode.unwrap_or(SslMode::Prefer);
+    // As libpq 16: `sslrootcert=system` without a mode means verify-full, and the system's
+    // CAs are trusted only with verify-full (any public CA signs certificates for anyone's
+    // host names, so a check of the chain alone would prove nothing).
+    let mode = match (mode, root.as_deref()) {
+        (None, Some("system")) => SslMode::VerifyFull,
+        (mode, _) => mode.unwrap_or(SslMode::Prefer),
+    };
     let roots = match (mode, root) {
-        (SslMode::VerifyCa | SslMode::VerifyFull, None) => Some(Roots::System),
+        (SslMode::VerifyFull, None) => Some(Roots::System),
+        (SslMode::VerifyFull, Some(root)) if root == "system" => Some(Roots::System),
+        (SslMode::VerifyCa | SslMode::Require, Some(root)) if root == "system" => {
+            return Err(
+                "the database URL gives sslrootcert=system with a mode that does not check the host name; the system's CAs are trusted only with sslmode=verify-full"
+                    .into(),
+            );
+        }
         (SslMode::VerifyCa | SslMode::VerifyFull | SslMode::Require, Some(root)) => {
-            Some(if root == "system" {
-                Roots::System
-            } else {
-                Roots::File(root.into())
-            })
+            Some(Roots::File(root.into()))
+        }
+        (SslMode::VerifyCa, None) => {
+            return Err(
+                "sslmode=verify-ca needs sslrootcert=FILE, the CA that signs the server's certificate"
+                    .into(),
+            );
         }
         (SslMode::Disable | SslMode::Prefer, Some(_)) => {
             return Err(format!(
@@ -298,10 +334,10 @@ mod tests {
             ("prefer", SslMode::Prefer, "prefer", None),
             ("require", SslMode::Require, "require", None),
             (
-                "verify-ca",
+                "verify-ca&sslrootcert=/ca.pem",
                 SslMode::VerifyCa,
                 "require",
-                Some(Roots::System),
+                Some(Roots::File("/ca.pem".into())),
             ),
             (
                 "verify-full",
@@ -337,8 +373,36 @@ mod tests {
         // require with a root file checks the chain, as libpq does.
         let tls = parse(&format!("{BASE}?sslmode=require&sslrootcert=/ca.pem")).unwrap();
         assert_eq!(tls.roots, Some(Roots::File("/ca.pem".into())));
-        let tls = parse(&format!("{BASE}?sslmode=verify-ca&sslrootcert=system")).unwrap();
-        assert_eq!(tls.roots, Some(Roots::System));
+        // The system's CAs: with verify-full only, which `system` alone means (libpq 16).
+        for query in [
+            "sslmode=verify-full&sslrootcert=system",
+            "sslrootcert=system",
+        ] {
+            let tls = parse(&format!("{BASE}?{query}")).unwrap();
+            assert_eq!(
+                (tls.mode, tls.roots),
+                (SslMode::VerifyFull, Some(Roots::System)),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_query_starts_after_the_credentials() {
+        // A raw `?` in a password is part of the password, as tokio-postgres reads it.
+        let url = "postgres://warroom:s3?cr&et@db.internal:5432/warroom";
+        let tls = parse(&format!("{url}?sslmode=verify-full&sslrootcert=/ca.pem")).unwrap();
+        assert_eq!(tls.mode, SslMode::VerifyFull);
+        assert_eq!(tls.roots, Some(Roots::File("/ca.pem".into())));
+        assert_eq!(tls.url, format!("{url}?sslmode=require"));
+        let config: tokio_postgres::Config = tls.url.parse().unwrap();
+        assert_eq!(config.get_password(), Some(&b"s3?cr&et"[..]));
+        assert_eq!(config.get_dbname(), Some("warroom"));
+        let plain = parse(url).unwrap();
+        assert_eq!(plain.url, format!("{url}?sslmode=prefer"));
+        // Names are decoded as tokio-postgres decodes them.
+        let tls = parse(&format!("{BASE}?ssl%6Dode=verify-full")).unwrap();
+        assert_eq!(tls.mode, SslMode::VerifyFull);
     }
 
     #[test]
@@ -353,6 +417,10 @@ mod tests {
             "sslcert=/client.pem&sslmode=require",
             "sslkey=/client.key",
             "sslrootcert=%FF",
+            "sslmode=verify-ca",
+            "sslmode=verify-ca&sslrootcert=system",
+            "sslmode=require&sslrootcert=system",
+            "sslnegotiation=direct",
         ] {
             let error = parse(&format!("{BASE}?{query}")).unwrap_err();
             assert!(!error.contains("s3cret"), "{query}: {error}");

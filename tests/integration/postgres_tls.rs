@@ -143,3 +143,39 @@ async fn the_servers_certificate_is_checked_when_asked() {
     assert!(missing.contains("/nonexistent/root.pem"), "{missing}");
     server.schema.cleanup().await;
 }
+
+/// `prefer` (the default) goes on without TLS where TLS fails, as libpq does: here a URL with
+/// only `hostaddr`, which leaves no host name for TLS. `require` does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_goes_on_without_tls_where_tls_fails() {
+    let Some(server) = Server::get().await else {
+        return;
+    };
+    let config: tokio_postgres::Config = server.schema.url.parse().unwrap();
+    let credentials = match config.get_password() {
+        Some(password) => format!(
+            "{}:{}",
+            config.get_user().unwrap(),
+            percent_encoding::percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        None => config.get_user().unwrap().to_string(),
+    };
+    let url = format!(
+        "postgres://{credentials}@/{}?hostaddr=127.0.0.1&port={}",
+        config.get_dbname().unwrap(),
+        config.get_ports()[0]
+    );
+    let store = PostgresStore::connect(&url, Some(&server.schema.schema), 2)
+        .await
+        .unwrap();
+    assert_eq!(store.tls_version().await.unwrap(), None);
+    warroom::store::Store::allocate_incident_key(&store)
+        .await
+        .unwrap();
+    let refused = PostgresStore::connect(&format!("{url}&sslmode=require"), None, 2)
+        .await
+        .err()
+        .expect("require refuses to go on without TLS");
+    assert!(refused.to_string().contains("TLS"), "{refused}");
+    server.schema.cleanup().await;
+}

@@ -384,7 +384,21 @@ pub async fn a_replayed_runbook_request_proposes_once(db: &TestDb) {
         assert!(!pods.contains("already handled"), "{pods}");
     }
     render(rig.app.handle_command(&signed("trigger:3"), scale).await);
-    assert_ne!(rig.last_request().await, id, "a new request proposes again");
+    let second = rig.last_request().await;
+    assert_ne!(second, id, "a new request proposes again");
+
+    // A button press sent twice: Undo of an applied change proposes the way back once.
+    let confirm = warroom::core::message::ButtonAction::Confirm { request: second };
+    rig.app.handle_button(&signed("trigger:4"), &confirm).await;
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(5));
+    let undo = warroom::core::message::ButtonAction::Undo { request: second };
+    let first = render(rig.app.handle_button(&signed("trigger:5"), &undo).await);
+    assert!(!first.contains("already handled"), "{first}");
+    let proposed = rig.last_request().await;
+    assert_ne!(proposed, second);
+    let again = render(rig.app.handle_button(&signed("trigger:5"), &undo).await);
+    assert!(again.contains("already handled"), "{again}");
+    assert_eq!(rig.last_request().await, proposed, "one undo proposed");
 }
 
 pub async fn changes_are_refused_cancelled_expired_and_bound_to_their_preview(db: &TestDb) {

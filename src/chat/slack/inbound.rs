@@ -471,12 +471,18 @@ struct SlashCommand {
     trigger_id: Option<String>,
 }
 
+/// The request key of a `trigger_id`; `None` for an empty one (which would name every
+/// request without one).
+pub fn trigger_key(trigger_id: &str) -> Option<String> {
+    (!trigger_id.is_empty()).then(|| format!("trigger:{trigger_id}"))
+}
+
 /// What names a signed slash command or button press to be acted on once
 /// (`Origin::request`): its `trigger_id`, which Slack gives each one (the body carrying it is
 /// signed), or, without one, its signature.
 fn request_key(trigger_id: Option<&str>, headers: &HeaderMap) -> String {
-    match trigger_id.filter(|id| !id.is_empty()) {
-        Some(id) => format!("trigger:{id}"),
+    match trigger_id.and_then(trigger_key) {
+        Some(key) => key,
         None => format!(
             "signature:{}",
             headers

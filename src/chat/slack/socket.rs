@@ -61,7 +61,7 @@ async fn on_command(
             event.text.unwrap_or_default(),
             event.response_url.0.to_string(),
             // A redelivered envelope carries the same trigger id.
-            Some(format!("trigger:{}", event.trigger_id)),
+            super::inbound::trigger_key(event.trigger_id.as_ref()),
         )
         .await;
     let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(answer.blocks))?;
@@ -128,7 +128,7 @@ async fn on_interaction(
             .map(|u| u.0.to_string())
             .unwrap_or_default(),
         message,
-        Some(format!("trigger:{}", event.trigger_id)),
+        super::inbound::trigger_key(event.trigger_id.as_ref()),
     );
     Ok(())
 }
