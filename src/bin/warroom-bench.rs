@@ -221,11 +221,9 @@ fn database_config(
     tokio_postgres::Config,
     tokio_postgres_rustls::MakeRustlsConnect,
 )> {
-    let tls = warroom::store::postgres_tls::parse(url).map_err(anyhow::Error::msg)?;
-    Ok((
-        tls.url.parse()?,
-        tls.connector().map_err(anyhow::Error::msg)?,
-    ))
+    warroom::store::postgres_tls::parse(url)
+        .and_then(|tls| tls.config())
+        .map_err(anyhow::Error::msg)
 }
 
 fn policy() -> anyhow::Result<warroom::core::Policy> {

@@ -376,12 +376,9 @@ impl PostgresStore {
         schema: Option<&str>,
         pool_size: usize,
     ) -> StoreResult<PostgresStore> {
-        let invalid =
-            |e: String| StoreError::Unavailable(format!("the database URL is not valid: {e}"));
-        let tls = super::postgres_tls::parse(url).map_err(invalid)?;
-        let connector = tls.connector().map_err(StoreError::Unavailable)?;
-        let mut config: tokio_postgres::Config =
-            tls.url.parse().map_err(|e| invalid(format!("{e}")))?;
+        let tls = super::postgres_tls::parse(url)
+            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        let (mut config, connector) = tls.config().map_err(StoreError::Unavailable)?;
         config.connect_timeout(Duration::from_secs(5));
         if let Some(schema) = schema {
             config.options(format!("-c search_path={schema}"));
@@ -1693,11 +1690,7 @@ async fn prefer_fallback(
 ) -> tokio_postgres::Config {
     let tls_error = match config.connect(tls.clone()).await {
         Ok((client, connection)) => {
-            drop(client);
-            // The connection says goodbye (Terminate) once its client is gone.
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %with_causes(&error), "closing the TLS probe connection");
-            }
+            close_probe(client, connection).await;
             return config;
         }
         Err(error) => error,
@@ -1706,15 +1699,23 @@ async fn prefer_fallback(
     plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
     match plain.connect(tokio_postgres::NoTls).await {
         Ok((client, connection)) => {
-            drop(client);
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %with_causes(&error), "closing the plain probe connection");
-            }
+            close_probe(client, connection).await;
             tracing::warn!(error = %with_causes(&tls_error), "TLS to PostgreSQL failed; connecting without it, as sslmode=prefer (the default) allows. Set sslmode=require or verify-full to refuse that");
             plain
         }
         // Neither works: the pool will report the TLS attempt's error.
         Err(_) => config,
+    }
+}
+
+/// Close a probe connection: it says goodbye (Terminate) once its client is gone.
+async fn close_probe(
+    client: tokio_postgres::Client,
+    connection: impl std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+) {
+    drop(client);
+    if let Err(error) = connection.await {
+        tracing::debug!(error = %with_causes(&error), "closing a probe connection");
     }
 }
 

@@ -178,6 +178,15 @@ pub fn parse(url: &str) -> Result<PgTls, String> {
 }
 
 impl PgTls {
+    /// The URL's settings for tokio-postgres and the connector to use them with.
+    pub fn config(&self) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+        let config = self
+            .url
+            .parse()
+            .map_err(|e| format!("the database URL is not valid: {e}"))?;
+        Ok((config, self.connector()?))
+    }
+
     /// The connector for tokio-postgres: it encrypts with rustls and checks the server's
     /// certificate as the mode asks. Reads the roots (the `sslrootcert` file, or the system's).
     pub fn connector(&self) -> Result<MakeRustlsConnect, String> {

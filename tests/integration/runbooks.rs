@@ -11,6 +11,7 @@ use warroom::app::clock::VirtualClock;
 use warroom::app::runbook::Runbooks;
 use warroom::app::{App, Origin};
 use warroom::chat::{Delivered, DeliveryError, Sink};
+use warroom::core::message::ButtonAction;
 use warroom::core::{Effect, EventKind, Platform, UserRef};
 use warroom::render::Renderer;
 use warroom::runbook::guard::{Guard, RunbookConfig};
@@ -188,10 +189,20 @@ impl Rig {
 
     /// Type in the incident channel as `who`; the direct answer as text.
     pub async fn say(&self, who: &str, text: &str) -> String {
-        let reply = self
-            .app
-            .handle_command(&origin(&self.channel, who), text)
-            .await;
+        self.say_from(&origin(&self.channel, who), text).await
+    }
+
+    /// `text` typed as `origin` says; the answer as plain text.
+    pub async fn say_from(&self, origin: &Origin, text: &str) -> String {
+        self.plain(self.app.handle_command(origin, text).await)
+    }
+
+    /// A button pressed as `origin` says; the answer as plain text.
+    pub async fn press_from(&self, origin: &Origin, action: &ButtonAction) -> String {
+        self.plain(self.app.handle_button(origin, action).await)
+    }
+
+    fn plain(&self, reply: Option<warroom::core::Message>) -> String {
         reply
             .map(|m| {
                 self.sink
@@ -352,51 +363,38 @@ pub async fn a_replayed_runbook_request_proposes_once(db: &TestDb) {
         request: Some(request.to_string()),
         ..origin(&rig.channel, "olivia")
     };
-    let render = |reply: Option<warroom::core::Message>| {
-        reply
-            .map(|m| {
-                rig.sink
-                    .renderer
-                    .render(Platform::Console, &m)
-                    .unwrap()
-                    .plain_text()
-            })
-            .unwrap_or_default()
-    };
     let scale = "scale stock-analysis-api 5";
-    let first = render(rig.app.handle_command(&signed("trigger:1"), scale).await);
+    let first = rig.say_from(&signed("trigger:1"), scale).await;
     assert!(first.is_empty(), "{first}");
     let id = rig.last_request().await;
-    let again = render(rig.app.handle_command(&signed("trigger:1"), scale).await);
+    let again = rig.say_from(&signed("trigger:1"), scale).await;
     assert!(again.contains("already handled"), "{again}");
     assert_eq!(rig.last_request().await, id, "no second proposal");
     assert_eq!(rig.fake.dry_runs(), 1);
     // A read is answered however often it comes.
     for _ in 0..2 {
-        let pods = render(
-            rig.app
-                .handle_command(
-                    &signed("trigger:2"),
-                    "diag pods deployment=stock-analysis-api",
-                )
-                .await,
-        );
+        let pods = rig
+            .say_from(
+                &signed("trigger:2"),
+                "diag pods deployment=stock-analysis-api",
+            )
+            .await;
         assert!(!pods.contains("already handled"), "{pods}");
     }
-    render(rig.app.handle_command(&signed("trigger:3"), scale).await);
+    rig.say_from(&signed("trigger:3"), scale).await;
     let second = rig.last_request().await;
     assert_ne!(second, id, "a new request proposes again");
 
     // A button press sent twice: Undo of an applied change proposes the way back once.
-    let confirm = warroom::core::message::ButtonAction::Confirm { request: second };
-    rig.app.handle_button(&signed("trigger:4"), &confirm).await;
+    let confirm = ButtonAction::Confirm { request: second };
+    rig.press_from(&signed("trigger:4"), &confirm).await;
     assert_eq!(rig.fake.deployment_replicas(NS, API), Some(5));
-    let undo = warroom::core::message::ButtonAction::Undo { request: second };
-    let first = render(rig.app.handle_button(&signed("trigger:5"), &undo).await);
+    let undo = ButtonAction::Undo { request: second };
+    let first = rig.press_from(&signed("trigger:5"), &undo).await;
     assert!(!first.contains("already handled"), "{first}");
     let proposed = rig.last_request().await;
     assert_ne!(proposed, second);
-    let again = render(rig.app.handle_button(&signed("trigger:5"), &undo).await);
+    let again = rig.press_from(&signed("trigger:5"), &undo).await;
     assert!(again.contains("already handled"), "{again}");
     assert_eq!(rig.last_request().await, proposed, "one undo proposed");
 }

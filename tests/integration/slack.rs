@@ -10,8 +10,8 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use warroom::app::App;
 use warroom::app::clock::{Clock, VirtualClock};
+use warroom::app::{App, SLACK_REQUESTS_SOURCE};
 use warroom::chat::slack::{SlackApi, SlackInbound, SlackSink, sign};
 use warroom::core::Status;
 use warroom::pagerduty::PagerDutyClient;
@@ -932,9 +932,16 @@ pub async fn replayed_requests_are_acted_on_once(db: &TestDb) {
     };
     assert_eq!(updates(s.store.timeline(incident.key).await.unwrap()), 1);
 
-    // The same press of Acknowledge twice acknowledges once.
+    // The same press of Acknowledge twice acknowledges once. (A second acknowledgement is
+    // refused by the decision anyway, so the press's trigger id is checked too: the
+    // acknowledgement recorded it.)
     let summary = s.summary(&channel.id);
     let press = s.click_body(DECLARER, &channel.id, &summary, "warroom_acknowledge", "a1");
+    let payload: serde_json::Value = serde_json::from_str(
+        &serde_urlencoded::from_str::<Vec<(String, String)>>(&press).unwrap()[0].1,
+    )
+    .unwrap();
+    let trigger = format!("trigger:{}", payload["trigger_id"].as_str().unwrap());
     send_twice(press, "/slack/interactions").await;
     s.acknowledged().await;
     s.pass().await;
@@ -947,6 +954,13 @@ pub async fn replayed_requests_are_acted_on_once(db: &TestDb) {
         .filter(|e| matches!(e.kind, warroom::core::EventKind::Acknowledged))
         .count();
     assert_eq!(acks, 1);
+    assert!(
+        !s.store
+            .record_inbound_event(SLACK_REQUESTS_SOURCE, &trigger, s.clock.now())
+            .await
+            .unwrap(),
+        "the press was recorded with its acknowledgement"
+    );
 }
 
 pub async fn only_allowed_people_press_buttons(db: &TestDb) {

@@ -1781,6 +1781,51 @@ on_both_stores!(
     effects_round_trip_exactly,
 );
 
+/// Commit each of `effect_sets` as a change of `d`'s incident, in turn, with the first
+/// set's row claimed by "a" before the others are written (the head is out on a lease).
+async fn commit_with_the_head_out<const N: usize>(
+    store: &dyn Store,
+    d: &mut warroom::core::Decision,
+    effect_sets: [Vec<Effect>; N],
+    now: DateTime<Utc>,
+) {
+    for (n, effects) in effect_sets.into_iter().enumerate() {
+        d.effects = effects;
+        d.events.clear();
+        d.timers.clear();
+        d.incident.version = store
+            .commit(Change::new(d, Some(d.incident.version), now))
+            .await
+            .unwrap();
+        if n == 0 {
+            let head = store
+                .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
+                .await
+                .unwrap();
+            assert_eq!(head.len(), 1, "{head:?}");
+        }
+    }
+}
+
+/// The pending outbox rows of incident `key` in `schema`, in id order: (id, next attempt,
+/// urgent), read with SQL (the store does not say what it stores as urgent).
+async fn pending_rows(schema: &PgSchema, key: i64) -> Vec<(i64, DateTime<Utc>, bool)> {
+    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let query = format!(
+        "SELECT id, next_attempt_at, urgent FROM {}.outbox WHERE incident = $1 AND state = 'pending' ORDER BY id",
+        schema.schema
+    );
+    db.query(&query, &[&key])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
 /// PostgreSQL: a head that was out on a lease when a change wrote an urgent row behind it is
 /// put back urgent when its lease is released (a replica stopping), as by a retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1800,38 +1845,14 @@ async fn a_released_head_is_put_back_urgent_on_postgres() {
         channel: d.incident.channel.clone(),
         users: vec![user("bob")],
     };
-    for effects in [vec![topic], vec![invite]] {
-        d.effects = effects;
-        d.events.clear();
-        d.timers.clear();
-        d.incident.version = store
-            .commit(Change::new(&d, Some(d.incident.version), now))
-            .await
-            .unwrap();
-        if d.incident.version == 2 {
-            let out = store
-                .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
-                .await
-                .unwrap();
-            assert_eq!(out.len(), 1, "{out:?}");
-        }
-    }
-    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let query = format!(
-        "SELECT urgent FROM {}.outbox WHERE incident = $1 AND state = 'pending' ORDER BY id",
-        schema.schema
-    );
+    commit_with_the_head_out(&*store, &mut d, [vec![topic], vec![invite]], now).await;
     let key = d.incident.key.0;
     let urgent = || async {
-        db.query(&query, &[&key])
+        pending_rows(&schema, key)
             .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect::<Vec<bool>>()
+            .into_iter()
+            .map(|(_, _, urgent)| urgent)
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         urgent().await,
@@ -2077,44 +2098,16 @@ async fn rows_behind_a_head_that_backs_off_wait_for_it_on_postgres() {
         channel: d.incident.channel.clone(),
         users: vec![user("bob")],
     };
-    for effects in [vec![topic.clone()], vec![invite, topic]] {
-        d.effects = effects;
-        d.events.clear();
-        d.timers.clear();
-        d.incident.version = store
-            .commit(Change::new(&d, Some(d.incident.version), now))
-            .await
-            .unwrap();
-        if d.incident.version == 2 {
-            // The first topic goes out before the invitation is decided.
-            let head = store
-                .claim_outbox("console", now, "a", now + Duration::minutes(1), 100)
-                .await
-                .unwrap();
-            assert_eq!(head.len(), 1, "{head:?}");
-        }
-    }
-    let (db, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let db = Arc::new(db);
-    let query = format!(
-        "SELECT id, next_attempt_at, urgent FROM {}.outbox WHERE incident = $1 AND state = 'pending' ORDER BY id",
-        schema.schema
-    );
+    // The first topic goes out before the invitation is decided.
+    commit_with_the_head_out(
+        &*store,
+        &mut d,
+        [vec![topic.clone()], vec![invite, topic]],
+        now,
+    )
+    .await;
     let key = d.incident.key.0;
-    let rows = || {
-        let (db, query) = (db.clone(), query.clone());
-        async move {
-            db.query(&query, &[&key])
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| (row.get(0), row.get(1), row.get(2)))
-                .collect::<Vec<(i64, chrono::DateTime<chrono::Utc>, bool)>>()
-        }
-    };
+    let rows = || pending_rows(&schema, key);
     let before = rows().await;
     assert_eq!(
         before.iter().map(|r| r.2).collect::<Vec<_>>(),
