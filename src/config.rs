@@ -582,10 +582,39 @@ pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
     load_with_env(file, Env::prefixed(ENV_PREFIX))
 }
 
-fn env_provider(env: Env) -> Env {
+fn env_provider(env: Env) -> EnvText {
     // Only sectioned keys (WARROOM_SECTION__KEY) are configuration; other WARROOM_ variables
     // (such as WARROOM_TEST_DATABASE_URL) are not.
-    env.filter(|key| key.as_str().contains("__")).split("__")
+    EnvText(env.filter(|key| key.as_str().contains("__")).split("__"))
+}
+
+/// The environment's overrides as figment's `Env` reads them, except that a value that reads
+/// as a number or a boolean stays the text it was written as: `Env` would make a Discord key
+/// of 64 digits, or a channel prefix `007`, the number it spells and lose its leading zeros.
+/// [`load_with_env`] extracts leniently, so text still becomes a number or a boolean where a
+/// key wants one. Arrays and tables (`[a, b]`, `{k = v}`) are parsed as `Env` parses them.
+struct EnvText(Env);
+
+impl figment::Provider for EnvText {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::Value;
+        let mut figment = Figment::new();
+        for (key, raw) in self.0.iter() {
+            let Ok(parsed) = raw.parse::<Value>();
+            let value = match parsed {
+                Value::Num(..) | Value::Bool(..) => Value::from(raw),
+                value => value,
+            };
+            figment = figment.merge(figment::providers::Serialized::default(key.as_str(), value));
+        }
+        figment.data()
+    }
 }
 
 fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
@@ -619,7 +648,7 @@ fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
         let line = line_of_key(content, key);
         line.map(|l| file_location(path, Some(l)))
     };
-    let raw: RawConfig = figment.extract().map_err(|errors| {
+    let raw: RawConfig = figment.extract_lossy().map_err(|errors| {
         ConfigError(
             errors
                 .into_iter()
@@ -1852,6 +1881,38 @@ mod tests {
             let config = load(None).unwrap();
             assert_eq!(config.policy.channel_prefix, "2024");
             assert_eq!(config.policy.announce_channel, "42");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
+    fn text_from_the_environment_keeps_its_leading_zeros() {
+        // A key of decimal digits, as a hex key can be: read as a number it would be cut to
+        // the digits after its leading zeros and refused.
+        let key = "0037141165799031084911491940920288932869124361425304912763764780";
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARROOM_DISCORD__PUBLIC_KEY", key);
+            jail.set_env("WARROOM_DISCORD__BOT_TOKEN", "0123");
+            jail.set_env("WARROOM_DISCORD__APPLICATION_ID", "80351110224678912");
+            jail.set_env("WARROOM_DISCORD__GUILD_ID", "80351110224678913");
+            jail.set_env(
+                "WARROOM_DISCORD__RESPONDERS",
+                r#"["80351110224678914", "80351110224678915"]"#,
+            );
+            jail.set_env("WARROOM_INCIDENTS__CHANNEL_PREFIX", "007");
+            // Numbers and booleans are still read where a key wants one.
+            jail.set_env("WARROOM_DATABASE__POOL_SIZE", "3");
+            jail.set_env("WARROOM_ALERTMANAGER__AUTO_RESOLVE", "false");
+            let config = load(None).unwrap();
+            let discord = config.discord.expect("Discord is on");
+            assert_eq!(discord.public_key, key);
+            assert_eq!(discord.bot_token.expose(), "0123");
+            assert_eq!(discord.guild_id, 80351110224678913);
+            assert_eq!(discord.responders, [80351110224678914, 80351110224678915]);
+            assert_eq!(config.policy.channel_prefix, "007");
+            assert_eq!(config.postgres_pool_size, 3);
+            assert!(!config.alertmanager.auto_resolve);
             Ok(())
         });
     }
