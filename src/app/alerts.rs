@@ -479,7 +479,7 @@ impl App {
             .await?;
         if done {
             tracing::info!(window = %window.id, edge = edge.as_str(), "maintenance window announced");
-            self.outbox_changed.notify_one();
+            self.outbox_changed.raise_all();
         }
         Ok(usize::from(done))
     }

@@ -11,12 +11,12 @@ use crate::core::command::{self, Command};
 use crate::core::decide::{self, DeclareRequest, Refusal};
 use crate::core::message::{ButtonAction, Message, Visibility};
 use crate::core::{Decision, Incident, Platform, Policy, UserRef, channel, views};
+use crate::store::wake::{OutboxSignals, Signal};
 use crate::store::{Change, Store, StoreError, Timer};
 use chrono::Duration;
 use clock::Clock;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tracing::Instrument;
 
 /// How many times a command is re-decided when another writer got there first.
@@ -64,10 +64,11 @@ pub struct App {
     /// Names this replica in leases.
     pub owner: String,
     pub lease: Duration,
-    /// Woken when a timer is planned, so the scheduler can sleep less.
-    pub timers_changed: Arc<Notify>,
-    /// Woken when outbox rows are written, so dispatchers deliver at once.
-    pub outbox_changed: Arc<Notify>,
+    /// Raised when a timer is planned, so the scheduler can sleep less.
+    pub timers_changed: Arc<Signal>,
+    /// Raised for a destination when outbox rows are written for it, so its dispatcher
+    /// delivers at once.
+    pub outbox_changed: Arc<OutboxSignals>,
     /// Diagnostics, playbooks and changes; `None` until `with_runbooks`.
     pub runbooks: Option<Arc<runbook::Runbooks>>,
     /// What `/metrics` exports.
@@ -136,8 +137,8 @@ impl App {
             clock,
             owner: replica_id(),
             lease,
-            timers_changed: Arc::new(Notify::new()),
-            outbox_changed: Arc::new(Notify::new()),
+            timers_changed: Arc::new(Signal::default()),
+            outbox_changed: Arc::new(OutboxSignals::default()),
             runbooks: None,
             metrics: Arc::new(metrics),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -153,8 +154,8 @@ impl App {
     pub fn stop(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.timers_changed.notify_waiters();
-        self.outbox_changed.notify_waiters();
+        self.timers_changed.raise();
+        self.outbox_changed.raise_all();
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -451,16 +452,23 @@ impl App {
         Err(StoreError::Conflict(incident.key.to_string()))
     }
 
-    /// Commit a change, then wake the scheduler if it planned timers and the dispatchers if
-    /// it wrote outbox rows.
+    /// Commit a change, then wake the scheduler if it planned timers and the dispatcher of
+    /// each destination it wrote outbox rows for.
     async fn commit(&self, change: Change<'_>) -> Result<(), StoreError> {
-        let (planned, sends) = (!change.timers.is_empty(), !change.outbox.is_empty());
+        let planned = !change.timers.is_empty();
+        let platform = change.incident.platform;
+        let outbox = change.outbox;
         self.store.commit(change).await?;
         if planned {
-            self.timers_changed.notify_one();
+            self.timers_changed.raise();
         }
-        if sends {
-            self.outbox_changed.notify_one();
+        let mut raised: Vec<&str> = Vec::new();
+        for effect in outbox {
+            let destination = effect.destination(platform);
+            if !raised.contains(&destination) {
+                self.outbox_changed.raise(destination);
+                raised.push(destination);
+            }
         }
         Ok(())
     }

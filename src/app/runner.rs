@@ -30,6 +30,7 @@ impl Heartbeat {
 /// least every `poll` for retries that came due, until the app stops.
 pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time::Duration) {
     app.metrics.expect_deliveries(sink.destination());
+    let mut written = app.outbox_changed.waiter(sink.destination());
     while !app.is_stopping() {
         match app.dispatch_outbox(sink.as_ref()).await {
             Ok(0) => {}
@@ -44,7 +45,7 @@ pub async fn dispatcher_loop(app: Arc<App>, sink: Arc<dyn Sink>, poll: std::time
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {},
-            _ = app.outbox_changed.notified() => {},
+            _ = written.wait() => {},
         }
     }
 }
@@ -57,6 +58,7 @@ pub const INBOUND_EVENT_RETENTION: chrono::Duration = chrono::Duration::days(30)
 /// pass.
 pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std::time::Duration) {
     let mut last_prune: Option<DateTime<Utc>> = None;
+    let mut planned = app.timers_changed.waiter();
     while !app.is_stopping() {
         let now = app.clock.now();
         if last_prune.is_none_or(|at| now - at > chrono::Duration::hours(1)) {
@@ -98,7 +100,7 @@ pub async fn scheduler_loop(app: Arc<App>, heartbeat: Arc<Heartbeat>, poll: std:
         };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {},
-            _ = app.timers_changed.notified() => {},
+            _ = planned.wait() => {},
         }
     }
 }

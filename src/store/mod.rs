@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod postgres_tls;
 pub mod sqlite;
+pub mod wake;
 
 use crate::config::{Config, DatabaseTarget};
 use crate::core::{
@@ -418,10 +419,11 @@ pub trait Store: Send + Sync {
     /// stopped). Returns how many timers and rows were released.
     async fn release_leases(&self, owner: &str) -> StoreResult<(u64, u64)>;
 
-    /// Wake `timers` when any process commits a new timer and `outbox` when it commits outbox
-    /// rows, so a sleeping scheduler or dispatcher starts at once instead of at its next poll.
-    /// PostgreSQL does this with LISTEN/NOTIFY; SQLite has no such channel, and polling does.
-    fn watch(&self, timers: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
+    /// Raise `timers` when any process commits a new timer and `outbox`'s signal of a
+    /// destination when it commits outbox rows for it, so a sleeping scheduler or dispatcher
+    /// starts at once instead of at its next poll. PostgreSQL does this with LISTEN/NOTIFY;
+    /// SQLite has no such channel, and polling does.
+    fn watch(&self, timers: Arc<wake::Signal>, outbox: Arc<wake::OutboxSignals>) {
         let _ = (timers, outbox);
     }
 }

@@ -1335,22 +1335,30 @@ impl Store for PostgresStore {
         // here only delays the work until the listeners' next poll. The caller does not wait
         // for it: the change is committed, and the connection goes back to the pool once the
         // notification is sent.
-        let channels: Vec<&'static str> = [
-            (!change.timers.is_empty()).then_some(TIMERS_CHANNEL),
-            (!change.outbox.is_empty()).then_some(OUTBOX_CHANNEL),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        // The outbox's notifications say for which destination (one each), so that only its
+        // dispatchers wake.
+        let mut channels: Vec<&'static str> = Vec::new();
+        let mut payloads: Vec<String> = Vec::new();
+        if !change.timers.is_empty() {
+            channels.push(TIMERS_CHANNEL);
+            payloads.push(String::new());
+        }
+        for (n, platform) in platforms.iter().enumerate() {
+            if !platforms[..n].contains(platform) {
+                channels.push(OUTBOX_CHANNEL);
+                payloads.push(platform.clone());
+            }
+        }
         if !channels.is_empty() {
             tokio::spawn(async move {
                 let notified = async {
                     let statement = client
                         .prepare_cached(
-                            "SELECT pg_notify(channel, '') FROM UNNEST($1::text[]) AS channel",
+                            "SELECT pg_notify(channel, payload) \
+                             FROM UNNEST($1::text[], $2::text[]) AS note (channel, payload)",
                         )
                         .await?;
-                    client.execute(&statement, &[&channels]).await
+                    client.execute(&statement, &[&channels, &payloads]).await
                 }
                 .await;
                 if let Err(error) = notified {
@@ -1589,7 +1597,7 @@ impl Store for PostgresStore {
         }
     }
 
-    fn watch(&self, timers: Arc<tokio::sync::Notify>, outbox: Arc<tokio::sync::Notify>) {
+    fn watch(&self, timers: Arc<super::wake::Signal>, outbox: Arc<super::wake::OutboxSignals>) {
         let config = self.config.clone();
         let tls = self.tls.clone();
         tokio::spawn(async move {
@@ -1598,8 +1606,8 @@ impl Store for PostgresStore {
                     tracing::warn!(error = %with_causes(&error), "LISTEN connection lost; polling until it is back");
                 }
                 // Anything may have happened while not listening.
-                timers.notify_one();
-                outbox.notify_one();
+                timers.raise();
+                outbox.raise_all();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
@@ -1724,8 +1732,8 @@ async fn close_probe(
 async fn listen(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
-    timers: &tokio::sync::Notify,
-    outbox: &tokio::sync::Notify,
+    timers: &super::wake::Signal,
+    outbox: &super::wake::OutboxSignals,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls).await?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -1733,7 +1741,8 @@ async fn listen(
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
-                    if sender.send(note.channel().to_string()).is_err() {
+                    let note = (note.channel().to_string(), note.payload().to_string());
+                    if sender.send(note).is_err() {
                         return Ok(());
                     }
                 }
@@ -1746,10 +1755,12 @@ async fn listen(
     client
         .batch_execute(&format!("LISTEN {TIMERS_CHANNEL}; LISTEN {OUTBOX_CHANNEL}"))
         .await?;
-    while let Some(channel) = receiver.recv().await {
-        match channel.as_str() {
-            TIMERS_CHANNEL => timers.notify_one(),
-            OUTBOX_CHANNEL => outbox.notify_one(),
+    while let Some((channel, payload)) = receiver.recv().await {
+        match (channel.as_str(), payload.as_str()) {
+            (TIMERS_CHANNEL, _) => timers.raise(),
+            // A replica of a version whose notifications name no destination.
+            (OUTBOX_CHANNEL, "") => outbox.raise_all(),
+            (OUTBOX_CHANNEL, destination) => outbox.raise(destination),
             _ => {}
         }
     }

@@ -718,6 +718,7 @@ on_both_stores!(
     concurrent_commands_on_one_incident_both_land,
     commands_outside_an_incident_channel_list_the_open_incidents,
     a_second_declaration_with_the_same_title_gets_a_suffixed_channel,
+    one_commit_wakes_the_dispatcher_of_every_destination_it_writes_for,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,5 +784,141 @@ async fn a_timer_committed_by_another_replica_wakes_a_sleeping_scheduler_on_post
         escalated,
         "the sleeping scheduler was not woken by the other replica's commit"
     );
+    db.cleanup().await;
+}
+
+/// Counts the deliveries of one destination.
+struct CountingSink {
+    destination: &'static str,
+    delivered: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Sink for CountingSink {
+    fn destination(&self) -> &'static str {
+        self.destination
+    }
+    async fn deliver(&self, _item: &OutboxItem) -> Result<Delivered, DeliveryError> {
+        self.delivered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Delivered::Done)
+    }
+}
+
+/// Dispatchers for `console` and `pagerduty` that poll only once a minute, and a P0's first
+/// escalation step fired through their own app or, with `other_replica`, through another on
+/// the same database. The firing is one commit with rows for both destinations (the page and
+/// its note in the channel), and each dispatcher must be woken for its own rows well before
+/// its poll.
+async fn both_dispatchers_wake(db: &TestDb, other_replica: bool) {
+    let mut policy = warroom::config::load(None).unwrap().policy;
+    policy.pagerduty_services = ["oncall".to_string()].into();
+    let system =
+        || -> Arc<dyn warroom::app::clock::Clock> { Arc::new(warroom::app::clock::SystemClock) };
+    let sleeper = Arc::new(App::new(
+        db.open().await,
+        policy.clone(),
+        system(),
+        Duration::seconds(60),
+    ));
+    sleeper.store.watch(
+        sleeper.timers_changed.clone(),
+        sleeper.outbox_changed.clone(),
+    );
+    let sinks: Vec<Arc<CountingSink>> = ["console", "pagerduty"]
+        .into_iter()
+        .map(|destination| {
+            Arc::new(CountingSink {
+                destination,
+                delivered: Default::default(),
+            })
+        })
+        .collect();
+    let mut loops: Vec<_> = sinks
+        .iter()
+        .map(|sink| {
+            tokio::spawn(warroom::app::runner::dispatcher_loop(
+                sleeper.clone(),
+                sink.clone(),
+                std::time::Duration::from_secs(60),
+            ))
+        })
+        .collect();
+    let worker = if other_replica {
+        Arc::new(App::new(
+            db.open().await,
+            policy,
+            system(),
+            Duration::seconds(60),
+        ))
+    } else {
+        sleeper.clone()
+    };
+    worker
+        .handle_command(
+            &origin("general", "alice"),
+            "declare Payments down --sev P0",
+        )
+        .await
+        .unwrap();
+    let delivered = |sink: &CountingSink| sink.delivered.load(std::sync::atomic::Ordering::SeqCst);
+    // The declaration's rows (console only) go out, and both dispatchers sleep again.
+    for _ in 0..100 {
+        if worker.store.outbox_counts().await.unwrap().pending == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        delivered(&sinks[1]),
+        0,
+        "nothing paged before the step fires"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before: Vec<usize> = sinks.iter().map(|sink| delivered(sink)).collect();
+    // The scheduler fires the first step, due at once.
+    let heartbeat = Arc::new(warroom::app::runner::Heartbeat::default());
+    loops.push(tokio::spawn(warroom::app::runner::scheduler_loop(
+        worker.clone(),
+        heartbeat,
+        std::time::Duration::from_secs(60),
+    )));
+    let woken = || {
+        sinks
+            .iter()
+            .zip(&before)
+            .all(|(sink, before)| delivered(sink) > *before)
+    };
+    for _ in 0..100 {
+        if woken() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    worker.stop();
+    sleeper.stop();
+    for task in loops {
+        task.await.unwrap();
+    }
+    for (sink, before) in sinks.iter().zip(&before) {
+        assert!(
+            delivered(sink) > *before,
+            "the {} dispatcher was not woken by the step's commit",
+            sink.destination
+        );
+    }
+}
+
+async fn one_commit_wakes_the_dispatcher_of_every_destination_it_writes_for(db: &TestDb) {
+    both_dispatchers_wake(db, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_commit_wakes_the_dispatcher_of_every_destination_on_postgres() {
+    let Some(schema) = crate::support::PgSchema::create().await else {
+        return;
+    };
+    let db = TestDb::Postgres(schema);
+    both_dispatchers_wake(&db, true).await;
     db.cleanup().await;
 }
