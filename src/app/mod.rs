@@ -15,7 +15,7 @@ use crate::store::wake::{OutboxSignals, Signal};
 use crate::store::{Change, Store, StoreError, Timer};
 use chrono::Duration;
 use clock::Clock;
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -538,7 +538,11 @@ impl App {
                     None => by_incident.push(vec![timer]),
                 }
             }
-            let counts: Vec<usize> = stream::iter(by_incident)
+            // Every incident's timers run even when another incident's meet a store error
+            // (a row that cannot be read, conflicts that do not end): one incident must not
+            // hold back the others' escalations until the leases run out. The first error is
+            // reported once the batch is done.
+            let outcomes: Vec<(usize, Option<StoreError>)> = stream::iter(by_incident)
                 .map(|group| async move {
                     let mut fired = 0;
                     for timer in group {
@@ -552,16 +556,23 @@ impl App {
                             incident = %timer.incident,
                             kind = timer.kind.as_str(),
                         );
-                        if self.fire_one(&timer).instrument(span).await? {
-                            fired += 1;
+                        match self.fire_one(&timer).instrument(span).await {
+                            Ok(true) => fired += 1,
+                            Ok(false) => {}
+                            // The incident's later timers stay claimed and wait with this one
+                            // for the lease to run out: none overtakes it.
+                            Err(error) => return (fired, Some(error)),
                         }
                     }
-                    Ok::<usize, StoreError>(fired)
+                    (fired, None)
                 })
                 .buffer_unordered(TIMER_CONCURRENCY)
-                .try_collect()
-                .await?;
-            fired += counts.iter().sum::<usize>();
+                .collect()
+                .await;
+            fired += outcomes.iter().map(|(fired, _)| fired).sum::<usize>();
+            if let Some(error) = outcomes.into_iter().find_map(|(_, error)| error) {
+                return Err(error);
+            }
             progress();
             if self.is_stopping() {
                 return Ok(fired);

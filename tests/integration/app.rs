@@ -922,3 +922,37 @@ async fn another_replicas_commit_wakes_the_dispatcher_of_every_destination_on_po
     both_dispatchers_wake(&db, true).await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_whose_timer_meets_a_store_error_does_not_hold_back_the_others() {
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    let clock = clock();
+    let app = app(store.clone(), clock.clone());
+    for n in 1..=6 {
+        app.handle_command(&origin("general", "alice"), &format!("declare Outage {n}"))
+            .await
+            .unwrap();
+    }
+    // INC-1's row can no longer be read: its timer meets a store error every time it fires.
+    let TestDb::Sqlite(dir) = &db else {
+        unreachable!()
+    };
+    rusqlite::Connection::open(dir.path().join("warroom.db"))
+        .unwrap()
+        .execute("UPDATE incidents SET severity = 'P9' WHERE number = 1", [])
+        .unwrap();
+    clock.advance(Duration::minutes(61));
+    let pass = app.run_due_timers().await;
+    assert!(
+        matches!(pass, Err(warroom::store::StoreError::Corrupt(_))),
+        "the error is reported: {pass:?}"
+    );
+    for number in 2..=6 {
+        assert_eq!(
+            crate::support::count_events(&*store, IncidentKey(number), "reminder_sent").await,
+            1,
+            "INC-{number}'s reminder went out all the same"
+        );
+    }
+}
