@@ -136,6 +136,7 @@ fn declare_with(
             .and_then(|a| a.hold_paging.as_ref())
             .map(|(window, _)| window.clone()),
         escalation_from: None,
+        response_breached_at: None,
         version: 0,
     };
     let actor = match (&request.from_pagerduty, alerts) {
@@ -1224,9 +1225,11 @@ pub fn fire_timer(
             if !current.status.is_open()
                 || fence != current.escalation_generation
                 || current.acknowledged_at.is_some()
+                || current.response_breached_at.is_some()
             {
                 return None;
             }
+            draft.next.response_breached_at = Some(now);
             let target = policy.severity(current.severity).respond_within;
             draft.event(
                 &Actor::System,
@@ -1991,6 +1994,48 @@ pub(crate) mod tests {
             fire_timer(&p, &acked, TimerKind::ResponseTarget, at, 0, at).is_none(),
             "no breach once acknowledged"
         );
+    }
+
+    #[test]
+    fn a_breach_is_announced_once_however_often_the_severity_changes_after_it() {
+        let p = policy();
+        let inc = declared("DB down", Some(Severity::P0)).incident;
+        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+            .unwrap()
+            .incident;
+        let at = t0() + Duration::minutes(15);
+        let breached = fire_timer(&p, &inc, TimerKind::ResponseTarget, at, 0, at)
+            .unwrap()
+            .incident;
+        assert_eq!(breached.response_breached_at, Some(at));
+        assert_eq!(breached.escalation_level, 2, "the DevOps lead was paged");
+        // PagerDuty lowers the priority and raises it back: the P0 target has passed again,
+        // but it was breached already, and nobody more is paged for it.
+        let mut inc = breached;
+        for (minutes, severity) in [(20, Severity::P1), (22, Severity::P0)] {
+            let now = t0() + Duration::minutes(minutes);
+            let d = apply(&p, &inc, &user("bob"), &Command::Sev(severity), now).unwrap();
+            assert!(
+                d.timers.iter().all(|t| t.kind != TimerKind::ResponseTarget),
+                "{:?}",
+                escalation_timers(&d)
+            );
+            inc = d.incident;
+        }
+        let now = t0() + Duration::minutes(22);
+        assert!(
+            fire_timer(
+                &p,
+                &inc,
+                TimerKind::ResponseTarget,
+                now,
+                inc.escalation_generation,
+                now
+            )
+            .is_none(),
+            "a check planned before the breach was recorded does nothing"
+        );
+        assert_eq!(inc.escalation_level, 2, "the manager is still due at 1h");
     }
 
     #[test]

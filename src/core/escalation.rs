@@ -107,7 +107,7 @@ impl EscalationStep {
 
 /// The escalation timers still ahead for an incident: every step from its current level that
 /// applies to its severity and is not stopped, due at declaration + offset (or now, if that has
-/// passed), and the response-target check while unacknowledged. Fenced by the incident's
+/// passed), and the response-target check while unacknowledged and not yet breached. Fenced by the incident's
 /// escalation generation.
 pub fn plan(policy: &Policy, incident: &Incident, now: DateTime<Utc>) -> Vec<TimerRequest> {
     if incident.status == Status::Resolved {
@@ -126,7 +126,8 @@ pub fn plan(policy: &Policy, incident: &Incident, now: DateTime<Utc>) -> Vec<Tim
             fence,
         })
         .collect();
-    if incident.acknowledged_at.is_none() {
+    // Once per incident: a severity change after a breach does not announce another.
+    if incident.acknowledged_at.is_none() && incident.response_breached_at.is_none() {
         timers.push(TimerRequest {
             kind: TimerKind::ResponseTarget,
             due_at: (incident.escalation_start()

@@ -150,6 +150,9 @@ pub struct Incident {
     /// When the escalation's clock started, if not at the declaration (paging held back by a
     /// maintenance window starts it when released).
     pub escalation_from: Option<DateTime<Utc>>,
+    /// When the response target was breached, if it was: the breach is announced (and the
+    /// next step paged) once, not again when a severity change re-plans the escalation.
+    pub response_breached_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version; the store bumps it on every write.
     pub version: i64,
 }

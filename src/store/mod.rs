@@ -476,6 +476,7 @@ pub(crate) struct IncidentRow {
     pub postmortem_url: Option<String>,
     pub paging_held: Option<String>,
     pub escalation_from: Option<DateTime<Utc>>,
+    pub response_breached_at: Option<DateTime<Utc>>,
 }
 
 /// Column list matching `IncidentRow`'s field order.
@@ -483,7 +484,7 @@ pub(crate) const INCIDENT_COLUMNS: &str = "number, title, severity, status, plat
     commander, declared_by, declared_at, acknowledged_at, acknowledged_by, resolved_at, \
     root_cause, last_update_at, escalation_generation, reminder_generation, version, \
     escalation_level, paged_services, pagerduty_incident_id, alert_group, alerts, postmortem_url, \
-    paging_held, escalation_from";
+    paging_held, escalation_from, response_breached_at";
 
 fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} `{value}`"))
@@ -533,6 +534,7 @@ impl IncidentRow {
             postmortem_url: self.postmortem_url,
             paging_held: self.paging_held,
             escalation_from: self.escalation_from,
+            response_breached_at: self.response_breached_at,
         })
     }
 }
@@ -643,7 +645,7 @@ pub(crate) fn urgent_platforms(rows: &[(&str, bool)]) -> Vec<String> {
 }
 
 /// Latest schema version; both backends keep their migrations in step.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// Writes a new incident; nothing if its channel is taken (the caller picks another name).
 static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) \
+        "INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) \
          ON CONFLICT (channel) DO NOTHING"
     )
 });
@@ -32,15 +32,15 @@ static INSERT_INCIDENT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
 const CHANNELS_WITH_PREFIX: &str = "FROM incidents WHERE channel ~>=~ $1 AND channel ~<~ $2 \
      AND left(channel, length($1)) = $1";
 
-/// Rewrites an incident only if its stored version is still the one it was read at ($26).
+/// Rewrites an incident only if its stored version is still the one it was read at ($27).
 const UPDATE_INCIDENT_SQL: &str = "UPDATE incidents SET title = $2, severity = $3, status = $4, platform = $5, channel = $6, \
      commander = $7, declared_by = $8, declared_at = $9, acknowledged_at = $10, \
      acknowledged_by = $11, resolved_at = $12, root_cause = $13, last_update_at = $14, \
      escalation_generation = $15, reminder_generation = $16, version = $17, \
      escalation_level = $18, paged_services = $19, pagerduty_incident_id = $20, \
      alert_group = $21, alerts = $22, postmortem_url = $23, \
-     paging_held = $24, escalation_from = $25 \
-     WHERE number = $1 AND version = $26";
+     paging_held = $24, escalation_from = $25, response_breached_at = $26 \
+     WHERE number = $1 AND version = $27";
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -220,6 +220,18 @@ UPDATE outbox AS row SET urgent = true
                   AND later.incident = row.incident AND later.id > row.id);
 "#,
     ),
+    (
+        9,
+        // `response_breached_at`: a breach is announced once per incident. Open incidents
+        // that breached before take the time of their first breach from their timeline.
+        r#"
+ALTER TABLE incidents ADD COLUMN response_breached_at TIMESTAMPTZ;
+UPDATE incidents SET response_breached_at =
+       (SELECT min(at) FROM timeline_events
+         WHERE timeline_events.incident = incidents.number AND kind = 'response_target_breached')
+ WHERE status <> 'resolved';
+"#,
+    ),
 ];
 
 /// The `SET` item that puts a row (`head`) back urgent when a pending row of its incident and
@@ -354,6 +366,7 @@ fn incident_from_row(row: &Row) -> StoreResult<Incident> {
             postmortem_url: row.try_get(22)?,
             paging_held: row.try_get(23)?,
             escalation_from: row.try_get(24)?,
+            response_breached_at: row.try_get(25)?,
         })
     };
     get()
@@ -1122,7 +1135,7 @@ impl Store for PostgresStore {
         // first failure in that order is the one reported. The statement's text depends
         // only on which parts the change has: each shape is prepared once per connection.
         const WRITTEN: &str = "(SELECT count(*) FROM incident) = 1";
-        let row: [&(dyn ToSql + Sync); 25] = [
+        let row: [&(dyn ToSql + Sync); 26] = [
             &i.key.0,
             &i.title,
             &severity,
@@ -1148,6 +1161,7 @@ impl Store for PostgresStore {
             &i.postmortem_url,
             &i.paging_held,
             &i.escalation_from,
+            &i.response_breached_at,
         ];
         let mut values = Params(row.to_vec());
         let mut sql = String::with_capacity(2048);
@@ -1155,7 +1169,7 @@ impl Store for PostgresStore {
         match &change.expected_version {
             None => sql.push_str(&INSERT_INCIDENT_SQL),
             Some(expected) => {
-                // UPDATE_INCIDENT_SQL's $26.
+                // UPDATE_INCIDENT_SQL's $27.
                 values.add(expected);
                 sql.push_str(UPDATE_INCIDENT_SQL);
             }

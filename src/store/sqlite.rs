@@ -200,6 +200,16 @@ CREATE INDEX maintenance_windows_end ON maintenance_windows (ends_at);
                          AND later.platform = outbox.platform AND later.incident = outbox.incident \
                          AND later.id > outbox.id);",
     ),
+    (
+        9,
+        // A breach is announced once per incident; open incidents that breached before take
+        // the time of their first breach from their timeline.
+        "ALTER TABLE incidents ADD COLUMN response_breached_at TEXT; \
+         UPDATE incidents SET response_breached_at = \
+           (SELECT min(at) FROM timeline_events \
+             WHERE timeline_events.incident = incidents.number AND kind = 'response_target_breached') \
+          WHERE status <> 'resolved';",
+    ),
 ];
 
 /// Fixed-width UTC text so that string order is time order.
@@ -275,6 +285,7 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         postmortem_url: row.get(22)?,
         paging_held: row.get(23)?,
         escalation_from: opt_ts(row.get(24)?)?,
+        response_breached_at: opt_ts(row.get(25)?)?,
     })
 }
 
@@ -907,6 +918,7 @@ impl Store for SqliteStore {
                 paged_services_column(i),
                 alerts_column(i),
                 i.escalation_from.map(ts),
+                i.response_breached_at.map(ts),
             );
             let values = params![
                 i.key.0,
@@ -934,6 +946,7 @@ impl Store for SqliteStore {
                 i.postmortem_url,
                 i.paging_held,
                 owned.7,
+                owned.8,
             ];
             match expected {
                 None => {
@@ -944,7 +957,7 @@ impl Store for SqliteStore {
                         return Err(StoreError::ChannelTaken(i.channel.to_string()));
                     }
                     tx.execute(
-                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"),
+                        &format!("INSERT INTO incidents ({INCIDENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"),
                         values,
                     )
                     .map_err(incident_write_error)?;
@@ -958,8 +971,8 @@ impl Store for SqliteStore {
                              escalation_generation = ?15, reminder_generation = ?16, version = ?17, \
                              escalation_level = ?18, paged_services = ?19, pagerduty_incident_id = ?20, \
                              alert_group = ?21, alerts = ?22, postmortem_url = ?23, \
-                             paging_held = ?24, escalation_from = ?25 \
-                             WHERE number = ?1 AND version = ?26",
+                             paging_held = ?24, escalation_from = ?25, response_breached_at = ?26 \
+                             WHERE number = ?1 AND version = ?27",
                             rusqlite::params_from_iter(values.iter().copied().chain([&expected as &dyn rusqlite::ToSql])),
                         )
                         .map_err(incident_write_error)?;

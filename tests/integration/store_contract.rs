@@ -229,6 +229,27 @@ pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
     let d = declared(&*store, "Checkout errors", "inc-20261128-checkout-errors").await;
     let mut incident = d.incident;
     let bob = user("bob");
+    // Nobody acknowledges within the response target.
+    let breach_at = t0() + Duration::seconds(30);
+    let mut breach = warroom::core::decide::fire_timer(
+        &p,
+        &incident,
+        TimerKind::ResponseTarget,
+        breach_at,
+        incident.escalation_generation,
+        breach_at,
+    )
+    .unwrap();
+    breach.incident.version = store
+        .commit(Change::new(&breach, Some(incident.version), breach_at))
+        .await
+        .unwrap();
+    assert_eq!(breach.incident.response_breached_at, Some(breach_at));
+    assert_eq!(
+        store.incident(incident.key).await.unwrap().unwrap(),
+        breach.incident
+    );
+    incident = breach.incident;
     for (i, command) in [
         Command::Ack,
         Command::Sev(Severity::P0),
@@ -264,6 +285,8 @@ pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
         kinds,
         [
             "declared",
+            "response_target_breached",
+            "escalated",
             "acknowledged",
             "severity_changed",
             "commander_assigned",
@@ -273,7 +296,7 @@ pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
         ]
     );
     assert!(
-        matches!(&timeline[5].kind, EventKind::StatusUpdate { text } if text == "it's \"fine\" <now> & 'then' 🔥")
+        matches!(&timeline[7].kind, EventKind::StatusUpdate { text } if text == "it's \"fine\" <now> & 'then' 🔥")
     );
 }
 
@@ -1892,7 +1915,8 @@ async fn schema_8_raises_rows_written_before_it_on_postgres() {
     let s = &schema.schema;
     // Back to schema 7: its indexes, and rows as it wrote them.
     db.batch_execute(&format!(
-        "DELETE FROM {s}.schema_migrations WHERE version = 8;
+        "DELETE FROM {s}.schema_migrations WHERE version >= 8;
+         ALTER TABLE {s}.incidents DROP COLUMN response_breached_at;
          DROP INDEX {s}.outbox_claim;
          CREATE INDEX outbox_ready ON {s}.outbox (platform, next_attempt_at) WHERE state = 'pending';
          CREATE INDEX outbox_incident_pending ON {s}.outbox (incident, platform, id) WHERE state = 'pending';"
@@ -1956,8 +1980,11 @@ async fn schema_8_raises_rows_written_before_it_on_sqlite() {
     );
     {
         let db = rusqlite::Connection::open(&path).unwrap();
-        db.execute("DELETE FROM schema_migrations WHERE version = 8", [])
-            .unwrap();
+        db.execute_batch(
+            "DELETE FROM schema_migrations WHERE version >= 8;
+             ALTER TABLE incidents DROP COLUMN response_breached_at;",
+        )
+        .unwrap();
         for (n, (incident, platform, state, urgent, _)) in BEFORE_SCHEMA_8.iter().enumerate() {
             db.execute(
                 "INSERT INTO outbox (incident, platform, effect, idempotency_key, state, next_attempt_at, created_at, urgent) \
@@ -1982,6 +2009,125 @@ async fn schema_8_raises_rows_written_before_it_on_sqlite() {
         .unwrap();
     let expected: Vec<bool> = BEFORE_SCHEMA_8.iter().map(|row| row.4).collect();
     assert_eq!(urgent, expected);
+}
+
+/// Schema 9 gives the open incidents that breached their response target before it the time
+/// of their first breach, so that a severity change does not announce another; resolved and
+/// unbreached incidents get none.
+async fn schema_9_recalls_earlier_breaches(db: &TestDb, back_to_8: impl AsyncFnOnce()) {
+    let store = db.open().await;
+    let p = policy();
+    let mut keys = Vec::new();
+    for (n, title) in ["Breached", "Breached, resolved", "Not breached"]
+        .into_iter()
+        .enumerate()
+    {
+        let channel = format!("inc-20261128-schema-9-{n}");
+        let d = declared(&*store, title, &channel).await;
+        keys.push(d.incident.key);
+        if n == 2 {
+            continue;
+        }
+        let mut incident = d.incident;
+        for minutes in [20, 40] {
+            // The second "breach" stands for one announced again after a severity change,
+            // as before schema 9: the first one counts.
+            let at = t0() + Duration::minutes(minutes);
+            let mut fired = incident.clone();
+            fired.response_breached_at = None;
+            let mut breach = warroom::core::decide::fire_timer(
+                &p,
+                &fired,
+                TimerKind::ResponseTarget,
+                at,
+                fired.escalation_generation,
+                at,
+            )
+            .unwrap();
+            breach.incident.version = store
+                .commit(Change::new(&breach, Some(incident.version), at))
+                .await
+                .unwrap();
+            incident = breach.incident;
+        }
+        if n == 1 {
+            let at = t0() + Duration::minutes(50);
+            let resolve = Command::Resolve { root_cause: None };
+            let d = apply(&p, &incident, &user("bob"), &resolve, at).unwrap();
+            store
+                .commit(Change::new(&d, Some(incident.version), at))
+                .await
+                .unwrap();
+        }
+    }
+    drop(store);
+    back_to_8().await;
+    let store = db.open().await;
+    let breached: Vec<Option<DateTime<Utc>>> = {
+        let mut breached = Vec::new();
+        for key in &keys {
+            breached.push(
+                store
+                    .incident(*key)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .response_breached_at,
+            );
+        }
+        breached
+    };
+    assert_eq!(
+        breached,
+        [Some(t0() + Duration::minutes(20)), None, None],
+        "the first breach of the open incident only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_9_recalls_earlier_breaches_on_postgres() {
+    let Some(schema) = PgSchema::create().await else {
+        return;
+    };
+    let db = TestDb::Postgres(schema);
+    let TestDb::Postgres(schema) = &db else {
+        unreachable!()
+    };
+    let (url, s) = (schema.url.clone(), schema.schema.clone());
+    schema_9_recalls_earlier_breaches(&db, async || {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DELETE FROM {s}.schema_migrations WHERE version >= 9;
+                 ALTER TABLE {s}.incidents DROP COLUMN response_breached_at;"
+            ))
+            .await
+            .unwrap();
+    })
+    .await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_9_recalls_earlier_breaches_on_sqlite() {
+    let db = TestDb::sqlite();
+    let TestDb::Sqlite(dir) = &db else {
+        unreachable!()
+    };
+    let path = dir.path().join("warroom.db");
+    schema_9_recalls_earlier_breaches(&db, async || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "DELETE FROM schema_migrations WHERE version >= 9;
+                 ALTER TABLE incidents DROP COLUMN response_breached_at;",
+            )
+            .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test]
