@@ -413,12 +413,25 @@ impl App {
             super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
             return Ok(false);
         };
-        if request.state != "pending"
-            || !self
+        // Expiring is two writes: the request's state, then the notice with this timer marked
+        // fired. A request found expired while this timer is still pending is one whose
+        // notice was not recorded (a store error or a crash in between), unless a late
+        // confirmation expired it and said so in the timeline: the notice goes out now.
+        let expires = match request.state.as_str() {
+            "pending" => {
+                self.store
+                    .transition_runbook_request(id, "pending", "expired", None, now)
+                    .await?
+            }
+            "expired" => !self
                 .store
-                .transition_runbook_request(id, "pending", "expired", None, now)
+                .timeline(incident.key)
                 .await?
-        {
+                .iter()
+                .any(|event| matches!(event.kind, EventKind::ChangeDropped { request, .. } if request == id)),
+            _ => false,
+        };
+        if !expires {
             super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
             return Ok(false);
         }

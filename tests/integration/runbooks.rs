@@ -762,6 +762,54 @@ pub async fn an_unconfirmed_change_expires_on_its_own(db: &TestDb) {
     assert_eq!(rig.app.run_due_timers().await.unwrap(), 0);
 }
 
+/// A replica stops between expiring a change and recording its notice: the expiry timer,
+/// still pending, posts the notice when it is claimed again, once. A confirmation that came
+/// too late expires the change itself and says so: its timer then posts nothing more.
+pub async fn an_expiry_cut_short_still_tells_the_channel_once(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    rig.say("olivia", "run scale-api").await;
+    let cut = rig.last_request().await;
+    rig.clock.advance(Duration::minutes(6));
+    // What the stopped replica got done: the state, not the notice.
+    assert!(
+        rig.store
+            .transition_runbook_request(
+                cut,
+                "pending",
+                "expired",
+                None,
+                warroom::app::clock::Clock::now(&*rig.clock)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(rig.app.run_due_timers().await.unwrap(), 1);
+    let posted = rig.posted().await;
+    assert!(
+        posted.contains(&format!("change #{cut} (")) && posted.contains("expired unconfirmed"),
+        "{posted}"
+    );
+    assert_eq!(count(&rig.events().await, "change_dropped"), 1);
+
+    rig.say("olivia", "run scale-api").await;
+    let late = rig.last_request().await;
+    rig.clock.advance(Duration::seconds(301));
+    let reply = rig.say("bob", &format!("confirm {late}")).await;
+    assert!(reply.contains("expired at"), "{reply}");
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(
+        count(&rig.events().await, "change_dropped"),
+        2,
+        "the late confirmation recorded it; the timer adds nothing"
+    );
+    assert_eq!(
+        rig.posted().await.matches("expired unconfirmed").count(),
+        1,
+        "only the first change's notice"
+    );
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+}
+
 /// The process applying a change stops half-way (here: the apply hangs and is abandoned):
 /// the settle timer planned with the confirmation finds it still running and settles it from
 /// what the cluster shows.
@@ -967,6 +1015,7 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
 on_both_stores!(
     a_change_abandoned_mid_apply_is_settled_by_its_timer,
     an_unconfirmed_change_expires_on_its_own,
+    an_expiry_cut_short_still_tells_the_channel_once,
     diagnostics_show_the_cluster,
     a_scale_waits_for_confirmation_and_can_be_undone,
     a_replayed_runbook_request_proposes_once,
