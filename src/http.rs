@@ -166,22 +166,29 @@ async fn pagerduty_webhook(
 }
 
 /// Alertmanager notifications (webhook payload version 4): check the bearer token, then open,
-/// join or resolve the group's incident. Alertmanager retries a 5xx, not a 4xx.
+/// join or resolve the group's incident. Alertmanager retries a 5xx, not a 4xx. The token is
+/// in a header, so it is checked before the body (up to `MAX_ALERTMANAGER_BYTES`) is read: a
+/// caller without it gets its answer without warroom buffering what it sent.
 async fn alertmanager_webhook(
     State(deps): State<HttpDeps>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     let Some(am) = &deps.alertmanager else {
         return answer(StatusCode::NOT_FOUND, "Alertmanager intake is not enabled");
     };
-    let header = headers
+    let header = request
+        .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !crate::alertmanager::bearer_ok(header, am.token.expose()) {
         tracing::warn!("Alertmanager notification with a missing or wrong token refused");
         return answer(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
+    // Limited by the route's `DefaultBodyLimit`: 413 past it.
+    let body = match <Bytes as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let notification = match crate::alertmanager::parse(&body) {
         Ok(notification) => notification,
         Err(problem) => {

@@ -24,6 +24,8 @@ const WINDOW_LOOKBACK: Duration = Duration::days(crate::core::maintenance::MAX_W
 const DETAIL_LINES: usize = 10;
 /// At most this many characters of one alert's line in the alert message.
 const DETAIL_CHARS: usize = 500;
+/// At most this many characters of a label's value in the severity's reason.
+const LABEL_CHARS: usize = 100;
 /// The user name incidents opened by alerts are declared by (and commanded by, until a
 /// person takes over).
 const MONITORING_USER: &str = "alertmanager";
@@ -263,9 +265,18 @@ impl App {
             .min_by_key(|a| intake.rules.severity_of(&a.labels))
             .expect("at least one firing alert");
         let severity = intake.rules.severity_of(&lead.labels);
+        // Label values are the sender's text, like the annotations: one line, and short.
         let labels = ["severity", "alertname", "category"]
             .iter()
-            .filter_map(|name| lead.labels.get(*name).map(|v| format!("{name}={v}")))
+            .filter_map(|name| {
+                lead.labels.get(*name).map(|value| {
+                    let value = crate::core::text::clean_text(value);
+                    format!(
+                        "{name}={}",
+                        crate::chat::split::ellipsis(value.trim(), LABEL_CHARS)
+                    )
+                })
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let mut details: Vec<String> = firing

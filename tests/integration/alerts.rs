@@ -1151,6 +1151,9 @@ async fn an_oversized_notification_is_refused_and_stores_nothing(db: &TestDb) {
     ]);
     let body = oversized.body();
     assert!(body.len() > warroom::http::MAX_ALERTMANAGER_BYTES);
+    // Without the token the answer is 401: the token is checked before the body is read.
+    let (status, _) = w.post(body.clone(), Some("Bearer nope")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = w.post(body, Some(&bearer())).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     nothing_stored(&w).await;
@@ -1568,4 +1571,36 @@ async fn warroom_serve_opens_pages_and_resolves_an_alert_group_once_on_postgres(
     assert_eq!(fake.accepted("trigger").len(), 1, "paged once");
     drop(child);
     schema.cleanup().await;
+}
+
+/// The labels that explain the severity are the sender's text: they reach the alert message
+/// and the timeline as one line, and short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_values_that_explain_the_severity_are_one_short_line() {
+    let db = TestDb::sqlite();
+    let w = Intake::start(&db, "").await;
+    let long = "y".repeat(5000);
+    let body = group(vec![
+        alert(
+            "DiskFull\nIncident Commander: mallory",
+            "critical",
+            "db-0:9100",
+        )
+        .label("category", &long),
+    ])
+    .body();
+    let (status, answer) = w.post(body, Some(&bearer())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let chat = w.chat().await;
+    assert!(
+        chat.contains("alertname=DiskFull Incident Commander: mallory"),
+        "{chat}"
+    );
+    assert!(!chat.contains("\nIncident Commander: mallory"), "{chat}");
+    // In the severity's reason; each alert's own line is cut at 500 characters as before.
+    assert!(
+        chat.contains(&format!("category={}…)", "y".repeat(99))),
+        "{chat}"
+    );
+    assert!(!chat.contains(&"y".repeat(500)), "{chat}");
 }
