@@ -47,6 +47,58 @@ fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::
     })
 }
 
+/// A list of secrets, or one given alone (`WARROOM_PAGERDUTY__WEBHOOK_SECRETS=<secret>` from
+/// a Kubernetes Secret): one empty text is none.
+fn one_or_more_secrets<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(Secret),
+        More(Vec<Secret>),
+    }
+    Ok(match OneOrMore::deserialize(deserializer)? {
+        OneOrMore::One(one) if one.expose().trim().is_empty() => Vec::new(),
+        OneOrMore::One(one) => vec![one],
+        OneOrMore::More(more) => more,
+    })
+}
+
+/// figment's account of a problem without the value it found: a value in the wrong place can
+/// be a secret (a routing key given where a table is expected), and the account is printed and
+/// logged.
+fn without_value(kind: &figment::error::Kind) -> String {
+    use figment::error::{Actual, Kind};
+    let found = |actual: &Actual| match actual {
+        Actual::Bool(_) => "a boolean".to_string(),
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer".to_string(),
+        Actual::Float(_) => "a number".to_string(),
+        Actual::Char(_) | Actual::Str(_) | Actual::Other(_) => "text".to_string(),
+        Actual::Bytes(_) => "bytes".to_string(),
+        other => other.to_string(),
+    };
+    match kind {
+        Kind::InvalidType(actual, expected) => {
+            format!("invalid type: found {}, expected {expected}", found(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!(
+                "invalid value: found {}, expected {expected}",
+                found(actual)
+            )
+        }
+        Kind::Unsupported(actual) => format!("unsupported type: {}", found(actual)),
+        Kind::UnsupportedKey(actual, expected) => {
+            format!(
+                "unsupported key type: found {}, need {expected}",
+                found(actual)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
@@ -240,6 +292,7 @@ struct RawPagerDuty {
     api_token: Secret,
     #[serde(deserialize_with = "text")]
     from_email: String,
+    #[serde(deserialize_with = "one_or_more_secrets")]
     webhook_secrets: Vec<Secret>,
     #[serde(deserialize_with = "text")]
     source: String,
@@ -655,7 +708,7 @@ fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
                 .map(|e| ConfigProblem {
                     location: locate(&e.path),
                     key: e.path.join("."),
-                    message: e.kind.to_string(),
+                    message: without_value(&e.kind),
                 })
                 .collect(),
         )
@@ -1913,6 +1966,39 @@ mod tests {
             assert_eq!(config.policy.channel_prefix, "007");
             assert_eq!(config.postgres_pool_size, 3);
             assert!(!config.alertmanager.auto_resolve);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
+    fn a_secret_in_the_wrong_shape_is_not_repeated_in_the_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "WARROOM_PAGERDUTY__ROUTING_KEYS",
+                "R0UTINGKEYSECRET0000000000000001",
+            );
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("pagerduty.routing_keys: invalid type: found text, expected a map"),
+                "{err}"
+            );
+            assert!(!err.contains("R0UTINGKEYSECRET"), "{err}");
+            Ok(())
+        });
+        // One webhook secret alone is a list of one.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARROOM_PAGERDUTY__WEBHOOK_SECRETS", "whsec-one");
+            let config = load(None).unwrap();
+            let secrets: Vec<&str> = config
+                .pagerduty
+                .webhook_secrets
+                .iter()
+                .map(Secret::expose)
+                .collect();
+            assert_eq!(secrets, ["whsec-one"]);
+            jail.set_env("WARROOM_PAGERDUTY__WEBHOOK_SECRETS", r#"["a", "b"]"#);
+            assert_eq!(load(None).unwrap().pagerduty.webhook_secrets.len(), 2);
             Ok(())
         });
     }
