@@ -193,10 +193,12 @@ pub fn who(platform: Platform, actor: &str) -> String {
     }
 }
 
-/// `{{mention user}}` (see [`mention`]) and `{{who actor}}` (see [`who`]).
+/// `{{mention user}}` (see [`mention`]), `{{who actor}}` (see [`who`]) and `{{code text}}`
+/// (text inside a code block, see [`code_escape_fn`]).
 fn register_mention(registry: &mut Handlebars<'static>, platform: Platform) {
     register_text_helper(registry, "mention", move |text| mention(platform, text));
     register_text_helper(registry, "who", move |text| who(platform, text));
+    register_text_helper(registry, "code", code_escape_fn(platform));
 }
 
 fn register_text_helper(
@@ -241,6 +243,17 @@ fn escape_fn(platform: Platform) -> fn(&str) -> String {
         Platform::Console => escape_console,
         Platform::Slack => escape_slack,
         Platform::Discord => escape_discord,
+    }
+}
+
+/// Escaping for text inside a code block: Slack still needs its entities (it shows them as
+/// the characters), but Discord shows a code block's text as it is, so the backslashes and
+/// zero-width spaces that keep Discord markdown inert would show (`\[ERROR\]`) and break
+/// copying; no markup or mention works there. Mass mentions are broken everywhere.
+fn code_escape_fn(platform: Platform) -> fn(&str) -> String {
+    match platform {
+        Platform::Console | Platform::Discord => escape_console,
+        Platform::Slack => escape_slack,
     }
 }
 
@@ -321,9 +334,11 @@ pub struct RenderedButton {
     pub confirm: Option<ConfirmDialog>,
 }
 
-/// One handlebars registry per platform.
+/// Two handlebars registries per platform: one for messages, and one for documents posted
+/// inside a code block (`"fenced": true`, see `views::as_code_block`), whose values are
+/// escaped as code.
 pub struct Renderer {
-    registries: HashMap<Platform, Handlebars<'static>>,
+    registries: HashMap<(Platform, bool), Handlebars<'static>>,
 }
 
 impl fmt::Debug for Renderer {
@@ -347,16 +362,25 @@ impl Renderer {
             });
         }
         let mut registries = HashMap::new();
-        for platform in PLATFORMS {
+        for (platform, fenced) in PLATFORMS
+            .into_iter()
+            .flat_map(|platform| [(platform, false), (platform, true)])
+        {
             let mut registry = Handlebars::new();
             registry.set_strict_mode(true);
-            registry.register_escape_fn(escape_fn(platform));
+            registry.register_escape_fn(if fenced {
+                code_escape_fn(platform)
+            } else {
+                escape_fn(platform)
+            });
             register_mention(&mut registry, platform);
             for name in TemplateName::ALL {
                 let (file, source) = match template_source(override_dir, platform, name) {
                     Ok(found) => found,
                     Err(problem) => {
-                        problems.push(problem);
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
+                        }
                         continue;
                     }
                 };
@@ -371,7 +395,7 @@ impl Renderer {
                     }
                 }
             }
-            registries.insert(platform, registry);
+            registries.insert((platform, fenced), registry);
         }
         if problems.is_empty() {
             Ok(Renderer { registries })
@@ -386,13 +410,13 @@ impl Renderer {
         platform: Platform,
         message: &Message,
     ) -> Result<RenderedMessage, RenderError> {
-        let registry = &self.registries[&platform];
         let escape = escape_fn(platform);
         let mut blocks = Vec::new();
         for section in &message.sections {
             match section {
                 Section::Text { template, data } => {
-                    let text = registry
+                    let fenced = data.get("fenced") == Some(&serde_json::Value::Bool(true));
+                    let text = self.registries[&(platform, fenced)]
                         .render(template.file_stem(), data)
                         .map_err(|source| RenderError {
                             template: template.file_stem(),
