@@ -642,8 +642,9 @@ fn env_provider(env: Env) -> EnvText {
 }
 
 /// The environment's overrides as figment's `Env` reads them, except that a value that reads
-/// as a number or a boolean stays the text it was written as: `Env` would make a Discord key
-/// of 64 digits, or a channel prefix `007`, the number it spells and lose its leading zeros.
+/// as a number or a boolean stays the text it was written as: `Env` would make a channel
+/// prefix `007` or a token `0123` (digits that fit a 64-bit number) the number they spell,
+/// and lose the leading zeros.
 /// [`load_with_env`] extracts leniently, so text still becomes a number or a boolean where a
 /// key wants one. Arrays and tables (`[a, b]`, `{k = v}`) are parsed as `Env` parses them.
 struct EnvText(Env);
@@ -1941,8 +1942,8 @@ mod tests {
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
     fn text_from_the_environment_keeps_its_leading_zeros() {
-        // A key of decimal digits, as a hex key can be: read as a number it would be cut to
-        // the digits after its leading zeros and refused.
+        // Digits with leading zeros: read as numbers, they would lose the zeros (the key,
+        // too long for a 64-bit number, is checked as text in any case).
         let key = "0037141165799031084911491940920288932869124361425304912763764780";
         figment::Jail::expect_with(|jail| {
             jail.set_env("WARROOM_DISCORD__PUBLIC_KEY", key);

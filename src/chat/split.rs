@@ -2,13 +2,14 @@
 //! or split at line breaks with code blocks kept closed in every piece.
 
 /// Cut `text` to at most `limit` characters, at a line break when there is one in the last
-/// fifth, and say how much was cut (`platform` names whose limit it is).
+/// fifth, and say how much was cut (`platform` names whose limit it is). A code block the cut
+/// leaves open is closed: text inside one is escaped as code, which is not enough outside.
 pub fn truncate(text: &str, limit: usize, platform: &str) -> String {
     let total = text.chars().count();
     if total <= limit {
         return text.to_string();
     }
-    let note_room = 60;
+    let note_room = 64;
     let keep = limit.saturating_sub(note_room);
     let mut cut: String = text.chars().take(keep).collect();
     if let Some(newline) = cut.rfind('\n')
@@ -23,7 +24,12 @@ pub fn truncate(text: &str, limit: usize, platform: &str) -> String {
         cut.truncate(open);
     }
     let left = total - cut.chars().count();
-    format!("{cut}\n_… {left} more characters not shown ({platform}'s limit)._")
+    let close = if cut.matches("```").count() % 2 == 1 {
+        "\n```"
+    } else {
+        ""
+    };
+    format!("{cut}{close}\n_… {left} more characters not shown ({platform}'s limit)._")
 }
 
 /// `text` cut to at most `limit` characters, ending in `…` when cut (labels, names, topics).
@@ -89,5 +95,14 @@ mod tests {
         let cut = truncate(&"x".repeat(3_000), 2_000, "Discord");
         assert!(cut.chars().count() <= 2_000);
         assert!(cut.ends_with("(Discord's limit)._"), "{cut}");
+        // One line too long for a piece: cut, and its code block closed before the note.
+        let text = format!(
+            "ran `logs`:\n```\n{}\n```",
+            "[x](https://e.com) ".repeat(300)
+        );
+        for part in pieces(&text, 2_000, "Discord") {
+            assert!(part.chars().count() <= 2_000, "{}", part.chars().count());
+            assert_eq!(part.matches("```").count() % 2, 0, "{part}");
+        }
     }
 }

@@ -1619,9 +1619,8 @@ impl Store for PostgresStore {
                 if let Err(error) = listen(&config, tls.clone(), &timers, &outbox).await {
                     tracing::warn!(error = %with_causes(&error), "LISTEN connection lost; polling until it is back");
                 }
-                // Anything may have happened while not listening.
-                timers.raise();
-                outbox.raise_all();
+                // What is committed until LISTEN is back is found by the loops' polls, and
+                // then by the wake-up `listen` gives once it listens again.
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
@@ -1769,6 +1768,9 @@ async fn listen(
     client
         .batch_execute(&format!("LISTEN {TIMERS_CHANNEL}; LISTEN {OUTBOX_CHANNEL}"))
         .await?;
+    // Work committed while this connection was not yet listening was notified to nobody.
+    timers.raise();
+    outbox.raise_all();
     while let Some((channel, payload)) = receiver.recv().await {
         match (channel.as_str(), payload.as_str()) {
             (TIMERS_CHANNEL, _) => timers.raise(),
