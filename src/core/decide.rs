@@ -1965,15 +1965,23 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn a_response_target_breach_is_announced_and_escalates_at_once() {
-        let p = policy();
+    /// A P0 whose first step fired at its declaration, and its response target breached at
+    /// +15m: the incident before the breach, and the breach.
+    fn p0_breach(p: &Policy) -> (Incident, Decision) {
         let inc = declared("DB down", Some(Severity::P0)).incident;
-        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
+        let inc = fire_timer(p, &inc, step_timer(0), t0(), 0, t0())
             .unwrap()
             .incident;
         let at = t0() + Duration::minutes(15);
-        let d = fire_timer(&p, &inc, TimerKind::ResponseTarget, at, 0, at).unwrap();
+        let d = fire_timer(p, &inc, TimerKind::ResponseTarget, at, 0, at).unwrap();
+        (inc, d)
+    }
+
+    #[test]
+    fn a_response_target_breach_is_announced_and_escalates_at_once() {
+        let p = policy();
+        let (inc, d) = p0_breach(&p);
+        let at = t0() + Duration::minutes(15);
         assert_eq!(kinds(&d.events), ["response_target_breached", "escalated"]);
         assert_eq!(
             d.incident.escalation_level, 2,
@@ -1999,14 +2007,8 @@ pub(crate) mod tests {
     #[test]
     fn a_breach_is_announced_once_however_often_the_severity_changes_after_it() {
         let p = policy();
-        let inc = declared("DB down", Some(Severity::P0)).incident;
-        let inc = fire_timer(&p, &inc, step_timer(0), t0(), 0, t0())
-            .unwrap()
-            .incident;
+        let breached = p0_breach(&p).1.incident;
         let at = t0() + Duration::minutes(15);
-        let breached = fire_timer(&p, &inc, TimerKind::ResponseTarget, at, 0, at)
-            .unwrap()
-            .incident;
         assert_eq!(breached.response_breached_at, Some(at));
         assert_eq!(breached.escalation_level, 2, "the DevOps lead was paged");
         // PagerDuty lowers the priority and raises it back: the P0 target has passed again,

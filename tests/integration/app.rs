@@ -721,6 +721,21 @@ on_both_stores!(
     one_commit_wakes_the_dispatcher_of_every_destination_it_writes_for,
 );
 
+/// An app on its own connection to `db`, on the system clock, whose loops the store wakes
+/// (on PostgreSQL, by the other replicas' NOTIFYs too).
+async fn watching_app(db: &TestDb, policy: warroom::core::Policy) -> Arc<App> {
+    let clock: Arc<dyn warroom::app::clock::Clock> = Arc::new(warroom::app::clock::SystemClock);
+    let app = Arc::new(App::new(
+        db.open().await,
+        policy,
+        clock,
+        Duration::seconds(60),
+    ));
+    app.store
+        .watch(app.timers_changed.clone(), app.outbox_changed.clone());
+    app
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_committed_by_another_replica_wakes_a_sleeping_scheduler_on_postgres() {
     let Some(schema) = crate::support::PgSchema::create().await else {
@@ -728,18 +743,7 @@ async fn a_timer_committed_by_another_replica_wakes_a_sleeping_scheduler_on_post
     };
     let db = TestDb::Postgres(schema);
     let policy = warroom::config::load(None).unwrap().policy;
-    let system =
-        || -> Arc<dyn warroom::app::clock::Clock> { Arc::new(warroom::app::clock::SystemClock) };
-    let sleeper = Arc::new(App::new(
-        db.open().await,
-        policy.clone(),
-        system(),
-        Duration::seconds(60),
-    ));
-    sleeper.store.watch(
-        sleeper.timers_changed.clone(),
-        sleeper.outbox_changed.clone(),
-    );
+    let sleeper = watching_app(&db, policy.clone()).await;
     let heartbeat = Arc::new(warroom::app::runner::Heartbeat::default());
     // It polls only once a minute: anything sooner is the NOTIFY.
     let task = tokio::spawn(warroom::app::runner::scheduler_loop(
@@ -751,7 +755,7 @@ async fn a_timer_committed_by_another_replica_wakes_a_sleeping_scheduler_on_post
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let other = App::new(db.open().await, policy, system(), Duration::seconds(60));
+    let other = watching_app(&db, policy).await;
     other
         .handle_command(&origin("general", "alice"), "declare Payments down")
         .await
@@ -813,18 +817,7 @@ impl Sink for CountingSink {
 async fn both_dispatchers_wake(db: &TestDb, other_replica: bool) {
     let mut policy = warroom::config::load(None).unwrap().policy;
     policy.pagerduty_services = ["oncall".to_string()].into();
-    let system =
-        || -> Arc<dyn warroom::app::clock::Clock> { Arc::new(warroom::app::clock::SystemClock) };
-    let sleeper = Arc::new(App::new(
-        db.open().await,
-        policy.clone(),
-        system(),
-        Duration::seconds(60),
-    ));
-    sleeper.store.watch(
-        sleeper.timers_changed.clone(),
-        sleeper.outbox_changed.clone(),
-    );
+    let sleeper = watching_app(db, policy.clone()).await;
     let sinks: Vec<Arc<CountingSink>> = ["console", "pagerduty"]
         .into_iter()
         .map(|destination| {
@@ -845,12 +838,7 @@ async fn both_dispatchers_wake(db: &TestDb, other_replica: bool) {
         })
         .collect();
     let worker = if other_replica {
-        Arc::new(App::new(
-            db.open().await,
-            policy,
-            system(),
-            Duration::seconds(60),
-        ))
+        watching_app(db, policy).await
     } else {
         sleeper.clone()
     };
