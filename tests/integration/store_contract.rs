@@ -223,6 +223,29 @@ pub async fn stores_and_reads_back_everything(db: &TestDb) {
     assert_eq!(counts.pending, d.effects.len() as i64);
 }
 
+/// The response-target check of `incident` fired at `at`, committed: the incident as stored.
+async fn breach(
+    store: &dyn Store,
+    policy: &warroom::core::Policy,
+    incident: &warroom::core::Incident,
+    at: DateTime<Utc>,
+) -> warroom::core::Incident {
+    let mut fired = warroom::core::decide::fire_timer(
+        policy,
+        incident,
+        TimerKind::ResponseTarget,
+        at,
+        incident.escalation_generation,
+        at,
+    )
+    .expect("the check fires");
+    fired.incident.version = store
+        .commit(Change::new(&fired, Some(incident.version), at))
+        .await
+        .unwrap();
+    fired.incident
+}
+
 pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
     let store = db.open().await;
     let p = policy();
@@ -231,25 +254,13 @@ pub async fn every_field_survives_a_full_lifecycle(db: &TestDb) {
     let bob = user("bob");
     // Nobody acknowledges within the response target.
     let breach_at = t0() + Duration::seconds(30);
-    let mut breach = warroom::core::decide::fire_timer(
-        &p,
-        &incident,
-        TimerKind::ResponseTarget,
-        breach_at,
-        incident.escalation_generation,
-        breach_at,
-    )
-    .unwrap();
-    breach.incident.version = store
-        .commit(Change::new(&breach, Some(incident.version), breach_at))
-        .await
-        .unwrap();
-    assert_eq!(breach.incident.response_breached_at, Some(breach_at));
+    let breached = breach(&*store, &p, &incident, breach_at).await;
+    assert_eq!(breached.response_breached_at, Some(breach_at));
     assert_eq!(
         store.incident(incident.key).await.unwrap().unwrap(),
-        breach.incident
+        breached
     );
-    incident = breach.incident;
+    incident = breached;
     for (i, command) in [
         Command::Ack,
         Command::Sev(Severity::P0),
@@ -2033,22 +2044,8 @@ async fn schema_9_recalls_earlier_breaches(db: &TestDb, back_to_8: impl AsyncFnO
             // The second "breach" stands for one announced again after a severity change,
             // as before schema 9: the first one counts.
             let at = t0() + Duration::minutes(minutes);
-            let mut fired = incident.clone();
-            fired.response_breached_at = None;
-            let mut breach = warroom::core::decide::fire_timer(
-                &p,
-                &fired,
-                TimerKind::ResponseTarget,
-                at,
-                fired.escalation_generation,
-                at,
-            )
-            .unwrap();
-            breach.incident.version = store
-                .commit(Change::new(&breach, Some(incident.version), at))
-                .await
-                .unwrap();
-            incident = breach.incident;
+            incident.response_breached_at = None;
+            incident = breach(&*store, &p, &incident, at).await;
         }
         if n == 1 {
             let at = t0() + Duration::minutes(50);
