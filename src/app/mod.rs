@@ -462,13 +462,8 @@ impl App {
         if planned {
             self.timers_changed.raise();
         }
-        let mut raised: Vec<&str> = Vec::new();
-        for effect in outbox {
-            let destination = effect.destination(platform);
-            if !raised.contains(&destination) {
-                self.outbox_changed.raise(destination);
-                raised.push(destination);
-            }
+        for destination in crate::store::destinations(outbox, platform) {
+            self.outbox_changed.raise(destination);
         }
         Ok(())
     }

@@ -644,6 +644,19 @@ pub(crate) fn urgent_platforms(rows: &[(&str, bool)]) -> Vec<String> {
     platforms
 }
 
+/// The destinations of a change's outbox rows (`effect.destination`), each once, in order:
+/// whose dispatchers the change wakes.
+pub fn destinations(outbox: &[Effect], platform: Platform) -> Vec<&'static str> {
+    let mut destinations: Vec<&'static str> = Vec::new();
+    for effect in outbox {
+        let destination = effect.destination(platform);
+        if !destinations.contains(&destination) {
+            destinations.push(destination);
+        }
+    }
+    destinations
+}
+
 /// Latest schema version; both backends keep their migrations in step.
 pub const SCHEMA_VERSION: i64 = 9;
 

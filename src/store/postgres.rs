@@ -1357,11 +1357,9 @@ impl Store for PostgresStore {
             channels.push(TIMERS_CHANNEL);
             payloads.push(String::new());
         }
-        for (n, platform) in platforms.iter().enumerate() {
-            if !platforms[..n].contains(platform) {
-                channels.push(OUTBOX_CHANNEL);
-                payloads.push(platform.clone());
-            }
+        for destination in super::destinations(change.outbox, i.platform) {
+            channels.push(OUTBOX_CHANNEL);
+            payloads.push(destination.to_string());
         }
         if !channels.is_empty() {
             tokio::spawn(async move {
