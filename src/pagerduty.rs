@@ -353,6 +353,7 @@ impl Sink for PagerDutyClient {
                 dedup_key,
                 summary,
                 severity,
+                ..
             } => {
                 self.event(json!({
                     "routing_key": self.routing_key(service)?.expose(),
@@ -408,6 +409,7 @@ impl Sink for PagerDutyClient {
                 incident_key,
                 targets,
                 message,
+                ..
             } => {
                 self.request_responders(incident_id, incident_key, targets, message)
                     .await

@@ -693,6 +693,24 @@ impl App {
                 return Ok(Sent::NotStarted);
             }
         }
+        // An escalation step's page that waited (PagerDuty failing or rate limiting) while
+        // the incident reached the step's `until` is withdrawn, not sent.
+        if let crate::core::Effect::PagerDuty { action } = &item.effect
+            && let Some(state) = action.withdrawn_when()
+            && let Some(incident) = self.store.incident(item.incident).await?
+            && state.met_by(&incident)
+        {
+            tracing::info!(incident = %item.incident, row = item.id, "page withdrawn: the incident reached the step's `until` first");
+            self.metrics.delivery(sink.destination(), "withdrawn");
+            let what = action.describe();
+            let withdrawn = self
+                .close_with(&item, None, |incident, now| {
+                    decide::page_withdrawn(incident, &what, state, now)
+                })
+                .await;
+            unless_lease_lost(self.retry_on_conflict(&item, withdrawn).await)?;
+            return Ok(Sent::Withdrawn);
+        }
         let span = tracing::info_span!(
             "deliver",
             incident = %item.incident,
@@ -712,7 +730,7 @@ impl App {
             match sent {
                 Sent::Delivered => "ok",
                 Sent::RetryLater => "retry",
-                Sent::GivenUp | Sent::NotStarted => "failed",
+                Sent::GivenUp | Sent::NotStarted | Sent::Withdrawn => "failed",
             },
         );
         let outcome = match result {
@@ -782,6 +800,8 @@ enum Sent {
     GivenUp,
     /// Left alone: shutting down, or the lease went to another replica.
     NotStarted,
+    /// Not sent: a page no longer wanted (`decide::page_withdrawn`).
+    Withdrawn,
 }
 
 impl App {

@@ -2,7 +2,7 @@
 //! state, the timeline events, the effects and the timers. Pure.
 
 use super::command::Command;
-use super::escalation::{self, PageTarget};
+use super::escalation::{self, PageTarget, StopWhen};
 use super::incident::{
     Actor, EventKind, Incident, IncidentKey, MonitoredAlert, Platform, Status, TimelineEvent,
 };
@@ -741,12 +741,15 @@ fn change_severity(
     }
 }
 
-/// The PagerDuty calls for paging `target`, or why it cannot be paged.
+/// The PagerDuty calls for paging `target`, or why it cannot be paged. `unless` is the state
+/// in which the page is withdrawn if it has not gone out by then (an escalation step's
+/// `until`); a page asked for by a person has none.
 fn page_effect(
     policy: &Policy,
     incident: &Incident,
     target: &PageTarget,
     why: &str,
+    unless: Option<StopWhen>,
 ) -> Result<Effect, String> {
     match target {
         PageTarget::Service(name) => {
@@ -767,6 +770,7 @@ fn page_effect(
                         1024,
                     ),
                     severity: PagerDutySeverity::of(incident.severity),
+                    unless,
                 },
             })
         }
@@ -785,6 +789,7 @@ fn page_effect(
                         "{} {} {}: {why}",
                         incident.key, incident.severity, incident.title
                     ),
+                    unless,
                 },
             })
         }
@@ -817,6 +822,7 @@ fn fire_step(
             &draft.next,
             target,
             &format!("escalation step {}: {}", index + 1, step.name),
+            Some(step.until),
         ) {
             Ok(effect) => {
                 if let PageTarget::Service(name) = target
@@ -986,7 +992,7 @@ pub fn apply(
             );
         }
         Command::Page(target) => {
-            let effect = page_effect(policy, current, target, &format!("paged by @{actor}"))
+            let effect = page_effect(policy, current, target, &format!("paged by @{actor}"), None)
                 .map_err(|why| refuse(format!("{why}.")))?;
             if let PageTarget::Service(name) = target
                 && !draft.next.paged_services.contains(name)
@@ -1358,6 +1364,34 @@ pub fn delivery_failed(
         },
     );
     draft.post(views::delivery_failed(current, what, reason));
+    draft.finish(None, current, None)
+}
+
+/// A page an escalation step queued was withdrawn before it went out: the incident reached
+/// `state` (the step's `until`) while the page waited for PagerDuty. Recorded and said in the
+/// channel, so nobody counts on a page that was never sent.
+pub fn page_withdrawn(
+    current: &Incident,
+    what: &str,
+    state: StopWhen,
+    now: DateTime<Utc>,
+) -> Decision {
+    let why = match state {
+        StopWhen::Acknowledged if current.status.is_open() => "acknowledged",
+        StopWhen::Acknowledged | StopWhen::Resolved => "resolved",
+    };
+    let mut draft = Draft::new(current, now);
+    draft.event(
+        &Actor::System,
+        EventKind::PageWithdrawn {
+            what: what.to_string(),
+            why: format!("the incident was {why} before PagerDuty took the page"),
+        },
+    );
+    draft.post(views::notice_in_channel(format!(
+        "🔕 {}: did not {what}: it was {why} while the page waited for PagerDuty.",
+        current.key
+    )));
     draft.finish(None, current, None)
 }
 
@@ -1790,7 +1824,8 @@ pub(crate) mod tests {
                 service: "oncall".into(),
                 dedup_key: "INC-1".into(),
                 summary: "[INC-1] P0 DB down — escalation step 1: On-call engineer".into(),
-                severity: crate::core::PagerDutySeverity::Critical
+                severity: crate::core::PagerDutySeverity::Critical,
+                unless: Some(StopWhen::Acknowledged),
             }]
         );
         let text = serde_json::to_string(&first.effects).unwrap();
@@ -2124,7 +2159,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&pagerduty_calls(&paged)[..], [PagerDutyAction::RequestResponders { incident_key, targets, .. }] if incident_key == "INC-1" && targets == &[PageTarget::User("PUSER1".into())])
+            matches!(&pagerduty_calls(&paged)[..], [PagerDutyAction::RequestResponders { incident_key, targets, unless: None, .. }] if incident_key == "INC-1" && targets == &[PageTarget::User("PUSER1".into())]),
+            "a page a person asked for is never withdrawn"
         );
         assert_eq!(kinds(&paged.events), ["paged"]);
         let mut no_rest = p.clone();

@@ -73,6 +73,18 @@ pub enum StopWhen {
     Resolved,
 }
 
+impl StopWhen {
+    /// Whether the incident has reached this state.
+    pub fn met_by(self, incident: &Incident) -> bool {
+        match self {
+            StopWhen::Acknowledged => {
+                incident.acknowledged_at.is_some() || !incident.status.is_open()
+            }
+            StopWhen::Resolved => !incident.status.is_open(),
+        }
+    }
+}
+
 /// One step of the escalation policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EscalationStep {
@@ -96,12 +108,7 @@ impl EscalationStep {
 
     /// Whether the incident's state stops this step.
     pub fn stopped_by(&self, incident: &Incident) -> bool {
-        match self.until {
-            StopWhen::Acknowledged => {
-                incident.acknowledged_at.is_some() || !incident.status.is_open()
-            }
-            StopWhen::Resolved => !incident.status.is_open(),
-        }
+        self.until.met_by(incident)
     }
 }
 

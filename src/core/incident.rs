@@ -306,6 +306,12 @@ pub enum EventKind {
         what: String,
         reason: String,
     },
+    /// A page an escalation step queued was not sent: the incident reached the step's
+    /// `until` while the page waited for PagerDuty.
+    PageWithdrawn {
+        what: String,
+        why: String,
+    },
     /// The incident was linked to a PagerDuty incident.
     PagerDutyLinked {
         incident_id: String,
@@ -384,6 +390,7 @@ impl EventKind {
             EventKind::PagingSuppressed { .. } => "paging_suppressed",
             EventKind::PagingResumed { .. } => "paging_resumed",
             EventKind::DeliveryFailed { .. } => "delivery_failed",
+            EventKind::PageWithdrawn { .. } => "page_withdrawn",
             EventKind::PagerDutyLinked { .. } => "pagerduty_linked",
             EventKind::OnCall { .. } => "on_call",
             EventKind::RunbookRan { .. } => "runbook_ran",
@@ -462,6 +469,7 @@ impl EventKind {
             EventKind::DeliveryFailed { what, reason } => {
                 format!("could not {what}: {reason}")
             }
+            EventKind::PageWithdrawn { what, why } => format!("did not {what}: {why}"),
             EventKind::PagerDutyLinked { incident_id } => {
                 format!("linked to PagerDuty incident {incident_id}")
             }

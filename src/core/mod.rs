@@ -225,6 +225,10 @@ pub enum PagerDutyAction {
         dedup_key: String,
         summary: String,
         severity: PagerDutySeverity,
+        /// An escalation step's page is withdrawn, not sent, if the incident reaches this
+        /// state while the page waits in the outbox (PagerDuty failing, or rate limiting).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unless: Option<StopWhen>,
     },
     /// Events API v2 `acknowledge`.
     Acknowledge { service: String, dedup_key: String },
@@ -242,7 +246,22 @@ pub enum PagerDutyAction {
         incident_key: String,
         targets: Vec<PageTarget>,
         message: String,
+        /// As for `Trigger`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unless: Option<StopWhen>,
     },
+}
+
+impl PagerDutyAction {
+    /// The state of the incident in which this page is no longer wanted (an escalation
+    /// step's `until`), if any.
+    pub fn withdrawn_when(&self) -> Option<StopWhen> {
+        match self {
+            PagerDutyAction::Trigger { unless, .. }
+            | PagerDutyAction::RequestResponders { unless, .. } => *unless,
+            _ => None,
+        }
+    }
 }
 
 /// Kinds of durable timers.

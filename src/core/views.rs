@@ -477,6 +477,8 @@ pub fn postmortem_draft(
             | K::ResponseTargetBreached { .. }
             | K::Acknowledged
             | K::PagingResumed { .. }
+            | K::PageWithdrawn { .. }
+            | K::DeliveryFailed { .. }
             | K::PagingSuppressed { .. } => {
                 if matches!(e.kind, K::PagingSuppressed { .. }) {
                     suppressed = Some(e.kind.describe());

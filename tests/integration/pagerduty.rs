@@ -890,8 +890,134 @@ mention = ["oncall", "schedule:PSCHED", "escalation_policy:PEMPTY"]
     );
 }
 
+/// The notices `app` has queued for the incident channel, rendered for Slack, delivered to a
+/// recording sink.
+async fn channel_text(app: &App) -> String {
+    let sink = crate::app::RecordingSink::default();
+    app.dispatch_outbox(&sink).await.unwrap();
+    let renderer = warroom::render::Renderer::load(None).unwrap();
+    let delivered = sink.delivered.lock().unwrap().clone();
+    delivered
+        .iter()
+        .filter_map(|e| match e {
+            warroom::core::Effect::Post { message, .. } => Some(
+                renderer
+                    .render(Platform::Slack, message)
+                    .unwrap()
+                    .plain_text(),
+            ),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub async fn a_page_still_waiting_for_pagerduty_is_withdrawn_by_the_ack(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    fake.fail_next([Fault::Status(503, None)]);
+    s.say("general", "alice", "declare Payments down --sev P0")
+        .await
+        .unwrap();
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 1, "the page failed and waits");
+    assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
+    s.clock.advance(Duration::seconds(3));
+    s.pass().await;
+    assert!(
+        fake.accepted("trigger").is_empty(),
+        "nobody is paged for an incident already acknowledged"
+    );
+    assert_eq!(services(&fake, "acknowledge"), ["oncall"]);
+    let withdrawn = s.events("page_withdrawn").await;
+    assert!(
+        matches!(&withdrawn[..], [EventKind::PageWithdrawn { what, why }] if what == "page PagerDuty service oncall" && why.contains("acknowledged")),
+        "{withdrawn:?}"
+    );
+    let said = channel_text(&s.app).await;
+    assert!(
+        said.contains("INC-1: did not page PagerDuty service oncall: it was acknowledged"),
+        "{said}"
+    );
+    let counts = s.store.outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0));
+    s.clock.advance(Duration::hours(3));
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 2, "and no later step pages");
+}
+
+pub async fn a_step_paging_until_resolved_is_withdrawn_only_by_the_resolution(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let steps = r#"
+[[escalation.steps]]
+name = "On-call engineer"
+after = "0m"
+page = ["service:oncall"]
+until = "resolved"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config_text(&fake.url, steps));
+    let config = warroom::config::load(Some(&path)).unwrap();
+    let mut s = setup(db.open().await, &fake);
+    s.app = App::new(
+        s.store.clone(),
+        config.policy.clone(),
+        s.clock.clone(),
+        Duration::seconds(60),
+    );
+    fake.fail_next([Fault::Status(503, None), Fault::Status(503, None)]);
+    s.say("general", "alice", "declare Payments down --sev P0")
+        .await
+        .unwrap();
+    s.say("general", "alice", "declare Search down --sev P0")
+        .await
+        .unwrap();
+    s.pass().await;
+    assert_eq!(fake.requests().len(), 2, "both pages failed and wait");
+    assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
+    assert!(
+        s.say("inc-20261128-search-down", "bob", "resolve fixed")
+            .await
+            .is_none()
+    );
+    s.clock.advance(Duration::seconds(3));
+    s.pass().await;
+    let paged: Vec<String> = fake
+        .accepted("trigger")
+        .iter()
+        .map(|e| e["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        paged,
+        ["INC-1"],
+        "the acknowledged incident's step still pages; the resolved one's does not"
+    );
+    assert!(s.events("page_withdrawn").await.is_empty());
+    let search = s
+        .store
+        .incident_by_channel("inc-20261128-search-down")
+        .await
+        .unwrap()
+        .unwrap();
+    let withdrawn: Vec<EventKind> = s
+        .store
+        .timeline(search.key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.name() == "page_withdrawn")
+        .collect();
+    assert!(
+        matches!(&withdrawn[..], [EventKind::PageWithdrawn { why, .. }] if why.contains("resolved")),
+        "{withdrawn:?}"
+    );
+}
+
 on_both_stores!(
     a_step_mentions_who_is_on_call,
+    a_page_still_waiting_for_pagerduty_is_withdrawn_by_the_ack,
+    a_step_paging_until_resolved_is_withdrawn_only_by_the_resolution,
     a_p0_escalates_step_by_step_until_acknowledged,
     a_p0_reaches_the_cto_and_a_p2_never_does,
     retries_honour_retry_after_and_stop,
