@@ -429,6 +429,7 @@ impl App {
                 .await?
                 .iter()
                 .any(|event| matches!(event.kind, EventKind::ChangeDropped { request, .. } if request == id)),
+            "running" => return self.settle_later(timer, &request, &incident).await,
             _ => false,
         };
         if !expires {
@@ -462,6 +463,46 @@ impl App {
             }
             other => other.map(|()| true),
         }
+    }
+
+    /// A change's expiry timer found it confirmed and still running: confirming is two
+    /// writes (the state, then the note with its settle timer), so plan a settle timer of
+    /// our own, due when the apply must be over however late before expiry it was
+    /// confirmed. A second settle timer is harmless: the first to find the request settled
+    /// or settling it wins, and the other does nothing. Returns false (nothing announced).
+    async fn settle_later(
+        &self,
+        timer: &crate::store::Timer,
+        request: &crate::store::RunbookRequest,
+        incident: &Incident,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let default = self
+            .runbooks()
+            .map(|r| r.guard.config.timeout)
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let Ok(proposal) = serde_json::from_value::<Proposal>(request.body.clone()) else {
+            super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
+            return Ok(false);
+        };
+        let note = Note {
+            actor: Actor::System,
+            events: Vec::new(),
+            posts: Vec::new(),
+            timers: vec![crate::core::TimerRequest {
+                kind: crate::core::TimerKind::ChangeSettle {
+                    request: request.id,
+                },
+                due_at: now.max(request.expires_at) + settle_delay(&proposal, default),
+                fence: 0,
+            }],
+            fired_timer: Some(timer.id),
+        };
+        match self.record_note(incident, note).await {
+            Err(lost @ StoreError::LeaseLost(_)) => super::unless_lease_lost(Err(lost)),
+            other => other,
+        }
+        .map(|()| false)
     }
 
     /// Check and run a read-only action now; its output is redacted, recorded and posted.
@@ -738,9 +779,8 @@ impl App {
             .as_ref()
             .and_then(|c| c.step_timeout)
             .unwrap_or(guard.config.timeout);
-        let stale_after = guard.config.confirm_within
-            + chrono::Duration::from_std(apply_timeout * 3).unwrap_or_default()
-            + chrono::Duration::seconds(30);
+        let stale_after =
+            guard.config.confirm_within + settle_delay(&proposal, guard.config.timeout);
         if request.state == "running" && self.clock.now() > request.created_at + stale_after {
             return self
                 .finish_interrupted(
@@ -764,20 +804,9 @@ impl App {
             ))));
         }
         let now = self.clock.now();
+        // Too late: refused, and left to the expiry timer (which may be firing right now) to
+        // expire and announce, so the drop is recorded once.
         if now >= request.expires_at {
-            if self
-                .store
-                .transition_runbook_request(id, "pending", "expired", None, now)
-                .await?
-            {
-                let event = EventKind::ChangeDropped {
-                    request: id,
-                    action: described.clone(),
-                    why: "its confirmation came after it expired".into(),
-                };
-                self.record(&incident, confirmer, vec![event], vec![])
-                    .await?;
-            }
             return Ok(Some(refusal(format!(
                 "Change #{id} expired at {}; nothing was changed. Ask again for a fresh dry run.{}",
                 views::format_time(request.expires_at),
@@ -824,10 +853,9 @@ impl App {
         }
         let timeout = apply_timeout;
         // Recorded before anything is applied, with a timer that settles the request from
-        // the cluster if this process stops before it finishes.
-        let settle_at = self.clock.now()
-            + chrono::Duration::from_std(timeout * 3).unwrap_or_default()
-            + chrono::Duration::seconds(30);
+        // the cluster if this process stops before it finishes. (Should it stop before this
+        // is recorded, the expiry timer finds the request running and plans the settling.)
+        let settle_at = self.clock.now() + settle_delay(&proposal, guard.config.timeout);
         self.record_note(
             &incident,
             Note {
@@ -1148,6 +1176,19 @@ impl App {
             Err(problem) => Ok(Some(refusal(problem))),
         }
     }
+}
+
+/// How long an apply of `proposal` can take (its step's timeout, or the runbook timeout
+/// `default`), and so how long after its confirmation a request still "running" means the
+/// process applying it stopped: three timeouts (bound check, apply, settle) and 30 s.
+fn settle_delay(proposal: &Proposal, default: std::time::Duration) -> chrono::Duration {
+    let apply_timeout = proposal
+        .continuation
+        .as_ref()
+        .and_then(|c| c.step_timeout)
+        .unwrap_or(default);
+    chrono::Duration::from_std(apply_timeout * 3).unwrap_or_default()
+        + chrono::Duration::seconds(30)
 }
 
 /// " Playbook X stopped here; …" when a change that ends without being applied was a step.

@@ -453,6 +453,8 @@ pub async fn changes_are_refused_cancelled_expired_and_bound_to_their_preview(db
     let reply = rig.say("bob", &format!("confirm {id}")).await;
     assert!(reply.contains("expired"), "{reply}");
     assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+    // Its expiry timer records the drop.
+    rig.app.run_due_timers().await.unwrap();
 
     // The deployment changed between the preview and the confirmation.
     rig.say("olivia", "scale stock-analysis-api 6").await;
@@ -764,7 +766,7 @@ pub async fn an_unconfirmed_change_expires_on_its_own(db: &TestDb) {
 
 /// A replica stops between expiring a change and recording its notice: the expiry timer,
 /// still pending, posts the notice when it is claimed again, once. A confirmation that came
-/// too late expires the change itself and says so: its timer then posts nothing more.
+/// too late is refused and leaves the expiry to the timer, so it is recorded once.
 pub async fn an_expiry_cut_short_still_tells_the_channel_once(db: &TestDb) {
     let rig = Rig::new(db).await;
     rig.say("olivia", "run scale-api").await;
@@ -796,16 +798,69 @@ pub async fn an_expiry_cut_short_still_tells_the_channel_once(db: &TestDb) {
     rig.clock.advance(Duration::seconds(301));
     let reply = rig.say("bob", &format!("confirm {late}")).await;
     assert!(reply.contains("expired at"), "{reply}");
-    rig.app.run_due_timers().await.unwrap();
     assert_eq!(
         count(&rig.events().await, "change_dropped"),
-        2,
-        "the late confirmation recorded it; the timer adds nothing"
+        1,
+        "the late confirmation records nothing itself"
     );
     assert_eq!(
-        rig.posted().await.matches("expired unconfirmed").count(),
+        rig.store
+            .runbook_request(late)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "pending",
+        "nor expires the request: its timer does"
+    );
+    rig.app.run_due_timers().await.unwrap();
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(count(&rig.events().await, "change_dropped"), 2);
+    let posted = rig.posted().await;
+    assert_eq!(posted.matches("expired unconfirmed").count(), 2, "{posted}");
+    assert!(posted.contains(&format!("change #{late} (")), "{posted}");
+    assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
+}
+
+/// A replica stops between taking a confirmation (the request "running") and recording it
+/// with its settle timer: the change's expiry timer finds it running and plans the settling,
+/// which finds what the cluster shows and tells the channel, once.
+pub async fn a_confirmation_cut_short_is_still_settled(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let id = rig.last_request().await;
+    let now = warroom::app::clock::Clock::now(&*rig.clock);
+    assert!(
+        rig.store
+            .transition_runbook_request(id, "pending", "running", Some("bob"), now)
+            .await
+            .unwrap()
+    );
+    rig.clock.advance(Duration::minutes(6));
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(
+        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        "running",
+        "the expiry leaves a running change to be settled"
+    );
+    assert!(!rig.posted().await.contains("interrupted"));
+    rig.clock.advance(Duration::minutes(10));
+    assert_eq!(rig.app.run_due_timers().await.unwrap(), 1);
+    let request = rig.store.runbook_request(id).await.unwrap().unwrap();
+    assert_eq!(request.state, "failed", "nothing landed");
+    let posted = rig.posted().await;
+    assert!(
+        posted.contains("was interrupted while being applied")
+            && posted.contains("the cluster shows nothing changed"),
+        "{posted}"
+    );
+    rig.clock.advance(Duration::hours(1));
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(count(&rig.events().await, "change_applied"), 1);
+    assert_eq!(
+        rig.posted().await.matches("was interrupted").count(),
         1,
-        "only the first change's notice"
+        "settled once"
     );
     assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
 }
@@ -1014,6 +1069,7 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
 
 on_both_stores!(
     a_change_abandoned_mid_apply_is_settled_by_its_timer,
+    a_confirmation_cut_short_is_still_settled,
     an_unconfirmed_change_expires_on_its_own,
     an_expiry_cut_short_still_tells_the_channel_once,
     diagnostics_show_the_cluster,
