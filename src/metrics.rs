@@ -64,8 +64,10 @@ fn latency_histogram() -> Histogram {
 /// What can become of a chat command (`warroom_commands_total`'s `outcome`).
 pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "invalid", "refused", "duplicate", "error"];
 
-/// What can become of an outbox delivery (`warroom_deliveries_total`'s `outcome`).
-pub const DELIVERY_OUTCOMES: [&str; 3] = ["ok", "retry", "failed"];
+/// What can become of an outbox delivery (`warroom_deliveries_total`'s `outcome`):
+/// `withdrawn` is an escalation step's page not sent because the incident reached the step's
+/// `until` while it waited.
+pub const DELIVERY_OUTCOMES: [&str; 4] = ["ok", "retry", "failed", "withdrawn"];
 
 /// Every metric warroom exports.
 pub struct Metrics {
