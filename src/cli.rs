@@ -536,6 +536,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config: slack.clone(),
                 reply_within: crate::chat::slack::inbound::REPLY_WITHIN,
             });
+            // Learn the bot token's workspace now, so requests from others are refused from
+            // the first (`SlackInbound::foreign_workspace`); retried until Slack answers.
+            if slack.workspaces.is_empty() {
+                let api = inbound.api.clone();
+                tokio::spawn(async move {
+                    let mut wait = std::time::Duration::from_secs(1);
+                    while let Err(error) = api.identity().await {
+                        tracing::warn!(%error, "Slack auth.test failed; requests from any workspace are served until it answers");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(60));
+                    }
+                });
+            }
             let socket = match slack.mode {
                 crate::config::SlackMode::Http => {
                     tracing::info!(

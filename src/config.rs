@@ -234,6 +234,7 @@ struct RawSlack {
     responders: Vec<String>,
     allowed_users: Vec<String>,
     allowed_groups: Vec<String>,
+    workspaces: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -548,6 +549,9 @@ pub struct SlackConfig {
     /// groups, and each incident's declarer and commander. Both empty: everyone.
     pub allowed_users: Vec<String>,
     pub allowed_groups: Vec<String>,
+    /// The workspaces (team ids, `T…`) whose requests are served; empty: the bot token's
+    /// own, as `auth.test` tells it.
+    pub workspaces: Vec<String>,
 }
 
 /// The `[discord]` section, when Discord is enabled.
@@ -1151,6 +1155,7 @@ fn validate(
         "S",
         &mut problem,
     );
+    slack_ids("slack.workspaces", &sl.workspaces, "T", &mut problem);
 
     // Discord.
     let dc = &raw.discord;
@@ -1730,6 +1735,7 @@ fn validate(
             responders: sl.responders.clone(),
             allowed_users: sl.allowed_users.clone(),
             allowed_groups: sl.allowed_groups.clone(),
+            workspaces: sl.workspaces.clone(),
         }),
         discord: discord_enabled.then(|| DiscordConfig {
             public_key: dc.public_key.trim().to_ascii_lowercase(),
@@ -2110,6 +2116,10 @@ mod tests {
                 "is not a Slack id starting with one of S",
             ),
             ("responders = [\"<!here>\"]", "is not a Slack id"),
+            (
+                "workspaces = [\"U0TEST\"]",
+                "slack.workspaces: `U0TEST` is not a Slack id starting with one of T",
+            ),
         ] {
             let err = load_with_env(Some(file(&format!("[slack]\n{text}\n")).path()), no_env())
                 .unwrap_err()

@@ -1440,6 +1440,102 @@ pub async fn socket_mode_works_without_a_public_url(db: &TestDb) {
     listener.shutdown().await;
 }
 
+/// A Slack app installed in several workspaces has one signing secret for all: warroom serves
+/// only the bot token's own workspace (or those in `slack.workspaces`), and a well-signed
+/// request from another changes nothing.
+async fn requests_from_another_workspace_are_refused(db: &TestDb) {
+    let s = Slack::start(db).await;
+    s.inbound.api.identity().await.unwrap();
+    let form = "application/x-www-form-urlencoded";
+    let elsewhere = |body: String| body.replace("T0TEST", "T0OTHER");
+    let response = s
+        .signed(
+            "/slack/commands",
+            form,
+            elsewhere(s.command_body(DECLARER, &s.general, "declare From elsewhere", "x")),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply = response.json::<Value>().await.unwrap();
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply
+            .to_string()
+            .contains("does not serve this Slack workspace"),
+        "{reply}"
+    );
+    let mention = json!({
+        "type": "event_callback", "team_id": "T0OTHER", "api_app_id": "A0TEST",
+        "event_id": "Ev0ELSEWHERE", "event_time": 1_700_000_000,
+        "event": {
+            "type": "app_mention", "user": DECLARER, "channel": &s.general,
+            "text": format!("<@{BOT_USER}> declare Mentioned elsewhere"),
+            "ts": "1700000000.000200", "event_ts": "1700000000.000200",
+        },
+    });
+    let response = s
+        .signed("/slack/events", "application/json", mention.to_string())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(s.store.incidents(true, 10).await.unwrap().is_empty());
+
+    // Its own workspace is served; a button pressed from elsewhere changes nothing.
+    s.command(DECLARER, &s.general, "declare API returning 503s")
+        .await;
+    s.pass().await;
+    let channel = s.incident_channel();
+    let summary = s.summary(&channel.id);
+    let body = elsewhere(s.click_body(
+        DECLARER,
+        &channel.id,
+        &summary,
+        "warroom_acknowledge",
+        "elsewhere",
+    ));
+    let response = s.signed("/slack/interactions", form, body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply = s.command(DECLARER, &channel.id, "timeline").await;
+    assert!(!reply.to_string().contains("acknowledged"), "{reply}");
+    assert_eq!(
+        s.store.incidents(false, 5).await.unwrap()[0].status,
+        Status::Investigating
+    );
+    assert!(s.fake.responses("elsewhere").is_empty());
+
+    // With slack.workspaces set, that list is what is served.
+    let listed = Slack::with(db, "workspaces = [\"T0OTHER\"]", "").await;
+    let reply = listed
+        .command(DECLARER, &listed.general, "declare Not listed")
+        .await;
+    assert!(
+        reply
+            .to_string()
+            .contains("does not serve this Slack workspace"),
+        "{reply}"
+    );
+    let response = listed
+        .signed(
+            "/slack/commands",
+            form,
+            elsewhere(listed.command_body(DECLARER, &listed.general, "declare Listed", "x")),
+        )
+        .await;
+    assert!(
+        response
+            .json::<Value>()
+            .await
+            .unwrap()
+            .to_string()
+            .contains("INC-"),
+        "a listed workspace is served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_another_workspace_are_refused_sqlite() {
+    requests_from_another_workspace_are_refused(&TestDb::sqlite()).await;
+}
+
 on_both_stores!(
     declaring_opens_a_channel_with_everything_in_it,
     buttons_and_commands_keep_topic_and_summary_current,

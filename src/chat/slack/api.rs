@@ -72,7 +72,8 @@ pub struct SlackApi {
     timeout: Duration,
     /// Method → when its rate limit lifts.
     blocked: Mutex<HashMap<&'static str, Instant>>,
-    bot_user: tokio::sync::OnceCell<String>,
+    /// warroom's own user id and its workspace (team) id, from `auth.test`.
+    identity: tokio::sync::OnceCell<(String, String)>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
@@ -95,7 +96,7 @@ impl SlackApi {
             )),
             timeout: config.timeout,
             blocked: Mutex::new(HashMap::new()),
-            bot_user: tokio::sync::OnceCell::new(),
+            identity: tokio::sync::OnceCell::new(),
             groups: Mutex::new(HashMap::new()),
         })
     }
@@ -190,16 +191,26 @@ impl SlackApi {
         self.client.open_session(&self.token)
     }
 
-    /// warroom's own Slack user id (`auth.test`, asked once).
-    pub async fn bot_user(&self) -> Result<String, ApiError> {
-        self.bot_user
+    /// warroom's own Slack user id and workspace id (`auth.test`, asked until it answers).
+    pub async fn identity(&self) -> Result<(String, String), ApiError> {
+        self.identity
             .get_or_try_init(|| async {
                 let session = self.session();
                 let me = self.call("auth.test", session.auth_test()).await?;
-                Ok::<String, ApiError>(me.user_id.to_string())
+                Ok::<_, ApiError>((me.user_id.to_string(), me.team_id.to_string()))
             })
             .await
             .cloned()
+    }
+
+    /// warroom's own Slack user id.
+    pub async fn bot_user(&self) -> Result<String, ApiError> {
+        self.identity().await.map(|(user, _)| user)
+    }
+
+    /// The workspace of the bot token, once `auth.test` has answered (never waits).
+    pub fn known_workspace(&self) -> Option<&str> {
+        self.identity.get().map(|(_, team)| team.as_str())
     }
 
     /// `conversations.create` of a public channel; its id.

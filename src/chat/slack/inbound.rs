@@ -50,6 +50,10 @@ pub struct SlackInbound {
     pub reply_within: Duration,
 }
 
+/// The answer to a slash command from a workspace warroom does not serve.
+pub const OTHER_WORKSPACE: &str =
+    "This warroom does not serve this Slack workspace; nothing was done.";
+
 pub fn routes(state: Arc<SlackInbound>) -> Router {
     Router::new()
         .route("/slack/commands", post(commands))
@@ -71,6 +75,25 @@ fn unescape(text: &str) -> String {
 }
 
 impl SlackInbound {
+    /// Whether a signed request comes from a workspace warroom does not serve: one not in
+    /// `slack.workspaces`, or, with that empty, not the bot token's own (once `auth.test`
+    /// has told it; until then every signed request is served). A Slack app installed in
+    /// several workspaces signs all their requests with the same secret.
+    pub fn foreign_workspace(&self, team_id: &str) -> bool {
+        let foreign = if self.config.workspaces.is_empty() {
+            self.api.known_workspace().is_some_and(|own| own != team_id)
+        } else {
+            !self.config.workspaces.iter().any(|w| w == team_id)
+        };
+        if foreign {
+            tracing::warn!(
+                team = %team_id.chars().take(40).collect::<String>(),
+                "Slack request from a workspace warroom does not serve; refused"
+            );
+        }
+        foreign
+    }
+
     /// `None` when the request is Slack's; otherwise the 401 to answer.
     fn unverified(&self, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -463,6 +486,8 @@ pub struct PressedMessage {
 #[derive(Deserialize)]
 struct SlashCommand {
     #[serde(default)]
+    team_id: String,
+    #[serde(default)]
     text: String,
     user_id: String,
     channel_id: String,
@@ -504,6 +529,10 @@ async fn commands(
     let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a slash command");
     };
+    if slack.foreign_workspace(&form.team_id) {
+        let refused = slack.content(&views::refusal(OTHER_WORKSPACE.to_string()));
+        return Json(refused.reply_json()).into_response();
+    }
     let answer = slack
         .answer_command(
             form.channel_id,
@@ -535,7 +564,9 @@ async fn interactions(
     else {
         return refuse(StatusCode::BAD_REQUEST, "not an interaction payload");
     };
-    if payload["type"] != "block_actions" {
+    if payload["type"] != "block_actions"
+        || slack.foreign_workspace(payload["team"]["id"].as_str().unwrap_or_default())
+    {
         return StatusCode::OK.into_response();
     }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -597,6 +628,9 @@ async fn events(
             let Some(event_id) = envelope["event_id"].as_str() else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
+            if slack.foreign_workspace(envelope["team_id"].as_str().unwrap_or_default()) {
+                return Json(json!({ "status": "ignored" })).into_response();
+            }
             let event = &envelope["event"];
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
             let mention =

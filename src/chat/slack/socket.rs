@@ -54,6 +54,12 @@ async fn on_command(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let slack = inbound(&states).await?;
+    if slack.foreign_workspace(event.team_id.as_ref()) {
+        return Ok(SlackCommandEventResponse::new(
+            SlackMessageContent::new().with_text(super::inbound::OTHER_WORKSPACE.to_string()),
+        )
+        .with_response_type(SlackMessageResponseType::Ephemeral));
+    }
     let answer = slack
         .answer_command(
             event.channel_id.to_string(),
@@ -86,6 +92,9 @@ async fn on_interaction(
         return Ok(());
     };
     let slack = inbound(&states).await?;
+    if slack.foreign_workspace(event.team.id.as_ref()) {
+        return Ok(());
+    }
     let Some(pressed) = event.actions.as_ref().and_then(|a| a.first()) else {
         return Ok(());
     };
@@ -139,6 +148,9 @@ async fn on_push(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let slack = inbound(&states).await?;
+    if slack.foreign_workspace(event.team_id.as_ref()) {
+        return Ok(());
+    }
     let me = slack.api.bot_user().await.ok();
     let mention = match &event.event {
         // Never a command from warroom itself.
