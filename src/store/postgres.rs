@@ -569,8 +569,9 @@ impl PostgresStore {
 /// `claim_outbox`), so no plan made while the table was nearly empty is kept for a backlog. (A
 /// correlated `NOT EXISTS` was once planned as a nested loop over all pending rows when the
 /// table had no statistics, quadratic in the backlog.) Rows another process holds are skipped
-/// (`SKIP LOCKED`), so replicas work through a backlog side by side; a head delivered or
-/// leased since it was read is dropped by the re-check under the row lock.
+/// (`SKIP LOCKED`), so replicas work through a backlog side by side; a head delivered,
+/// leased, or failed and put back to wait for its retry since it was read is dropped by the
+/// re-check under the row lock.
 const CLAIM_OUTBOX_WALK: &str = "WITH candidate AS MATERIALIZED (
         SELECT id, incident FROM outbox
          WHERE state = 'pending' AND platform = $3
@@ -584,7 +585,8 @@ const CLAIM_OUTBOX_WALK: &str = "WITH candidate AS MATERIALIZED (
                                         WHERE head.state = 'pending' AND head.platform = $3
                                           AND head.incident = candidate.incident
                                         ORDER BY head.id LIMIT 1))
-              AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+              AND state = 'pending' AND next_attempt_at <= $4
+              AND (lease_until IS NULL OR lease_until < $4)
             ORDER BY urgent DESC, id LIMIT $5
             FOR UPDATE SKIP LOCKED)
          RETURNING id, incident, effect::text AS effect, idempotency_key, attempts, urgent)
@@ -603,7 +605,8 @@ const CLAIM_OUTBOX_ALL: &str =
                  WHERE state = 'pending' AND platform = $3 ORDER BY incident, id
             ) AS heads
              WHERE next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $4))
-          AND state = 'pending' AND (lease_until IS NULL OR lease_until < $4)
+          AND state = 'pending' AND next_attempt_at <= $4
+          AND (lease_until IS NULL OR lease_until < $4)
         ORDER BY urgent DESC, id LIMIT $5
         FOR UPDATE SKIP LOCKED)
      RETURNING id, incident, effect::text, idempotency_key, attempts, urgent";
