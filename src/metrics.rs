@@ -66,7 +66,7 @@ pub const COMMAND_OUTCOMES: [&str; 5] = ["ok", "invalid", "refused", "duplicate"
 
 /// What can become of an outbox delivery (`warroom_deliveries_total`'s `outcome`):
 /// `withdrawn` is an escalation step's page not sent because the incident reached the step's
-/// `until` while it waited.
+/// `until` while it waited in the outbox.
 pub const DELIVERY_OUTCOMES: [&str; 4] = ["ok", "retry", "failed", "withdrawn"];
 
 /// Every metric warroom exports.

@@ -693,21 +693,23 @@ impl App {
                 return Ok(Sent::NotStarted);
             }
         }
-        // An escalation step's page that waited (PagerDuty failing or rate limiting) while
-        // the incident reached the step's `until` is withdrawn, not sent.
+        // An escalation step's page that waited (PagerDuty failing or rate limiting, or a
+        // backlog) while the incident reached the step's `until` is withdrawn, not sent.
         if let crate::core::Effect::PagerDuty { action } = &item.effect
             && let Some(state) = action.withdrawn_when()
             && let Some(incident) = self.store.incident(item.incident).await?
             && state.met_by(&incident)
         {
-            tracing::info!(incident = %item.incident, row = item.id, "page withdrawn: the incident reached the step's `until` first");
-            self.metrics.delivery(sink.destination(), "withdrawn");
             let what = action.describe();
             let withdrawn = self
                 .close_with(&item, None, |incident, now| {
                     decide::page_withdrawn(incident, &what, state, now)
                 })
                 .await;
+            if withdrawn.is_ok() {
+                tracing::info!(incident = %item.incident, row = item.id, "page withdrawn: the incident reached the step's `until` first");
+                self.metrics.delivery(sink.destination(), "withdrawn");
+            }
             unless_lease_lost(self.retry_on_conflict(&item, withdrawn).await)?;
             return Ok(Sent::Withdrawn);
         }

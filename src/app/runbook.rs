@@ -468,7 +468,7 @@ impl App {
     /// A change's expiry timer found it confirmed and still running: confirming is two
     /// writes (the state, then the note with its settle timer), so plan a settle timer of
     /// our own, due when the apply must be over however late before expiry it was
-    /// confirmed. A second settle timer is harmless: the first to find the request settled
+    /// confirmed (at once if this timer fired later than that). A second settle timer is harmless: the first to find the request settled
     /// or settling it wins, and the other does nothing. Returns false (nothing announced).
     async fn settle_later(
         &self,
@@ -493,7 +493,7 @@ impl App {
                 kind: crate::core::TimerKind::ChangeSettle {
                     request: request.id,
                 },
-                due_at: now.max(request.expires_at) + settle_delay(&proposal, default),
+                due_at: (request.expires_at + settle_delay(&proposal, default)).max(now),
                 fence: 0,
             }],
             fired_timer: Some(timer.id),

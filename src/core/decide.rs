@@ -797,6 +797,9 @@ fn page_effect(
 }
 
 /// Fire escalation step `index`: page its targets, mention its people, move the level on.
+/// A step fired on its own (its timer, a breach) pages `until` the step's state, and the page
+/// is withdrawn if the incident gets there before PagerDuty takes it; one a person fired with
+/// `escalate` (`by_person`) always goes out, acknowledged or not.
 fn fire_step(
     policy: &Policy,
     draft: &mut Draft,
@@ -804,6 +807,7 @@ fn fire_step(
     late_by: chrono::Duration,
     who: &Actor,
     why: &str,
+    by_person: bool,
 ) {
     let Some(step) = policy.escalation.get(index) else {
         return;
@@ -822,7 +826,7 @@ fn fire_step(
             &draft.next,
             target,
             &format!("escalation step {}: {}", index + 1, step.name),
-            Some(step.until),
+            (!by_person).then_some(step.until),
         ) {
             Ok(effect) => {
                 if let PageTarget::Service(name) = target
@@ -1031,6 +1035,7 @@ pub fn apply(
                 chrono::Duration::zero(),
                 &who,
                 &format!("escalated by @{actor}"),
+                true,
             );
             if held {
                 draft.replan_escalation(policy);
@@ -1223,7 +1228,7 @@ pub fn fire_timer(
                     } else {
                         now - (current.escalation_start() + policy.escalation[index].after)
                     };
-                    fire_step(policy, &mut draft, index, late, &Actor::System, &why);
+                    fire_step(policy, &mut draft, index, late, &Actor::System, &why, false);
                 }
             }
         }
@@ -1257,6 +1262,7 @@ pub fn fire_timer(
                     chrono::Duration::zero(),
                     &Actor::System,
                     "response target breached",
+                    false,
                 );
             }
         }

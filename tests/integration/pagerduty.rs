@@ -1014,8 +1014,36 @@ until = "resolved"
     );
 }
 
+pub async fn a_person_escalating_an_acknowledged_incident_still_pages(db: &TestDb) {
+    let fake = FakePagerDuty::start().await;
+    let s = setup(db.open().await, &fake);
+    s.say("general", "alice", "declare Payments down --sev P0")
+        .await
+        .unwrap();
+    s.pass().await;
+    assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
+    s.pass().await;
+    fake.fail_next([Fault::Status(503, None)]);
+    s.say(CHANNEL, "bob", "escalate").await;
+    s.pass().await;
+    s.clock.advance(Duration::seconds(3));
+    s.pass().await;
+    let paged: Vec<bool> = fake
+        .accepted("trigger")
+        .iter()
+        .map(|e| e["routing_key"] == routing_key("devops_lead"))
+        .collect();
+    assert_eq!(
+        paged,
+        [false, true],
+        "the on-call, then the DevOps lead a person asked for, after the retry"
+    );
+    assert!(s.events("page_withdrawn").await.is_empty());
+}
+
 on_both_stores!(
     a_step_mentions_who_is_on_call,
+    a_person_escalating_an_acknowledged_incident_still_pages,
     a_page_still_waiting_for_pagerduty_is_withdrawn_by_the_ack,
     a_step_paging_until_resolved_is_withdrawn_only_by_the_resolution,
     a_p0_escalates_step_by_step_until_acknowledged,
