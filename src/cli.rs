@@ -542,8 +542,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 let api = inbound.api.clone();
                 tokio::spawn(async move {
                     let mut wait = std::time::Duration::from_secs(1);
-                    while let Err(error) = api.identity().await {
-                        tracing::warn!(%error, "Slack auth.test failed; requests from any workspace are served until it answers");
+                    loop {
+                        match api.identity().await {
+                            Ok((_, team)) if team.starts_with('E') => {
+                                tracing::warn!(organisation = %team, "the Slack bot token is an organisation-wide install: requests from every workspace of it are served; list those to serve in slack.workspaces");
+                                break;
+                            }
+                            Ok(_) => break,
+                            Err(error) => {
+                                tracing::warn!(%error, "Slack auth.test failed; requests from any workspace are served until it answers")
+                            }
+                        }
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(std::time::Duration::from_secs(60));
                     }

@@ -78,10 +78,14 @@ impl SlackInbound {
     /// Whether a signed request comes from a workspace warroom does not serve: one not in
     /// `slack.workspaces`, or, with that empty, not the bot token's own (once `auth.test`
     /// has told it; until then every signed request is served). A Slack app installed in
-    /// several workspaces signs all their requests with the same secret.
+    /// several workspaces signs all their requests with the same secret. A token of an
+    /// organisation-wide install (Enterprise Grid) names the organisation (`E…`), not a
+    /// workspace: then every workspace of the install is served unless listed.
     pub fn foreign_workspace(&self, team_id: &str) -> bool {
         let foreign = if self.config.workspaces.is_empty() {
-            self.api.known_workspace().is_some_and(|own| own != team_id)
+            self.api
+                .known_workspace()
+                .is_some_and(|own| !own.starts_with('E') && own != team_id)
         } else {
             !self.config.workspaces.iter().any(|w| w == team_id)
         };
@@ -628,7 +632,13 @@ async fn events(
             let Some(event_id) = envelope["event_id"].as_str() else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
-            if slack.foreign_workspace(envelope["team_id"].as_str().unwrap_or_default()) {
+            // The installation's workspace: in a channel shared with another organisation
+            // the outer `team_id` names the workspace that hosts the channel.
+            let team = envelope["authorizations"][0]["team_id"]
+                .as_str()
+                .or(envelope["team_id"].as_str())
+                .unwrap_or_default();
+            if slack.foreign_workspace(team) {
                 return Json(json!({ "status": "ignored" })).into_response();
             }
             let event = &envelope["event"];

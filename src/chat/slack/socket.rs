@@ -148,7 +148,13 @@ async fn on_push(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let slack = inbound(&states).await?;
-    if slack.foreign_workspace(event.team_id.as_ref()) {
+    // The installation's workspace (see `events` in `inbound`).
+    let team = event
+        .authorizations
+        .as_ref()
+        .and_then(|a| a.first())
+        .map_or(&event.team_id, |a| &a.team_id);
+    if slack.foreign_workspace(team.as_ref()) {
         return Ok(());
     }
     let me = slack.api.bot_user().await.ok();
