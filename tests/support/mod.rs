@@ -52,6 +52,46 @@ pub struct PgSchema {
     pub schema: String,
 }
 
+/// Drop, once per process, the test schemas of processes that are gone: a test that panics
+/// skips its cleanup, and with autovacuum off (as on the development machine) every schema
+/// left behind bloats the database's catalogs run after run.
+async fn sweep_leftovers(client: &tokio_postgres::Client) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let rows = match client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'wrt\\_%'",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("leftover test schemas not swept: {e}");
+            return;
+        }
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let gone = name
+            .split('_')
+            .nth(1)
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+        if gone
+            && let Err(e) = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .await
+        {
+            eprintln!("leftover test schema {name} not dropped: {e}");
+        }
+    }
+}
+
 impl PgSchema {
     /// `None` (after saying why) when PostgreSQL is not required and not reachable.
     pub async fn create() -> Option<PgSchema> {
@@ -59,6 +99,7 @@ impl PgSchema {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
                 let task = tokio::spawn(connection);
+                sweep_leftovers(&client).await;
                 let schema = unique_name("wrt");
                 client
                     .batch_execute(&format!("CREATE SCHEMA {schema}"))
