@@ -46,15 +46,22 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A PostgreSQL schema of its own for one test; dropped by `cleanup`.
+/// A PostgreSQL schema of its own for one test; dropped by `cleanup`. While it lives, a
+/// connection of its own holds an advisory lock named after the schema: the lock goes with
+/// the process, however it ends, and marks the schema as in use to any other test run.
 pub struct PgSchema {
     pub url: String,
     pub schema: String,
+    _in_use: tokio_postgres::Client,
 }
 
-/// Drop, once per process, the test schemas of processes that are gone: a test that panics
+/// The advisory lock key of a test schema (`PgSchema`).
+const LOCK_KEY: &str = "SELECT hashtext($1)::bigint";
+
+/// Drop, once per process, the test schemas no process holds (`PgSchema`): a test that panics
 /// skips its cleanup, and with autovacuum off (as on the development machine) every schema
-/// left behind bloats the database's catalogs run after run.
+/// left behind bloats the database's catalogs run after run. A schema whose lock another
+/// session holds, from any machine or container, is in use and kept.
 async fn sweep_leftovers(client: &tokio_postgres::Client) {
     static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if SWEPT.swap(true, Ordering::SeqCst) {
@@ -75,18 +82,28 @@ async fn sweep_leftovers(client: &tokio_postgres::Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let gone = name
-            .split('_')
-            .nth(1)
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| {
-                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            });
-        if gone
-            && let Err(e) = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .await
-        {
+        let swept = async {
+            let free: bool = client
+                .query_one(
+                    &format!("SELECT pg_try_advisory_lock(({LOCK_KEY}))"),
+                    &[&name],
+                )
+                .await?
+                .get(0);
+            if free {
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .await?;
+                client
+                    .execute(
+                        &format!("SELECT pg_advisory_unlock(({LOCK_KEY}))"),
+                        &[&name],
+                    )
+                    .await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        if let Err(e) = swept.await {
             eprintln!("leftover test schema {name} not dropped: {e}");
         }
     }
@@ -98,16 +115,26 @@ impl PgSchema {
         let (url, required) = postgres_url();
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
-                let task = tokio::spawn(connection);
+                tokio::spawn(connection);
                 sweep_leftovers(&client).await;
                 let schema = unique_name("wrt");
+                // Locked before it exists, so no sweep ever finds it free.
+                client
+                    .execute(
+                        &format!("SELECT pg_advisory_lock(({LOCK_KEY}))"),
+                        &[&schema],
+                    )
+                    .await
+                    .expect("lock the test schema");
                 client
                     .batch_execute(&format!("CREATE SCHEMA {schema}"))
                     .await
                     .expect("create test schema");
-                drop(client);
-                let _ = task.await;
-                Some(PgSchema { url, schema })
+                Some(PgSchema {
+                    url,
+                    schema,
+                    _in_use: client,
+                })
             }
             Err(e) if required => panic!(
                 "PostgreSQL is required here (CI or WARROOM_TEST_DATABASE_URL is set) but {url} is unreachable: {e}"
