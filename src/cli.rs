@@ -545,7 +545,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     loop {
                         match api.identity().await {
                             Ok((_, team)) if team.starts_with('E') => {
-                                tracing::warn!(organisation = %team, "the Slack bot token is an organisation-wide install: requests from every workspace of it are served; list those to serve in slack.workspaces");
+                                tracing::warn!(organisation = %team, "the Slack bot token is an organisation-wide install: requests from every workspace of the organisation are served (in Socket Mode, every request: its commands and events do not name the organisation); list those to serve in slack.workspaces");
                                 break;
                             }
                             Ok(_) => break,

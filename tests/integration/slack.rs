@@ -1525,6 +1525,7 @@ async fn requests_from_another_workspace_are_refused(db: &TestDb) {
             .acknowledged_at
             .is_none()
     );
+    assert!(s.fake.responses("elsewhere").is_empty());
 
     // With slack.workspaces set, that list is what is served.
     let listed = Slack::with(db, "workspaces = [\"T0OTHER\"]", "").await;

@@ -50,6 +50,30 @@ pub struct SlackInbound {
     pub reply_within: Duration,
 }
 
+/// Whether warroom serves a request from workspace `team_id` (of organisation
+/// `enterprise_id`, when the request names one). A Slack app installed in several workspaces
+/// signs all their requests with the same secret, so the workspace is checked too: against
+/// `listed` (`slack.workspaces`) when set; otherwise against the bot token's own, `own`, once
+/// `auth.test` has told it (until then every signed request is served). The token of an
+/// organisation-wide install (Enterprise Grid) names the organisation (`E…`), not a
+/// workspace: then a request is served unless it names another organisation (Socket Mode's
+/// commands and events name none).
+pub fn serves(
+    listed: &[String],
+    own: Option<&str>,
+    team_id: &str,
+    enterprise_id: Option<&str>,
+) -> bool {
+    if !listed.is_empty() {
+        return listed.iter().any(|w| w == team_id);
+    }
+    match own {
+        None => true,
+        Some(org) if org.starts_with('E') => enterprise_id.is_none_or(|e| e.is_empty() || e == org),
+        Some(own) => own == team_id,
+    }
+}
+
 /// The answer to a slash command from a workspace warroom does not serve.
 pub const OTHER_WORKSPACE: &str =
     "This warroom does not serve this Slack workspace; nothing was done.";
@@ -75,20 +99,15 @@ fn unescape(text: &str) -> String {
 }
 
 impl SlackInbound {
-    /// Whether a signed request comes from a workspace warroom does not serve: one not in
-    /// `slack.workspaces`, or, with that empty, not the bot token's own (once `auth.test`
-    /// has told it; until then every signed request is served). A Slack app installed in
-    /// several workspaces signs all their requests with the same secret. A token of an
-    /// organisation-wide install (Enterprise Grid) names the organisation (`E…`), not a
-    /// workspace: then every workspace of the install is served unless listed.
-    pub fn foreign_workspace(&self, team_id: &str) -> bool {
-        let foreign = if self.config.workspaces.is_empty() {
-            self.api
-                .known_workspace()
-                .is_some_and(|own| !own.starts_with('E') && own != team_id)
-        } else {
-            !self.config.workspaces.iter().any(|w| w == team_id)
-        };
+    /// Whether a signed request from workspace `team_id` (of organisation `enterprise_id`,
+    /// when the request says) comes from one warroom does not serve (`serves`); logged.
+    pub fn foreign_workspace(&self, team_id: &str, enterprise_id: Option<&str>) -> bool {
+        let foreign = !serves(
+            &self.config.workspaces,
+            self.api.known_workspace(),
+            team_id,
+            enterprise_id,
+        );
         if foreign {
             tracing::warn!(
                 team = %team_id.chars().take(40).collect::<String>(),
@@ -491,6 +510,7 @@ pub struct PressedMessage {
 struct SlashCommand {
     #[serde(default)]
     team_id: String,
+    enterprise_id: Option<String>,
     #[serde(default)]
     text: String,
     user_id: String,
@@ -533,7 +553,7 @@ async fn commands(
     let Ok(form) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not a slash command");
     };
-    if slack.foreign_workspace(&form.team_id) {
+    if slack.foreign_workspace(&form.team_id, form.enterprise_id.as_deref()) {
         let refused = slack.content(&views::refusal(OTHER_WORKSPACE.to_string()));
         return Json(refused.reply_json()).into_response();
     }
@@ -569,7 +589,12 @@ async fn interactions(
         return refuse(StatusCode::BAD_REQUEST, "not an interaction payload");
     };
     if payload["type"] != "block_actions"
-        || slack.foreign_workspace(payload["team"]["id"].as_str().unwrap_or_default())
+        || slack.foreign_workspace(
+            payload["team"]["id"].as_str().unwrap_or_default(),
+            payload["enterprise"]["id"]
+                .as_str()
+                .or(payload["team"]["enterprise_id"].as_str()),
+        )
     {
         return StatusCode::OK.into_response();
     }
@@ -638,7 +663,10 @@ async fn events(
                 .as_str()
                 .or(envelope["team_id"].as_str())
                 .unwrap_or_default();
-            if slack.foreign_workspace(team) {
+            let enterprise = envelope["authorizations"][0]["enterprise_id"]
+                .as_str()
+                .or(envelope["enterprise_id"].as_str());
+            if slack.foreign_workspace(team, enterprise) {
                 return Json(json!({ "status": "ignored" })).into_response();
             }
             let event = &envelope["event"];
@@ -680,6 +708,23 @@ async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_workspaces_served_are_served() {
+        let listed = vec!["T0ONE".to_string(), "T0TWO".to_string()];
+        // Listed: exactly those, whatever the token's own.
+        assert!(serves(&listed, Some("T0OWN"), "T0TWO", None));
+        assert!(!serves(&listed, Some("T0OWN"), "T0OWN", None));
+        // None listed: the token's own workspace, once known.
+        assert!(serves(&[], None, "T0ANY", None), "not known yet");
+        assert!(serves(&[], Some("T0OWN"), "T0OWN", None));
+        assert!(!serves(&[], Some("T0OWN"), "T0OTHER", Some("E0ORG")));
+        // An org-wide install: its organisation's workspaces, or a request that names none.
+        assert!(serves(&[], Some("E0ORG"), "T0ANY", Some("E0ORG")));
+        assert!(serves(&[], Some("E0ORG"), "T0ANY", None));
+        assert!(serves(&[], Some("E0ORG"), "T0ANY", Some("")));
+        assert!(!serves(&[], Some("E0ORG"), "T0ANY", Some("E0ELSE")));
+    }
 
     #[test]
     fn mention_text_drops_the_bot_mention_and_unescapes() {

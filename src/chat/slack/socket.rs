@@ -54,7 +54,7 @@ async fn on_command(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let slack = inbound(&states).await?;
-    if slack.foreign_workspace(event.team_id.as_ref()) {
+    if slack.foreign_workspace(event.team_id.as_ref(), None) {
         return Ok(SlackCommandEventResponse::new(
             SlackMessageContent::new().with_text(super::inbound::OTHER_WORKSPACE.to_string()),
         )
@@ -92,7 +92,7 @@ async fn on_interaction(
         return Ok(());
     };
     let slack = inbound(&states).await?;
-    if slack.foreign_workspace(event.team.id.as_ref()) {
+    if slack.foreign_workspace(event.team.id.as_ref(), None) {
         return Ok(());
     }
     let Some(pressed) = event.actions.as_ref().and_then(|a| a.first()) else {
@@ -154,7 +154,7 @@ async fn on_push(
         .as_ref()
         .and_then(|a| a.first())
         .map_or(&event.team_id, |a| &a.team_id);
-    if slack.foreign_workspace(team.as_ref()) {
+    if slack.foreign_workspace(team.as_ref(), None) {
         return Ok(());
     }
     let me = slack.api.bot_user().await.ok();
