@@ -364,6 +364,10 @@ pub enum EventKind {
         action: String,
         why: String,
     },
+    /// An entry of a kind this version does not know, written by a newer version during a
+    /// rolling upgrade: read as such instead of failing the whole timeline. Never written.
+    #[serde(other)]
+    Unknown,
 }
 
 impl EventKind {
@@ -399,6 +403,7 @@ impl EventKind {
             EventKind::ChangeConfirmed { .. } => "change_confirmed",
             EventKind::ChangeApplied { .. } => "change_applied",
             EventKind::ChangeDropped { .. } => "change_dropped",
+            EventKind::Unknown => "unknown",
         }
     }
 
@@ -523,6 +528,9 @@ impl EventKind {
                 action,
                 confirmed_by,
             } => format!("confirmed #{request} ({action}) by @{confirmed_by}; applying"),
+            EventKind::Unknown => {
+                "an entry this version of warroom cannot show (written by a newer one)".to_string()
+            }
         }
     }
 }
@@ -538,6 +546,19 @@ pub struct TimelineEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeline_entry_of_a_newer_kind_reads_as_unknown() {
+        let newer: EventKind =
+            serde_json::from_str(r#"{"kind":"from_a_newer_version","detail":"x","n":1}"#).unwrap();
+        assert_eq!(newer, EventKind::Unknown);
+        assert!(newer.describe().contains("newer one"));
+        // Known kinds still read whole, and a known kind with bad fields is still an error.
+        let known: EventKind =
+            serde_json::from_str(r#"{"kind":"page_withdrawn","what":"page x","why":"y"}"#).unwrap();
+        assert_eq!(known.name(), "page_withdrawn");
+        assert!(serde_json::from_str::<EventKind>(r#"{"kind":"page_withdrawn"}"#).is_err());
+    }
 
     #[test]
     fn keys_round_trip() {
