@@ -20,12 +20,10 @@ use warroom::app::clock::{Clock, VirtualClock};
 use warroom::app::{App, Origin};
 use warroom::config::{Config, Secret};
 use warroom::core::{
-    Actor, Effect, EventKind, Incident, IncidentKey, Platform, Severity, Status, TimelineEvent,
-    UserRef,
+    Actor, EventKind, Incident, IncidentKey, Platform, Severity, Status, TimelineEvent, UserRef,
 };
 use warroom::http::{AlertmanagerWebhook, Heartbeat, HttpDeps};
 use warroom::pagerduty::PagerDutyClient;
-use warroom::render::Renderer;
 use warroom::store::Store;
 
 /// The bearer token Alertmanager is configured with (`http_config.authorization`).
@@ -395,23 +393,8 @@ impl Intake {
     /// Every chat message posted so far, rendered as the console shows it.
     async fn chat(&self) -> String {
         self.app.dispatch_outbox(&self.chat).await.unwrap();
-        let renderer = Renderer::load(None).unwrap();
-        self.chat
-            .delivered
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Post { message, .. } => Some(
-                    renderer
-                        .render(Platform::Console, message)
-                        .unwrap()
-                        .plain_text(),
-                ),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        let delivered = self.chat.delivered.lock().unwrap().clone();
+        crate::support::rendered_posts(&delivered, Platform::Console, "\n---\n")
     }
 
     fn posts(&self) -> usize {

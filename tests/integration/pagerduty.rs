@@ -895,21 +895,8 @@ mention = ["oncall", "schedule:PSCHED", "escalation_policy:PEMPTY"]
 async fn channel_text(app: &App) -> String {
     let sink = crate::app::RecordingSink::default();
     app.dispatch_outbox(&sink).await.unwrap();
-    let renderer = warroom::render::Renderer::load(None).unwrap();
     let delivered = sink.delivered.lock().unwrap().clone();
-    delivered
-        .iter()
-        .filter_map(|e| match e {
-            warroom::core::Effect::Post { message, .. } => Some(
-                renderer
-                    .render(Platform::Slack, message)
-                    .unwrap()
-                    .plain_text(),
-            ),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::support::rendered_posts(&delivered, Platform::Slack, "\n")
 }
 
 pub async fn a_page_still_waiting_for_pagerduty_is_withdrawn_by_the_ack(db: &TestDb) {
@@ -999,13 +986,9 @@ until = "resolved"
         .await
         .unwrap()
         .unwrap();
-    let withdrawn: Vec<EventKind> = s
-        .store
-        .timeline(search.key)
+    let withdrawn: Vec<EventKind> = crate::support::event_kinds(&*s.store, search.key)
         .await
-        .unwrap()
         .into_iter()
-        .map(|e| e.kind)
         .filter(|k| k.name() == "page_withdrawn")
         .collect();
     assert!(

@@ -245,6 +245,26 @@ macro_rules! on_both_stores {
 }
 
 /// The kinds of an incident's timeline events, oldest first.
+/// The chat posts among `effects`, rendered for `platform` as plain text and joined with
+/// `separator`.
+pub fn rendered_posts(
+    effects: &[warroom::core::Effect],
+    platform: warroom::core::Platform,
+    separator: &str,
+) -> String {
+    let renderer = warroom::render::Renderer::load(None).unwrap();
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            warroom::core::Effect::Post { message, .. } => {
+                Some(renderer.render(platform, message).unwrap().plain_text())
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 pub async fn event_kinds(
     store: &dyn warroom::store::Store,
     key: warroom::core::IncidentKey,
