@@ -116,6 +116,13 @@ impl Setup {
         self.app.handle_command(&origin(channel, user), text).await
     }
 
+    /// Declare the P0 "Payments down" (channel `CHANNEL`) in #general as alice.
+    async fn declare_p0(&self) {
+        self.say("general", "alice", "declare Payments down --sev P0")
+            .await
+            .expect("declared");
+    }
+
     /// Fire due timers and make the PagerDuty calls, as a scheduler pass would.
     async fn pass(&self) {
         self.app.run_due_timers().await.unwrap();
@@ -157,9 +164,7 @@ fn services(fake: &FakePagerDuty, action: &str) -> Vec<String> {
 pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.pass().await;
     let triggers = fake.events("trigger");
     assert_eq!(triggers.len(), 1);
@@ -223,9 +228,7 @@ pub async fn a_p0_escalates_step_by_step_until_acknowledged(db: &TestDb) {
 pub async fn a_p0_reaches_the_cto_and_a_p2_never_does(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.say("general", "alice", "declare Report export slow --sev P2")
         .await
         .unwrap();
@@ -256,9 +259,7 @@ pub async fn retries_honour_retry_after_and_stop(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next([Fault::Status(429, Some(7))]);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.pass().await;
     assert_eq!(fake.requests().len(), 1);
     s.clock.advance(Duration::seconds(6));
@@ -299,9 +300,7 @@ pub async fn a_refused_page_is_reported_in_the_channel(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next([Fault::Status(400, None)]);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.pass().await;
     let failed = s.events("delivery_failed").await;
     assert!(
@@ -322,9 +321,7 @@ pub async fn a_call_that_keeps_failing_is_given_up_after_ten_attempts_and_report
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next((0..10).map(|_| Fault::Status(503, None)));
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     // Just past each backoff (2 s doubling to 256 s). Other steps may page meanwhile; only the
     // on-call service's page keeps failing.
     s.pass().await;
@@ -903,9 +900,7 @@ pub async fn a_page_still_waiting_for_pagerduty_is_withdrawn_by_the_ack(db: &Tes
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
     fake.fail_next([Fault::Status(503, None)]);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.pass().await;
     assert_eq!(fake.requests().len(), 1, "the page failed and waits");
     assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
@@ -953,9 +948,7 @@ until = "resolved"
         Duration::seconds(60),
     );
     fake.fail_next([Fault::Status(503, None), Fault::Status(503, None)]);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.say("general", "alice", "declare Search down --sev P0")
         .await
         .unwrap();
@@ -1000,9 +993,7 @@ until = "resolved"
 pub async fn a_person_escalating_an_acknowledged_incident_still_pages(db: &TestDb) {
     let fake = FakePagerDuty::start().await;
     let s = setup(db.open().await, &fake);
-    s.say("general", "alice", "declare Payments down --sev P0")
-        .await
-        .unwrap();
+    s.declare_p0().await;
     s.pass().await;
     assert!(s.say(CHANNEL, "bob", "ack").await.is_none());
     s.pass().await;
