@@ -732,7 +732,9 @@ impl App {
             match sent {
                 Sent::Delivered => "ok",
                 Sent::RetryLater => "retry",
-                Sent::GivenUp | Sent::NotStarted | Sent::Withdrawn => "failed",
+                Sent::GivenUp | Sent::NotStarted => "failed",
+                // Counted where it is closed, before any delivery is tried.
+                Sent::Withdrawn => "withdrawn",
             },
         );
         let outcome = match result {

@@ -96,6 +96,21 @@ struct Proposal {
     severity: crate::core::Severity,
 }
 
+/// How long one cluster call of a change may take: its playbook step's own timeout, or
+/// `default` (`runbooks.timeout`).
+fn timeout_of(
+    continuation: Option<&Continuation>,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    continuation.and_then(|c| c.step_timeout).unwrap_or(default)
+}
+
+impl Proposal {
+    fn timeout(&self, default: std::time::Duration) -> std::time::Duration {
+        timeout_of(self.continuation.as_ref(), default)
+    }
+}
+
 fn refusal(text: impl Into<String>) -> Message {
     views::refusal(text.into())
 }
@@ -143,6 +158,14 @@ fn summary(text: &str) -> String {
 }
 
 impl App {
+    /// `runbooks.timeout`, or 30 s where runbooks are no longer configured (a change
+    /// settled after a restart without them).
+    fn runbook_timeout(&self) -> std::time::Duration {
+        self.runbooks()
+            .map(|r| r.guard.config.timeout)
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+
     fn runbooks(&self) -> Result<&Runbooks, Message> {
         self.runbooks.as_deref().ok_or_else(|| {
             refusal(
@@ -468,8 +491,9 @@ impl App {
     /// A change's expiry timer found it confirmed and still running: confirming is two
     /// writes (the state, then the note with its settle timer), so plan a settle timer of
     /// our own, due when the apply must be over however late before expiry it was
-    /// confirmed (at once if this timer fired later than that). A second settle timer is harmless: the first to find the request settled
-    /// or settling it wins, and the other does nothing. Returns false (nothing announced).
+    /// confirmed (at once if this timer fired later than that). A second settle timer is
+    /// harmless: the first to find the request settled or settling it wins, and the other
+    /// does nothing. Returns false (nothing announced).
     async fn settle_later(
         &self,
         timer: &crate::store::Timer,
@@ -477,10 +501,6 @@ impl App {
         incident: &Incident,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let default = self
-            .runbooks()
-            .map(|r| r.guard.config.timeout)
-            .unwrap_or(std::time::Duration::from_secs(30));
         let Ok(proposal) = serde_json::from_value::<Proposal>(request.body.clone()) else {
             super::unless_lease_lost(self.store.discard_timer(timer.id, &self.owner, now).await)?;
             return Ok(false);
@@ -493,7 +513,9 @@ impl App {
                 kind: crate::core::TimerKind::ChangeSettle {
                     request: request.id,
                 },
-                due_at: (request.expires_at + settle_delay(&proposal, default)).max(now),
+                due_at: (request.expires_at
+                    + settle_delay(proposal.timeout(self.runbook_timeout())))
+                .max(now),
                 fence: 0,
             }],
             fired_timer: Some(timer.id),
@@ -660,10 +682,7 @@ impl App {
             }
         };
         let now = self.clock.now();
-        let timeout = continuation
-            .as_ref()
-            .and_then(|c| c.step_timeout)
-            .unwrap_or(guard.config.timeout);
+        let timeout = timeout_of(continuation.as_ref(), guard.config.timeout);
         let preview = cluster.preview(&action, timeout, now).await;
         self.metrics.kubernetes_call(preview.is_ok());
         let preview = match preview {
@@ -774,13 +793,8 @@ impl App {
         let described = proposal.action.describe();
         let guard = &runbooks.guard;
         // A request left running by a process that stopped mid-way: find out what happened.
-        let apply_timeout = proposal
-            .continuation
-            .as_ref()
-            .and_then(|c| c.step_timeout)
-            .unwrap_or(guard.config.timeout);
-        let stale_after =
-            guard.config.confirm_within + settle_delay(&proposal, guard.config.timeout);
+        let timeout = proposal.timeout(guard.config.timeout);
+        let stale_after = guard.config.confirm_within + settle_delay(timeout);
         if request.state == "running" && self.clock.now() > request.created_at + stale_after {
             return self
                 .finish_interrupted(
@@ -851,11 +865,10 @@ impl App {
                 "Change #{id} was decided by someone else just now."
             ))));
         }
-        let timeout = apply_timeout;
         // Recorded before anything is applied, with a timer that settles the request from
         // the cluster if this process stops before it finishes. (Should it stop before this
         // is recorded, the expiry timer finds the request running and plans the settling.)
-        let settle_at = self.clock.now() + settle_delay(&proposal, guard.config.timeout);
+        let settle_at = self.clock.now() + settle_delay(timeout);
         self.record_note(
             &incident,
             Note {
@@ -992,12 +1005,7 @@ impl App {
     /// After an apply that failed or was interrupted, read the state: whether the change is
     /// there (`true`), with what to say.
     async fn settle(&self, cluster: &Cluster, proposal: &Proposal, error: &str) -> (bool, String) {
-        let timeout = proposal
-            .continuation
-            .as_ref()
-            .and_then(|c| c.step_timeout)
-            .or_else(|| self.runbooks().ok().map(|r| r.guard.config.timeout))
-            .unwrap_or(std::time::Duration::from_secs(30));
+        let timeout = proposal.timeout(self.runbook_timeout());
         let now = cluster.prior_state(&proposal.action, timeout).await;
         self.metrics.kubernetes_call(now.is_ok());
         let applied = match (&proposal.prior, &now) {
@@ -1178,17 +1186,11 @@ impl App {
     }
 }
 
-/// How long an apply of `proposal` can take (its step's timeout, or the runbook timeout
-/// `default`), and so how long after its confirmation a request still "running" means the
-/// process applying it stopped: three timeouts (bound check, apply, settle) and 30 s.
-fn settle_delay(proposal: &Proposal, default: std::time::Duration) -> chrono::Duration {
-    let apply_timeout = proposal
-        .continuation
-        .as_ref()
-        .and_then(|c| c.step_timeout)
-        .unwrap_or(default);
-    chrono::Duration::from_std(apply_timeout * 3).unwrap_or_default()
-        + chrono::Duration::seconds(30)
+/// How long after its confirmation a change whose cluster calls may each take `timeout`
+/// (`Proposal::timeout`) can still be "running" before that means the process applying it
+/// stopped: three calls (bound check, apply, settle) and 30 s.
+fn settle_delay(timeout: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(timeout * 3).unwrap_or_default() + chrono::Duration::seconds(30)
 }
 
 /// " Playbook X stopped here; …" when a change that ends without being applied was a step.
