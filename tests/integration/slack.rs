@@ -1326,33 +1326,55 @@ pub async fn socket_mode_works_without_a_public_url(db: &TestDb) {
         s.fake.socket_connections() > 0
     })
     .await;
-
-    // A slash command: the acknowledgement carries the answer.
-    s.fake.socket_send(json!({
-        "envelope_id": "env-command",
-        "type": "slash_commands",
-        "accepts_response_payload": true,
-        "payload": {
-            "token": "deprecated", "team_id": "T0TEST", "team_domain": "example",
-            "channel_id": s.general, "channel_name": "general",
-            "user_id": DECLARER, "user_name": "someone", "command": "/incident",
-            "text": "declare Socket &lt;outage&gt;", "api_app_id": "A0TEST",
-            "response_url": s.fake.response_url("socket-cmd"), "trigger_id": trigger_id(),
-        },
-    }));
-    s.eventually("the command's acknowledgement", || {
+    s.inbound.api.identity().await.unwrap();
+    let command = |envelope: &str, team: &str, text: &str| {
+        json!({
+            "envelope_id": envelope,
+            "type": "slash_commands",
+            "accepts_response_payload": true,
+            "payload": {
+                "token": "deprecated", "team_id": team, "team_domain": "example",
+                "channel_id": s.general, "channel_name": "general",
+                "user_id": DECLARER, "user_name": "someone", "command": "/incident",
+                "text": text, "api_app_id": "A0TEST",
+                "response_url": s.fake.response_url("socket-cmd"), "trigger_id": trigger_id(),
+            },
+        })
+    };
+    let ack_of = |envelope: &str| {
         s.fake
             .socket_acks()
-            .iter()
-            .any(|a| a["envelope_id"] == "env-command")
+            .into_iter()
+            .find(|a| a["envelope_id"] == envelope)
+    };
+
+    // A command from a workspace warroom does not serve is refused.
+    s.fake.socket_send(command(
+        "env-elsewhere",
+        "T0OTHER",
+        "declare From elsewhere",
+    ));
+    s.eventually("the refusal", || ack_of("env-elsewhere").is_some())
+        .await;
+    let refused = ack_of("env-elsewhere").unwrap();
+    assert!(
+        refused["payload"]
+            .to_string()
+            .contains("does not serve this Slack workspace"),
+        "{refused}"
+    );
+
+    // A slash command: the acknowledgement carries the answer.
+    s.fake.socket_send(command(
+        "env-command",
+        "T0TEST",
+        "declare Socket &lt;outage&gt;",
+    ));
+    s.eventually("the command's acknowledgement", || {
+        ack_of("env-command").is_some()
     })
     .await;
-    let ack = s
-        .fake
-        .socket_acks()
-        .into_iter()
-        .find(|a| a["envelope_id"] == "env-command")
-        .unwrap();
+    let ack = ack_of("env-command").unwrap();
     assert!(
         ack["payload"].to_string().contains("Declared INC-1"),
         "{ack}"
