@@ -711,10 +711,14 @@ impl App {
             severity: incident.severity,
         };
         let body = serde_json::to_value(&proposal).expect("proposals serialize");
+        // The request and the timer that expires it are written together, so a stop before
+        // the proposal below is recorded leaves nothing pending for ever: the timer closes
+        // it (and says so) when it is due.
         let id = self
             .store
             .insert_runbook_request(incident.key, &body, expires, now)
             .await?;
+        self.timers_changed.raise();
         let who_may = who_may_confirm(guard, action.kind, &proposal.requested_by, incident);
         let described = action.describe();
         let event = EventKind::ChangeProposed {
@@ -741,11 +745,7 @@ impl App {
             actor: Actor::User(actor.clone()),
             events: vec![event],
             posts: vec![post],
-            timers: vec![crate::core::TimerRequest {
-                kind: crate::core::TimerKind::ChangeExpiry { request: id },
-                due_at: expires,
-                fence: 0,
-            }],
+            timers: Vec::new(),
             fired_timer: None,
         };
         self.record_note(incident, note).await?;

@@ -245,7 +245,9 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
 
-    /// Record a runbook action awaiting confirmation; its id.
+    /// Record a runbook action awaiting confirmation, with the `change_expiry` timer (fence
+    /// 0, due at `expires_at`) that closes it if nobody decides it; its id. One transaction:
+    /// a request is never left without what expires it.
     async fn insert_runbook_request(
         &self,
         incident: IncidentKey,

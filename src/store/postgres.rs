@@ -758,7 +758,11 @@ impl Store for PostgresStore {
             .query_one(
                 &client
                     .prepare_cached(
-                        "INSERT INTO runbook_requests (incident, body, created_at, expires_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                        "WITH request AS (INSERT INTO runbook_requests (incident, body, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4) RETURNING id), \
+                         expiry AS (INSERT INTO timers (incident, kind, step, due_at, fence, created_at) \
+                         SELECT $1, 'change_expiry', id, $4, 0, $3 FROM request) \
+                         SELECT id FROM request",
                     )
                     .await
                     .map_err(db_error)?,

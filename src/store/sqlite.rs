@@ -519,12 +519,22 @@ impl Store for SqliteStore {
     ) -> StoreResult<i64> {
         let body = body.to_string();
         self.with(move |conn| {
-            conn.execute(
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            tx.execute(
                 "INSERT INTO runbook_requests (incident, body, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![incident.0, body, ts(now), ts(expires_at)],
             )
             .map_err(db_error)?;
-            Ok(conn.last_insert_rowid())
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO timers (incident, kind, step, due_at, fence, created_at) VALUES (?1, 'change_expiry', ?2, ?3, 0, ?4)",
+                params![incident.0, id, ts(expires_at), ts(now)],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(id)
         })
         .await
     }

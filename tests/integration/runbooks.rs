@@ -822,6 +822,58 @@ pub async fn an_expiry_cut_short_still_tells_the_channel_once(db: &TestDb) {
     assert_eq!(rig.fake.deployment_replicas(NS, API), Some(3));
 }
 
+/// A replica stops between storing a proposed change and recording its proposal (so nobody
+/// saw it): the request does not stay pending for ever. Its expiry timer, written with it,
+/// closes it when due and says so in the channel, once.
+pub async fn a_proposal_cut_short_still_expires(db: &TestDb) {
+    let rig = Rig::new(db).await;
+    // What the stopped replica stored: a proposal like one shown (its body taken from one).
+    rig.say("olivia", "scale stock-analysis-api 4").await;
+    let shown = rig.last_request().await;
+    rig.say("olivia", &format!("cancel {shown}")).await;
+    let body = rig
+        .store
+        .runbook_request(shown)
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    let incident = rig.store.incidents(false, 5).await.unwrap()[0].clone();
+    let now = warroom::app::clock::Clock::now(&*rig.clock);
+    let id = rig
+        .store
+        .insert_runbook_request(incident.key, &body, now + Duration::minutes(5), now)
+        .await
+        .unwrap();
+    rig.clock.advance(Duration::minutes(4));
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(
+        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        "pending",
+        "not before it is due"
+    );
+    rig.clock.advance(Duration::minutes(2));
+    rig.app.run_due_timers().await.unwrap();
+    assert_eq!(
+        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        "expired"
+    );
+    let posted = rig.posted().await;
+    assert!(
+        posted.contains(&format!("change #{id} (scale")) && posted.contains("expired unconfirmed"),
+        "{posted}"
+    );
+    rig.clock.advance(Duration::hours(1));
+    rig.app.run_due_timers().await.unwrap();
+    let dropped = rig
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, EventKind::ChangeDropped { request, .. } if *request == id))
+        .count();
+    assert_eq!(dropped, 1, "told once");
+}
+
 /// A replica stops between taking a confirmation (the request "running") and recording it
 /// with its settle timer: the change's expiry timer finds it running and plans the settling,
 /// which finds what the cluster shows and tells the channel, once.
@@ -1070,6 +1122,7 @@ pub async fn the_shipped_rbac_is_exactly_what_the_actions_use(db: &TestDb) {
 on_both_stores!(
     a_change_abandoned_mid_apply_is_settled_by_its_timer,
     a_confirmation_cut_short_is_still_settled,
+    a_proposal_cut_short_still_expires,
     an_unconfirmed_change_expires_on_its_own,
     an_expiry_cut_short_still_tells_the_channel_once,
     diagnostics_show_the_cluster,

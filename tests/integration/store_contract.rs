@@ -1702,6 +1702,24 @@ pub async fn runbook_requests_change_state_once(db: &TestDb) {
         (d.incident.key, "pending", &body, expires)
     );
     assert!(store.runbook_request(id + 1000).await.unwrap().is_none());
+    // Written with the timer that expires it, due when it expires.
+    let due: Vec<_> = store
+        .claim_due_timers(expires, "contract", expires + Duration::seconds(30), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| matches!(t.kind, TimerKind::ChangeExpiry { .. }))
+        .map(|t| (t.incident, t.kind, t.due_at, t.fence))
+        .collect();
+    assert_eq!(
+        due,
+        vec![(
+            d.incident.key,
+            TimerKind::ChangeExpiry { request: id },
+            expires,
+            0
+        )]
+    );
     // Two confirmations at once: one wins.
     let (a, b) = tokio::join!(
         store.transition_runbook_request(id, "pending", "running", Some("alice"), t0()),
