@@ -345,7 +345,6 @@ impl Cluster {
                 .as_ref()
                 .and_then(|s| s.container_statuses.clone())
                 .unwrap_or_default();
-            let ready = statuses.iter().filter(|c| c.ready).count();
             let restarts: i32 = statuses.iter().map(|c| c.restart_count).sum();
             let phase = pod
                 .status
@@ -354,7 +353,7 @@ impl Cluster {
                 .unwrap_or_else(|| "Unknown".into());
             rows.push(vec![
                 pod.metadata.name.clone().unwrap_or_default(),
-                format!("{ready}/{}", statuses.len()),
+                readiness(pod),
                 phase,
                 restarts.to_string(),
                 age(
@@ -764,6 +763,22 @@ fn table(rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
+/// A pod's READY column as kubectl shows it: ready containers out of the pod's containers. A pod
+/// not yet scheduled has no container statuses, and is 0 of its containers ready, not 0/0.
+fn readiness(pod: &Pod) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let ready = statuses.iter().filter(|c| c.ready).count();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map_or(statuses.len(), |spec| spec.containers.len());
+    format!("{ready}/{containers}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,5 +796,31 @@ mod tests {
         assert_eq!(age(None, now), "?");
         assert_eq!(capitalise("replicaset"), "ReplicaSet");
         assert_eq!(capitalise("pod"), "Pod");
+    }
+
+    /// As a real API server answers for a pod not yet scheduled (no container statuses), and
+    /// for one running with one of its two containers ready.
+    #[test]
+    fn readiness_counts_the_pods_containers() {
+        let pending: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "api-1" },
+            "spec": { "containers": [{ "name": "api", "image": "api:1" }] },
+            "status": { "phase": "Pending", "qosClass": "BestEffort" }
+        }))
+        .unwrap();
+        assert_eq!(readiness(&pending), "0/1");
+        let running: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "api-2" },
+            "spec": { "containers": [
+                { "name": "api", "image": "api:1" },
+                { "name": "proxy", "image": "proxy:1" }
+            ] },
+            "status": { "phase": "Running", "containerStatuses": [
+                { "name": "api", "image": "api:1", "imageID": "", "ready": true, "restartCount": 0 },
+                { "name": "proxy", "image": "proxy:1", "imageID": "", "ready": false, "restartCount": 2 }
+            ] }
+        }))
+        .unwrap();
+        assert_eq!(readiness(&running), "1/2");
     }
 }
