@@ -231,6 +231,16 @@ impl Rig {
             .collect()
     }
 
+    /// The state of change request `id` in the store.
+    pub async fn request_state(&self, id: i64) -> String {
+        self.store
+            .runbook_request(id)
+            .await
+            .unwrap()
+            .expect("stored")
+            .state
+    }
+
     /// The request number of the last change proposed.
     pub async fn last_request(&self) -> i64 {
         self.events()
@@ -804,12 +814,7 @@ pub async fn an_expiry_cut_short_still_tells_the_channel_once(db: &TestDb) {
         "the late confirmation records nothing itself"
     );
     assert_eq!(
-        rig.store
-            .runbook_request(late)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
+        rig.request_state(late).await,
         "pending",
         "nor expires the request: its timer does"
     );
@@ -848,16 +853,13 @@ pub async fn a_proposal_cut_short_still_expires(db: &TestDb) {
     rig.clock.advance(Duration::minutes(4));
     rig.app.run_due_timers().await.unwrap();
     assert_eq!(
-        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        rig.request_state(id).await,
         "pending",
         "not before it is due"
     );
     rig.clock.advance(Duration::minutes(2));
     rig.app.run_due_timers().await.unwrap();
-    assert_eq!(
-        rig.store.runbook_request(id).await.unwrap().unwrap().state,
-        "expired"
-    );
+    assert_eq!(rig.request_state(id).await, "expired");
     let posted = rig.posted().await;
     assert!(
         posted.contains(&format!("change #{id} (scale")) && posted.contains("expired unconfirmed"),
@@ -891,15 +893,14 @@ pub async fn a_confirmation_cut_short_is_still_settled(db: &TestDb) {
     rig.clock.advance(Duration::minutes(6));
     rig.app.run_due_timers().await.unwrap();
     assert_eq!(
-        rig.store.runbook_request(id).await.unwrap().unwrap().state,
+        rig.request_state(id).await,
         "running",
         "the expiry leaves a running change to be settled"
     );
     assert!(!rig.posted().await.contains("interrupted"));
     rig.clock.advance(Duration::minutes(10));
     assert_eq!(rig.app.run_due_timers().await.unwrap(), 1);
-    let request = rig.store.runbook_request(id).await.unwrap().unwrap();
-    assert_eq!(request.state, "failed", "nothing landed");
+    assert_eq!(rig.request_state(id).await, "failed", "nothing landed");
     let posted = rig.posted().await;
     assert!(
         posted.contains("was interrupted while being applied")
@@ -942,14 +943,10 @@ pub async fn a_change_abandoned_mid_apply_is_settled_by_its_timer(db: &TestDb) {
         }
         // Dropped here: the process "stops" while the PATCH hangs.
     }
-    assert_eq!(
-        rig.store.runbook_request(id).await.unwrap().unwrap().state,
-        "running"
-    );
+    assert_eq!(rig.request_state(id).await, "running");
     rig.clock.advance(Duration::minutes(2));
     assert_eq!(rig.app.run_due_timers().await.unwrap(), 1);
-    let request = rig.store.runbook_request(id).await.unwrap().unwrap();
-    assert_eq!(request.state, "failed", "nothing landed");
+    assert_eq!(rig.request_state(id).await, "failed", "nothing landed");
     let posted = rig.posted().await;
     assert!(
         posted.contains("was interrupted while being applied"),
